@@ -1,0 +1,349 @@
+"""Anti-spoofing metrics, equal to the official ASVspoof evaluation code.
+
+Conventions (as in ASVspoof): higher CM score = more bona fide; the
+"target" class of the DET curve is bona fide.  All rates are fractions.
+
+- EER: the official DET method (scores sorted with a stable mergesort, no
+  interpolation; EER = mean of FRR and FAR at the point where they are closest).
+- min t-DCF: the 2019 (legacy, ASVspoof 2019 evaluation plan) and the 2021
+  (revised, Kinnunen et al. 2020) formulas, ASV threshold at the ASV EER point.
+- ASVspoof 5: minDCF, actDCF (threshold ``-ln(1.9)`` on LLR scores), Cllr, minCllr (PAV).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from voiceguard.errors import ScoreError
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """t-DCF / DCF cost model (defaults: ASVspoof 2019 / 2021 evaluation plans)."""
+
+    p_spoof: float = 0.05
+    c_miss: float = 1.0  # ASV miss (2019: Cmiss_asv; 2021: Cmiss)
+    c_fa: float = 10.0  # ASV false alarm on a non-target (2019: Cfa_asv; 2021: Cfa)
+    c_miss_cm: float = 1.0  # 2019 only: CM rejects a bona fide target
+    c_fa_cm: float = 10.0  # 2019 only: CM accepts a spoof
+    c_fa_spoof: float = 10.0  # 2021 only: the system accepts a spoof
+
+    @property
+    def p_tar(self) -> float:
+        return (1 - self.p_spoof) * 0.99
+
+    @property
+    def p_non(self) -> float:
+        return (1 - self.p_spoof) * 0.01
+
+
+ASVSPOOF_COSTS = CostModel()
+
+
+# --------------------------------------------------------------------------- validation
+def check_scores(scores: np.ndarray, what: str = "scores", min_distinct: int = 3) -> np.ndarray:
+    """Return float64 scores or raise ``ScoreError`` for empty / NaN / Inf / constant input."""
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if scores.size == 0:
+        raise ScoreError(f"no {what}")
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        raise ScoreError(f"{int(bad.sum())} of {scores.size} {what} are NaN or infinite")
+    return scores
+
+
+def _check_pair(bona: np.ndarray, spoof: np.ndarray, min_distinct: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    bona = check_scores(bona, "bona fide scores")
+    spoof = check_scores(spoof, "spoof scores")
+    distinct = np.unique(np.concatenate([bona, spoof])).size
+    if distinct < min_distinct:
+        raise ScoreError(f"only {distinct} distinct score value(s) over {bona.size + spoof.size} trials; "
+                         f"a metric needs at least {min_distinct} (is the detector outputting a constant?)")
+    return bona, spoof
+
+
+# --------------------------------------------------------------------------- EER / DET
+def det_curve(target: np.ndarray, nontarget: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Official ``compute_det_curve``: (miss rate, false-alarm rate, thresholds).
+
+    ``miss[i]`` is the fraction of target scores below ``thresholds[i]`` and
+    ``fa[i]`` the fraction of non-target scores at or above it.
+    """
+    target = np.asarray(target, dtype=np.float64)
+    nontarget = np.asarray(nontarget, dtype=np.float64)
+    n_scores = target.size + nontarget.size
+    all_scores = np.concatenate((target, nontarget))
+    labels = np.concatenate((np.ones(target.size), np.zeros(nontarget.size)))
+    indices = np.argsort(all_scores, kind="mergesort")
+    labels = labels[indices]
+    tar_trial_sums = np.cumsum(labels)
+    nontarget_trial_sums = nontarget.size - (np.arange(1, n_scores + 1) - tar_trial_sums)
+    frr = np.concatenate((np.atleast_1d(0), tar_trial_sums / target.size))
+    far = np.concatenate((np.atleast_1d(1), nontarget_trial_sums / nontarget.size))
+    thresholds = np.concatenate((np.atleast_1d(all_scores[indices[0]] - 0.001), all_scores[indices]))
+    return frr, far, thresholds
+
+
+def compute_eer(target: np.ndarray, nontarget: np.ndarray) -> tuple[float, float]:
+    """Official ``compute_eer``: (EER as a fraction, threshold)."""
+    frr, far, thresholds = det_curve(target, nontarget)
+    i = int(np.argmin(np.abs(frr - far)))
+    return float(np.mean((frr[i], far[i]))), float(thresholds[i])
+
+
+def eer(bonafide: np.ndarray, spoof: np.ndarray) -> tuple[float, float]:
+    """CM EER (fraction) and its threshold, with input validation."""
+    bonafide, spoof = _check_pair(bonafide, spoof)
+    return compute_eer(bonafide, spoof)
+
+
+# --------------------------------------------------------------------------- t-DCF
+@dataclass(frozen=True)
+class AsvErrorRates:
+    """ASV error rates at a fixed ASV threshold (the ASV EER point)."""
+
+    threshold: float
+    eer: float
+    p_fa: float  # non-targets accepted
+    p_miss: float  # targets rejected
+    p_miss_spoof: float  # spoofs rejected (2019 formula)
+    p_fa_spoof: float  # spoofs accepted (2021 formula)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def asv_error_rates(target: np.ndarray, nontarget: np.ndarray, spoof: np.ndarray,
+                    threshold: float | None = None) -> AsvErrorRates:
+    """Official ``obtain_asv_error_rates`` at ``threshold`` (default: the ASV EER threshold)."""
+    target = check_scores(target, "ASV target scores")
+    nontarget = check_scores(nontarget, "ASV non-target scores")
+    spoof = check_scores(spoof, "ASV spoof scores")
+    asv_eer, eer_thr = compute_eer(target, nontarget)
+    thr = eer_thr if threshold is None else threshold
+    return AsvErrorRates(
+        threshold=float(thr), eer=asv_eer,
+        p_fa=float(np.sum(nontarget >= thr) / nontarget.size),
+        p_miss=float(np.sum(target < thr) / target.size),
+        p_miss_spoof=float(np.sum(spoof < thr) / spoof.size),
+        p_fa_spoof=float(np.sum(spoof >= thr) / spoof.size),
+    )
+
+
+def tdcf_curve_2019(bonafide: np.ndarray, spoof: np.ndarray, asv: AsvErrorRates,
+                    cost: CostModel = ASVSPOOF_COSTS) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised legacy t-DCF (ASVspoof 2019) for every CM threshold: (t-DCF, thresholds)."""
+    bonafide, spoof = _check_pair(bonafide, spoof)
+    p_miss_cm, p_fa_cm, thresholds = det_curve(bonafide, spoof)
+    c1 = cost.p_tar * (cost.c_miss_cm - cost.c_miss * asv.p_miss) - cost.p_non * cost.c_fa * asv.p_fa
+    c2 = cost.c_fa_cm * cost.p_spoof * (1 - asv.p_miss_spoof)
+    if c1 < 0 or c2 < 0:
+        raise ScoreError("t-DCF weights are negative: the ASV error rates are too high for this cost model")
+    if min(c1, c2) == 0:
+        raise ScoreError("t-DCF cannot be normalised: the ASV rejects every spoof (C2 = 0)")
+    return (c1 * p_miss_cm + c2 * p_fa_cm) / min(c1, c2), thresholds
+
+
+def tdcf_curve_2021(bonafide: np.ndarray, spoof: np.ndarray, asv: AsvErrorRates,
+                    cost: CostModel = ASVSPOOF_COSTS) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised revised t-DCF (ASVspoof 2021) for every CM threshold: (t-DCF, thresholds)."""
+    bonafide, spoof = _check_pair(bonafide, spoof)
+    p_miss_cm, p_fa_cm, thresholds = det_curve(bonafide, spoof)
+    c0 = cost.p_tar * cost.c_miss * asv.p_miss + cost.p_non * cost.c_fa * asv.p_fa
+    c1 = cost.p_tar * cost.c_miss - c0
+    c2 = cost.c_fa_spoof * cost.p_spoof * asv.p_fa_spoof
+    if c0 < 0 or c1 < 0 or c2 < 0:
+        raise ScoreError("t-DCF weights are negative: the ASV error rates are too high for this cost model")
+    return (c0 + c1 * p_miss_cm + c2 * p_fa_cm) / (c0 + min(c1, c2)), thresholds
+
+
+def min_tdcf(bonafide: np.ndarray, spoof: np.ndarray, asv: AsvErrorRates, version: str = "2021",
+             cost: CostModel = ASVSPOOF_COSTS) -> tuple[float, float]:
+    """Minimum normalised t-DCF and the CM threshold reaching it; ``version`` '2019' or '2021'."""
+    curve = {"2019": tdcf_curve_2019, "2021": tdcf_curve_2021}
+    if version not in curve:
+        raise ValueError(f"t-DCF version must be '2019' or '2021', not {version!r}")
+    values, thresholds = curve[version](bonafide, spoof, asv, cost)
+    i = int(np.argmin(values))
+    return float(values[i]), float(thresholds[i])
+
+
+# --------------------------------------------------------------------------- ASVspoof 5
+ASVSPOOF5_COSTS = CostModel(p_spoof=0.05, c_miss=1.0, c_fa=10.0)
+
+
+def _dcf_weights(cost: CostModel) -> tuple[float, float, float]:
+    p_target = 1 - cost.p_spoof  # bona fide is the target class of a CM
+    c_def = min(cost.c_miss * p_target, cost.c_fa * (1 - p_target))
+    return p_target, c_def, math.log((cost.c_fa * (1 - p_target)) / (cost.c_miss * p_target))
+
+
+def min_dcf(bonafide: np.ndarray, spoof: np.ndarray, cost: CostModel = ASVSPOOF5_COSTS) -> tuple[float, float]:
+    """ASVspoof 5 normalised minDCF and its threshold."""
+    bonafide, spoof = _check_pair(bonafide, spoof)
+    frr, far, thresholds = det_curve(bonafide, spoof)
+    p_target, c_def, _ = _dcf_weights(cost)
+    c_det = cost.c_miss * frr * p_target + cost.c_fa * far * (1 - p_target)
+    i = int(np.argmin(c_det))
+    return float(c_det[i] / c_def), float(thresholds[i])
+
+
+def bayes_threshold(cost: CostModel = ASVSPOOF5_COSTS) -> float:
+    """The Bayes decision threshold on LLRs: ``-ln(1.9)`` for the ASVspoof 5 costs."""
+    return -_dcf_weights(cost)[2]
+
+
+def act_dcf(bonafide_llr: np.ndarray, spoof_llr: np.ndarray, cost: CostModel = ASVSPOOF5_COSTS) -> float:
+    """ASVspoof 5 actual DCF: calibrated LLR scores thresholded at the Bayes threshold."""
+    bona, spoof = _check_pair(bonafide_llr, spoof_llr)
+    p_target, c_def, _ = _dcf_weights(cost)
+    thr = bayes_threshold(cost)
+    p_miss = np.mean(bona < thr)
+    p_fa = np.mean(spoof >= thr)
+    return float((cost.c_miss * p_miss * p_target + cost.c_fa * p_fa * (1 - p_target)) / c_def)
+
+
+def _neg_log_sigmoid(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, -x)
+
+
+def cllr(bonafide_llr: np.ndarray, spoof_llr: np.ndarray) -> float:
+    """Log-likelihood-ratio cost in bits (0 perfect, 1 uninformative)."""
+    bona = check_scores(bonafide_llr, "bona fide scores")
+    spoof = check_scores(spoof_llr, "spoof scores")
+    return float((np.mean(_neg_log_sigmoid(bona)) + np.mean(_neg_log_sigmoid(-spoof))) / (2 * math.log(2)))
+
+
+def pav(y: np.ndarray) -> np.ndarray:
+    """Pool-adjacent-violators: the non-decreasing sequence closest to ``y`` in least squares."""
+    y = np.asarray(y, dtype=np.float64)
+    values: list[float] = []
+    weights: list[float] = []
+    for v in y:
+        values.append(float(v))
+        weights.append(1.0)
+        while len(values) > 1 and values[-2] > values[-1]:
+            w = weights[-2] + weights[-1]
+            values[-2] = (values[-2] * weights[-2] + values[-1] * weights[-1]) / w
+            weights[-2] = w
+            values.pop()
+            weights.pop()
+    return np.repeat(values, np.asarray(weights, dtype=int))
+
+
+def optimal_llr(bonafide: np.ndarray, spoof: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Optimally calibrated LLRs (PAV on the pooled, sorted scores), as in the official minCllr."""
+    bona = check_scores(bonafide, "bona fide scores")
+    spoof = check_scores(spoof, "spoof scores")
+    scores = np.concatenate([spoof, bona])
+    ideal = np.concatenate([np.zeros(spoof.size), np.ones(bona.size)])
+    order = np.argsort(scores, kind="mergesort")
+    p_opt = pav(ideal[order])
+    with np.errstate(divide="ignore"):
+        post_log_odds = np.log(p_opt) - np.log(1 - p_opt)
+    llrs = post_log_odds - math.log(bona.size / spoof.size)
+    n = scores.size
+    llrs = llrs + np.arange(n) * 1e-6 / n  # official monotonicity epsilon
+    out = np.empty(n)
+    out[order] = llrs
+    return out[spoof.size:], out[:spoof.size]
+
+
+def min_cllr(bonafide: np.ndarray, spoof: np.ndarray) -> float:
+    """Cllr after optimal (PAV) calibration: the discrimination part of Cllr."""
+    bona_llr, spoof_llr = optimal_llr(bonafide, spoof)
+    with np.errstate(over="ignore", invalid="ignore"):
+        c1 = np.where(np.isposinf(bona_llr), 0.0, _neg_log_sigmoid(bona_llr))
+        c2 = np.where(np.isneginf(spoof_llr), 0.0, _neg_log_sigmoid(-spoof_llr))
+    return float((np.mean(c1) + np.mean(c2)) / (2 * math.log(2)))
+
+
+# --------------------------------------------------------------------------- extras
+def bootstrap_eer(bonafide: np.ndarray, spoof: np.ndarray, n_boot: int = 1000, confidence: float = 0.95,
+                  seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the EER, resampling each class separately with ``seed``."""
+    bona, spoof = _check_pair(bonafide, spoof)
+    rng = np.random.default_rng(seed)
+    values = np.empty(n_boot)
+    for b in range(n_boot):
+        values[b] = compute_eer(bona[rng.integers(0, bona.size, bona.size)],
+                                spoof[rng.integers(0, spoof.size, spoof.size)])[0]
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(values, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
+def polarity_warning(bonafide: np.ndarray, spoof: np.ndarray, margin: float = 0.1) -> str | None:
+    """A message when negated scores give a much lower EER (scores probably have the wrong sign)."""
+    e, _ = eer(bonafide, spoof)
+    e_neg, _ = eer(-np.asarray(spoof, dtype=float), -np.asarray(bonafide, dtype=float))
+    if e_neg + margin < e:
+        return (f"EER is {e:.2%} but {e_neg:.2%} with negated scores: higher scores should mean bona fide; "
+                f"the scores look inverted")
+    return None
+
+
+@dataclass(frozen=True)
+class EerResult:
+    """EER of one group (pooled, one attack, one condition)."""
+
+    eer: float
+    threshold: float
+    n_bonafide: int
+    n_spoof: int
+    ci: tuple[float, float] | None = None
+
+    def to_dict(self) -> dict:
+        d = {"eer": self.eer, "threshold": self.threshold, "n_bonafide": self.n_bonafide, "n_spoof": self.n_spoof}
+        if self.ci is not None:
+            d["eer_ci"] = list(self.ci)
+        return d
+
+
+def eer_breakdown(bonafide: np.ndarray, spoof: np.ndarray, spoof_groups: np.ndarray) -> dict[str, EerResult]:
+    """EER of all bona fide scores against the spoofs of each group (e.g. each attack id)."""
+    spoof = np.asarray(spoof, dtype=np.float64)
+    groups = np.asarray(spoof_groups)
+    out: dict[str, EerResult] = {}
+    for g in sorted(set(groups.tolist())):
+        s = spoof[groups == g]
+        try:
+            e, t = eer(bonafide, s)
+        except ScoreError as err:
+            warnings.warn(f"group {g}: {err}")
+            continue
+        out[str(g)] = EerResult(e, t, int(np.size(bonafide)), int(s.size))
+    return out
+
+
+@dataclass(frozen=True)
+class CmMetrics:
+    """Everything `voiceguard eval eer` reports for one score set."""
+
+    eer: EerResult
+    min_dcf: float
+    cllr: float | None
+    min_cllr: float
+    act_dcf: float | None
+    asv: AsvErrorRates | None = None
+    min_tdcf_2019: float | None = None
+    min_tdcf_2021: float | None = None
+    per_attack: dict[str, EerResult] = field(default_factory=dict)
+    per_condition: dict[str, EerResult] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        d = self.eer.to_dict()
+        d.update({"min_dcf": self.min_dcf, "min_cllr": self.min_cllr, "cllr": self.cllr, "act_dcf": self.act_dcf})
+        if self.asv is not None:
+            d.update({"asv": self.asv.to_dict(), "min_tdcf_2019": self.min_tdcf_2019,
+                      "min_tdcf_2021": self.min_tdcf_2021})
+        d["per_attack"] = {k: v.eer for k, v in self.per_attack.items()}
+        d["per_attack_detail"] = {k: v.to_dict() for k, v in self.per_attack.items()}
+        if self.per_condition:
+            d["per_condition"] = {k: v.eer for k, v in self.per_condition.items()}
+        d["warnings"] = list(self.warnings)
+        return d

@@ -1,0 +1,205 @@
+"""Score files: reading, joining with a protocol, writing, and the ``eval eer`` pipeline."""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from voiceguard.errors import ProtocolError, ScoreError, preview
+from voiceguard.files import atomic_write_text
+from voiceguard.protocols import BONAFIDE, Trial, normalize_label, read_protocol
+
+from . import metrics as M
+
+
+@dataclass(frozen=True)
+class ScoredTrial:
+    """One CM score with its ground truth."""
+
+    utt_id: str
+    score: float
+    label: str
+    attack: str = "-"
+    condition: str = "-"
+
+
+def _lines(path: Path) -> Iterable[tuple[int, list[str]]]:
+    if not path.exists():
+        raise ScoreError("no such score file", source=path)
+    if path.is_dir():
+        raise ScoreError("is a directory, not a score file", source=path)
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.replace("\t", " ").split()
+            if parts and not parts[0].startswith("#"):
+                yield n, parts
+
+
+def _float(text: str, path: Path, n: int) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ScoreError(f"line {n}: score {text!r} is not a number", source=path) from None
+
+
+def read_cm_scores(path: str | os.PathLike) -> tuple[dict[str, float], dict[str, tuple[str, str]]]:
+    """Read a CM score file in the 2-column (``utt score``) or 4-column (``utt attack key score``) form.
+
+    A header row (``filename cm-score`` as in ASVspoof 5) is skipped.  Returns
+    ``scores[utt]`` and, for the 4-column form, ``keys[utt] = (attack, label)``.
+    """
+    path = Path(path)
+    scores: dict[str, float] = {}
+    keys: dict[str, tuple[str, str]] = {}
+    width = None
+    dups = []
+    for n, p in _lines(path):
+        if n == 1 and len(p) >= 2 and _is_header(p[-1]):
+            continue
+        if width is None:
+            width = len(p)
+            if width not in (2, 4):
+                raise ScoreError(f"line {n}: expected 2 columns (utt score) or 4 columns (utt attack key score), "
+                                 f"got {width}", source=path)
+        if len(p) != width:
+            raise ScoreError(f"line {n}: {len(p)} columns where earlier lines have {width}", source=path)
+        utt = p[0]
+        if utt in scores:
+            dups.append(utt)
+        scores[utt] = _float(p[-1], path, n)
+        if width == 4:
+            keys[utt] = (p[1], normalize_label(p[2], source=str(path), line=n))
+    if not scores:
+        raise ScoreError("score file has no scores", source=path)
+    if dups:
+        raise ScoreError(f"{len(dups)} duplicated utterance id(s): {preview(dups)}", source=path)
+    return scores, keys
+
+
+def _is_header(token: str) -> bool:
+    try:
+        float(token)
+        return False
+    except ValueError:
+        return True
+
+
+def join_scores(scores: dict[str, float], keys: dict[str, tuple[str, str]], protocol: list[Trial] | None,
+                *, source: str | None = None) -> list[ScoredTrial]:
+    """Attach ground truth to scores: from the protocol when given (it must cover every score), else
+    from the 4-column keys.  Trials of the protocol with no score are an error (listed)."""
+    if protocol is None:
+        if not keys:
+            raise ScoreError("a 2-column score file needs --protocol for the labels", source=source)
+        return [ScoredTrial(u, s, keys[u][1], keys[u][0]) for u, s in scores.items()]
+    by_id = {t.utt_id: t for t in protocol}
+    unknown = [u for u in scores if u not in by_id]
+    if unknown:
+        raise ScoreError(f"{len(unknown)} scored utterance(s) are not in the protocol: {preview(unknown)}",
+                         source=source)
+    missing = [t.utt_id for t in protocol if t.utt_id not in scores]
+    if missing:
+        raise ScoreError(f"{len(missing)} of {len(protocol)} protocol trials have no score: {preview(missing)}",
+                         source=source)
+    conflicts = [u for u, (_, lab) in keys.items() if by_id[u].label != lab]
+    if conflicts:
+        raise ScoreError(f"{len(conflicts)} label(s) in the score file disagree with the protocol: "
+                         f"{preview(conflicts)}", source=source)
+    return [ScoredTrial(t.utt_id, scores[t.utt_id], t.label, t.attack, t.condition) for t in protocol]
+
+
+def read_asv_scores(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ASVspoof ASV score file ``SOURCE KEY SCORE`` (KEY target / nontarget / spoof).
+
+    Returns (target, nontarget, spoof) score arrays.
+    """
+    path = Path(path)
+    groups: dict[str, list[float]] = {"target": [], "nontarget": [], "spoof": []}
+    for n, p in _lines(path):
+        if len(p) != 3:
+            raise ScoreError(f"line {n}: expected 3 columns (SOURCE KEY SCORE), got {len(p)}", source=path)
+        key = p[1].lower().replace("-", "")
+        if key not in groups:
+            raise ScoreError(f"line {n}: unknown ASV key {p[1]!r} (target, nontarget or spoof)", source=path)
+        groups[key].append(_float(p[2], path, n))
+    empty = [k for k, v in groups.items() if not v]
+    if empty:
+        raise ScoreError(f"ASV score file has no {' / '.join(empty)} trials (t-DCF needs all three)", source=path)
+    return tuple(np.asarray(groups[k]) for k in ("target", "nontarget", "spoof"))  # type: ignore[return-value]
+
+
+def format_cm_scores(rows: Iterable[ScoredTrial], columns: int = 4) -> str:
+    """Score file text: 4 columns ``utt attack key score`` (LA19 style) or 2 columns ``utt score``."""
+    if columns == 4:
+        return "".join(f"{r.utt_id} {r.attack} {r.label} {r.score:.6f}\n" for r in rows)
+    if columns == 2:
+        return "".join(f"{r.utt_id} {r.score:.6f}\n" for r in rows)
+    raise ValueError("columns must be 2 or 4")
+
+
+def write_cm_scores(path: str | os.PathLike, rows: Iterable[ScoredTrial], columns: int = 4) -> Path:
+    """Write a score file atomically (see ``format_cm_scores``)."""
+    return atomic_write_text(path, format_cm_scores(rows, columns))
+
+
+def evaluate_cm(rows: list[ScoredTrial], asv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, *,
+                bootstrap: int = 0, seed: int = 0) -> M.CmMetrics:
+    """All CM metrics of scored trials: pooled EER (+ optional bootstrap CI), min t-DCF 2019/2021 when
+    ASV scores are given, ASVspoof 5 minDCF/actDCF/Cllr/minCllr, per-attack and per-condition EERs."""
+    bona = np.array([r.score for r in rows if r.label == BONAFIDE])
+    spoof_rows = [r for r in rows if r.label != BONAFIDE]
+    spoof = np.array([r.score for r in spoof_rows])
+    if bona.size == 0 or spoof.size == 0:
+        raise ScoreError(f"need both classes: {bona.size} bona fide and {spoof.size} spoof trials")
+    e, thr = M.eer(bona, spoof)
+    ci = M.bootstrap_eer(bona, spoof, n_boot=bootstrap, seed=seed) if bootstrap > 0 else None
+    notes = []
+    w = M.polarity_warning(bona, spoof)
+    if w:
+        notes.append(w)
+    asv_rates = t19 = t21 = None
+    if asv is not None:
+        asv_rates = M.asv_error_rates(*asv)
+        t19 = M.min_tdcf(bona, spoof, asv_rates, "2019")[0]
+        t21 = M.min_tdcf(bona, spoof, asv_rates, "2021")[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        per_attack = M.eer_breakdown(bona, spoof, np.array([r.attack for r in spoof_rows]))
+        conds = {r.condition for r in rows}
+        per_cond = {}
+        if len(conds) > 1:
+            for c in sorted(conds):
+                b = np.array([r.score for r in rows if r.label == BONAFIDE and r.condition == c])
+                s = np.array([r.score for r in spoof_rows if r.condition == c])
+                if b.size and s.size:
+                    try:
+                        ce, ct = M.eer(b, s)
+                    except ScoreError as err:
+                        notes.append(f"condition {c}: {err}")
+                        continue
+                    per_cond[c] = M.EerResult(ce, ct, int(b.size), int(s.size))
+    notes += [str(c.message) for c in caught]
+    return M.CmMetrics(
+        eer=M.EerResult(e, thr, int(bona.size), int(spoof.size), ci),
+        min_dcf=M.min_dcf(bona, spoof)[0], cllr=M.cllr(bona, spoof), min_cllr=M.min_cllr(bona, spoof),
+        act_dcf=M.act_dcf(bona, spoof), asv=asv_rates, min_tdcf_2019=t19, min_tdcf_2021=t21,
+        per_attack=per_attack, per_condition=per_cond, warnings=tuple(notes))
+
+
+def evaluate_score_file(scores: str | os.PathLike, protocol: str | os.PathLike | None = None,
+                        asv_scores: str | os.PathLike | None = None, *, bootstrap: int = 0,
+                        seed: int = 0) -> M.CmMetrics:
+    """``voiceguard eval eer`` as a function: read the files, join, evaluate."""
+    s, keys = read_cm_scores(scores)
+    trials = read_protocol(protocol) if protocol is not None else None
+    rows = join_scores(s, keys, trials, source=str(scores))
+    asv = read_asv_scores(asv_scores) if asv_scores is not None else None
+    return evaluate_cm(rows, asv, bootstrap=bootstrap, seed=seed)
+
+
+__all__ = ["ScoredTrial", "read_cm_scores", "join_scores", "read_asv_scores", "write_cm_scores",
+           "format_cm_scores", "evaluate_cm", "evaluate_score_file", "ProtocolError"]

@@ -1,0 +1,54 @@
+"""Atomic output files: write to a temporary sibling, then rename over the target."""
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from .errors import OutputError
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[str]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
+
+    On any error the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError("is a directory", source=path)
+    if path.exists() and not overwrite:
+        raise OutputError("already exists (use --overwrite to replace it)", source=path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{path.suffix}", dir=path.parent)
+    except OSError as e:
+        raise OutputError(f"cannot write here ({e.strerror})", source=path) from None
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return Path(path)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when both paths name the same existing file (or the same resolved path)."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()

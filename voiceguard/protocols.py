@@ -1,0 +1,264 @@
+"""Trials and the protocol formats of the anti-spoofing world.
+
+One frozen ``Trial`` per utterance.  Readers for ASVspoof 2019 LA/PA CM
+protocols, ASVspoof 2021 LA/DF keys (``trial_metadata.txt``), ASVspoof 5
+protocol files, In-the-Wild ``meta.csv`` and a generic CSV
+(``path,label[,attack,speaker]``); writers for the 2019 format.
+"""
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping
+
+from .errors import ProtocolError, preview
+from .files import atomic_write_text
+
+BONAFIDE = "bonafide"
+SPOOF = "spoof"
+_LABELS = {
+    "bonafide": BONAFIDE, "bona-fide": BONAFIDE, "bona_fide": BONAFIDE, "bona fide": BONAFIDE,
+    "genuine": BONAFIDE, "real": BONAFIDE, "human": BONAFIDE, "0": BONAFIDE,
+    "spoof": SPOOF, "spoofed": SPOOF, "fake": SPOOF, "synthetic": SPOOF, "deepfake": SPOOF, "1": SPOOF,
+}
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One utterance of a protocol."""
+
+    utt_id: str
+    label: str  # "bonafide" | "spoof"
+    attack: str = "-"  # attack / system id ("-" for bona fide), e.g. "A07"
+    speaker: str = "-"
+    path: str | None = None  # audio path when the format gives one (relative paths resolve against audio_dir)
+    condition: str = "-"  # codec / channel / environment condition, e.g. "alaw", "mp3m4a", "aaa"
+    extra: Mapping[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def is_bonafide(self) -> bool:
+        return self.label == BONAFIDE
+
+    def audio_path(self, audio_dir: str | os.PathLike | None = None, ext: str = ".flac") -> Path:
+        """The file of this trial: its own path, else ``audio_dir/utt_id + ext``."""
+        if self.path is not None:
+            p = Path(self.path)
+            return p if p.is_absolute() or audio_dir is None else Path(audio_dir) / p
+        return Path(audio_dir or ".") / f"{self.utt_id}{ext}"
+
+
+def normalize_label(value: str, *, source: str = "", line: int | None = None) -> str:
+    """Map the many spellings of bona fide / spoof to ``"bonafide"`` / ``"spoof"``."""
+    key = value.strip().lower()
+    if key in _LABELS:
+        return _LABELS[key]
+    where = f"line {line}: " if line is not None else ""
+    raise ProtocolError(f"{where}unknown label {value!r} (expected bonafide or spoof)", source=source or None)
+
+
+# --------------------------------------------------------------------------- readers
+def _rows(path: Path) -> Iterable[tuple[int, list[str]]]:
+    if not path.exists():
+        raise ProtocolError("no such protocol file", source=path)
+    if path.is_dir():
+        raise ProtocolError("is a directory, not a protocol file", source=path)
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            parts = line.split()
+            if parts and not parts[0].startswith("#"):
+                yield n, parts
+
+
+def _need(parts: list[str], k: int, path: Path, n: int, what: str) -> None:
+    if len(parts) < k:
+        raise ProtocolError(f"line {n}: expected {what} ({k} columns), got {len(parts)}: {' '.join(parts)!r}",
+                            source=path)
+
+
+def read_asvspoof2019(path: str | os.PathLike) -> list[Trial]:
+    """ASVspoof 2019 LA or PA CM protocol: ``SPEAKER UTT ENV|- ATTACK|- KEY``."""
+    path = Path(path)
+    trials = []
+    for n, p in _rows(path):
+        _need(p, 5, path, n, "SPEAKER UTT - ATTACK KEY")
+        trials.append(Trial(utt_id=p[1], label=normalize_label(p[4], source=str(path), line=n),
+                            attack=p[3], speaker=p[0], condition=p[2]))
+    return _checked(trials, path)
+
+
+def read_asvspoof2021(path: str | os.PathLike) -> list[Trial]:
+    """ASVspoof 2021 LA/DF/PA keys (``trial_metadata.txt``).
+
+    LA: ``SPK UTT CODEC TRANSMISSION ATTACK KEY TRIM SUBSET``;
+    DF: ``SPK UTT CODEC SOURCE ATTACK KEY TRIM SUBSET VOCODER ...``.
+    The codec becomes ``condition``; other columns go to ``extra``.
+    """
+    path = Path(path)
+    names = ["speaker", "utt", "codec", "source", "attack", "key", "trim", "subset", "vocoder"]
+    trials = []
+    for n, p in _rows(path):
+        _need(p, 6, path, n, "SPK UTT CODEC SOURCE ATTACK KEY ...")
+        extra = {names[i]: p[i] for i in (3, 6, 7, 8) if i < len(p)}
+        if len(p) > 9:
+            extra["rest"] = " ".join(p[9:])
+        trials.append(Trial(utt_id=p[1], label=normalize_label(p[5], source=str(path), line=n), attack=p[4],
+                            speaker=p[0], condition=p[2], extra=extra))
+    return _checked(trials, path)
+
+
+def read_asvspoof5(path: str | os.PathLike) -> list[Trial]:
+    """ASVspoof 5 protocol: ``SPK FILE GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK_LABEL KEY [TMP]``.
+
+    ``condition`` is ``CODEC`` (with ``CODEC_Q`` when given, e.g. ``C05-2``).
+    """
+    path = Path(path)
+    trials = []
+    for n, p in _rows(path):
+        if n == 1 and p[0].upper() in {"SPEAKER_ID", "SPK", "SPEAKER"}:
+            continue  # header row
+        _need(p, 9, path, n, "SPK FILE GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK_LABEL KEY")
+        cond = p[3] if p[4] == "-" else f"{p[3]}-{p[4]}"
+        trials.append(Trial(utt_id=p[1], label=normalize_label(p[8], source=str(path), line=n), attack=p[7],
+                            speaker=p[0], condition=cond,
+                            extra={"gender": p[2], "codec_seed": p[5], "attack_tag": p[6]}))
+    return _checked(trials, path)
+
+
+def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    if not path.exists():
+        raise ProtocolError("no such CSV file", source=path)
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        header = [h.strip().lower() for h in (reader.fieldnames or [])]
+        rows = []
+        for n, row in enumerate(reader, 2):
+            rows.append((n, {k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}))
+    return header, rows
+
+
+def read_in_the_wild(path: str | os.PathLike) -> list[Trial]:
+    """In-the-Wild ``meta.csv``: ``file,speaker,label`` (label ``spoof`` / ``bona-fide``)."""
+    path = Path(path)
+    header, rows = _csv_rows(path)
+    missing = {"file", "speaker", "label"} - set(header)
+    if missing:
+        raise ProtocolError(f"In-the-Wild meta.csv needs columns file,speaker,label; missing {sorted(missing)}",
+                            source=path)
+    trials = [Trial(utt_id=Path(r["file"]).stem, label=normalize_label(r["label"], source=str(path), line=n),
+                    attack="-" if normalize_label(r["label"]) == BONAFIDE else "itw", speaker=r["speaker"],
+                    path=r["file"]) for n, r in rows]
+    return _checked(trials, path)
+
+
+def read_csv_protocol(path: str | os.PathLike) -> list[Trial]:
+    """Generic CSV with a header: ``path,label[,attack,speaker]`` (extra columns kept in ``extra``)."""
+    path = Path(path)
+    header, rows = _csv_rows(path)
+    missing = {"path", "label"} - set(header)
+    if missing:
+        raise ProtocolError(f"CSV protocol needs a header with path,label[,attack,speaker]; missing "
+                            f"{sorted(missing)}", source=path)
+    trials = []
+    for n, r in rows:
+        if not r.get("path"):
+            raise ProtocolError(f"line {n}: empty path", source=path)
+        label = normalize_label(r["label"], source=str(path), line=n)
+        attack = r.get("attack") or ("-" if label == BONAFIDE else "unknown")
+        known = {"path", "label", "attack", "speaker", "utt_id", "condition"}
+        trials.append(Trial(utt_id=r.get("utt_id") or Path(r["path"]).stem, label=label, attack=attack,
+                            speaker=r.get("speaker") or "-", path=r["path"], condition=r.get("condition") or "-",
+                            extra={k: v for k, v in r.items() if k not in known}))
+    return _checked(trials, path)
+
+
+READERS: dict[str, Callable[[str | os.PathLike], list[Trial]]] = {
+    "asvspoof2019": read_asvspoof2019,
+    "asvspoof2021": read_asvspoof2021,
+    "asvspoof5": read_asvspoof5,
+    "in-the-wild": read_in_the_wild,
+    "csv": read_csv_protocol,
+}
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """Guess the protocol format from the file's first row."""
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        header, _ = _csv_rows(path)
+        return "in-the-wild" if {"file", "speaker", "label"} <= set(header) else "csv"
+    for n, p in _rows(path):
+        if p[0].upper() in {"SPEAKER_ID", "SPK", "SPEAKER"}:
+            return "asvspoof5"
+        if len(p) == 5:
+            return "asvspoof2019"
+        if len(p) >= 9 and p[8].lower() in _LABELS:
+            return "asvspoof5"
+        if len(p) >= 6 and p[5].lower() in _LABELS:
+            return "asvspoof2021"
+        raise ProtocolError(f"line {n}: cannot tell the protocol format from {' '.join(p)!r}; pass the format "
+                            f"explicitly (one of {', '.join(READERS)})", source=path)
+    raise ProtocolError("protocol file has no rows", source=path)
+
+
+def read_protocol(path: str | os.PathLike, fmt: str = "auto") -> list[Trial]:
+    """Read any supported protocol; ``fmt='auto'`` detects the format."""
+    fmt = detect_format(path) if fmt == "auto" else fmt
+    if fmt not in READERS:
+        raise ProtocolError(f"unknown protocol format {fmt!r} (one of {', '.join(READERS)})", source=path)
+    return READERS[fmt](path)
+
+
+# --------------------------------------------------------------------------- validation
+def _checked(trials: list[Trial], path: Path) -> list[Trial]:
+    if not trials:
+        raise ProtocolError("protocol has no trials", source=path)
+    counts = Counter(t.utt_id for t in trials)
+    dups = [u for u, c in counts.items() if c > 1]
+    if dups:
+        raise ProtocolError(f"{len(dups)} duplicated utterance id(s): {preview(dups)}", source=path)
+    return trials
+
+
+def check_audio_files(trials: list[Trial], audio_dir: str | os.PathLike | None = None, ext: str = ".flac",
+                      *, source: str | None = None) -> None:
+    """Raise ``ProtocolError`` listing the first missing audio files and counting the rest."""
+    missing = [str(t.audio_path(audio_dir, ext)) for t in trials if not t.audio_path(audio_dir, ext).is_file()]
+    if missing:
+        raise ProtocolError(f"{len(missing)} of {len(trials)} audio files are missing: {preview(missing)}",
+                            source=source)
+
+
+@dataclass(frozen=True)
+class ProtocolSummary:
+    """Counts of a protocol."""
+
+    n_trials: int
+    n_bonafide: int
+    n_spoof: int
+    n_speakers: int
+    attacks: Mapping[str, int]
+
+    def to_dict(self) -> dict:
+        return {"n_trials": self.n_trials, "n_bonafide": self.n_bonafide, "n_spoof": self.n_spoof,
+                "n_speakers": self.n_speakers, "attacks": dict(self.attacks)}
+
+
+def summarize(trials: list[Trial]) -> ProtocolSummary:
+    nb = sum(t.is_bonafide for t in trials)
+    attacks = Counter(t.attack for t in trials if not t.is_bonafide)
+    return ProtocolSummary(len(trials), nb, len(trials) - nb, len({t.speaker for t in trials}),
+                           dict(sorted(attacks.items())))
+
+
+# --------------------------------------------------------------------------- writers
+def format_asvspoof2019(trials: Iterable[Trial]) -> str:
+    """The 5-column LA19 format: ``SPEAKER UTT CONDITION ATTACK KEY``."""
+    return "".join(f"{t.speaker} {t.utt_id} {t.condition} {t.attack} {t.label}\n" for t in trials)
+
+
+def write_asvspoof2019(path: str | os.PathLike, trials: Iterable[Trial]) -> Path:
+    """Write a protocol in the ASVspoof 2019 5-column format (atomically)."""
+    return atomic_write_text(path, format_asvspoof2019(trials))
