@@ -14,6 +14,7 @@ import glob
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -45,7 +46,6 @@ AUDIO_EXTENSIONS = frozenset(
 )
 #: default upper bound on channels (a 5.1 / 7.1 file is fine; 64 channels is not speech)
 MAX_CHANNELS = 8
-_SOUNDFILE_FORMATS = {"WAV", "FLAC", "OGG", "AIFF", "AU", "CAF", "W64", "RF64"}
 _BLOCK_FRAMES = 1 << 18  # frames per internal read (~1 MB per channel)
 
 
@@ -284,29 +284,39 @@ def _raw_blocks(source: AudioSource, info: AudioInfo, frames: int, label: str) -
 
 
 def _soundfile_blocks(source: AudioSource, info: AudioInfo, frames: int, label: str) -> Iterator[np.ndarray]:
-    read = 0
     try:
         with sf.SoundFile(_soundfile_handle(source)) as f:
+            _check_wav_truncation(f.extra_info, label)
             while True:
                 block = f.read(frames, dtype="float32", always_2d=True)
                 if len(block) == 0:
                     break
-                read += len(block)
                 yield np.ascontiguousarray(block.T)
     except (sf.LibsndfileError, RuntimeError) as e:
         raise AudioDecodeError(f"corrupt or truncated audio data ({e})", source=label) from None
-    if info.frames > 0 and read < info.frames and info.format in _SOUNDFILE_FORMATS:
-        raise AudioDecodeError(
-            f"truncated: the header declares {info.frames} frames but only {read} could be read", source=label)
+
+
+_WAV_DATA_SIZE = re.compile(r"^data\s*:\s*(\d+)\s*\(should be (\d+)\)", re.M)
+
+
+def _check_wav_truncation(header_log: str, label: str) -> None:
+    """libsndfile silently reads what is there; its header log tells when a WAV/RIFF is cut short."""
+    m = _WAV_DATA_SIZE.search(header_log or "")
+    if m:
+        declared, present = int(m.group(1)), int(m.group(2))
+        if present < declared < 0xFFFFF000:  # 0 / 0xFFFFFFFF mean "length unknown" (streamed WAV)
+            raise AudioDecodeError(f"truncated: the header declares {declared} bytes of audio data but the file "
+                                   f"holds only {present}", source=label)
 
 
 def _ffmpeg_blocks(source: AudioSource, info: AudioInfo, frames: int, label: str) -> Iterator[np.ndarray]:
     exe = _tool("ffmpeg")
     ch = info.channels
-    with _BytesAsFile(source) as path:
+    with _BytesAsFile(source) as path, tempfile.TemporaryFile() as errlog:
         cmd = [exe, "-v", "error", "-nostdin", "-i", path, "-map", "0:a:0", "-f", "f32le",
                "-acodec", "pcm_f32le", "-ac", str(ch), "-ar", str(info.sample_rate), "-"]
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        # stderr goes to a file: a chatty decoder can never block the pipe we read
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errlog)
         try:
             nbytes = frames * ch * 4
             while True:
@@ -315,8 +325,9 @@ def _ffmpeg_blocks(source: AudioSource, info: AudioInfo, frames: int, label: str
                     break
                 usable = len(buf) - len(buf) % (ch * 4)
                 yield np.frombuffer(buf[:usable], dtype=np.float32).reshape(-1, ch).T.copy()
-            err = proc.stderr.read().decode(errors="replace").strip()
             if proc.wait() != 0:
+                errlog.seek(0)
+                err = errlog.read().decode(errors="replace").strip()
                 reason = (err.splitlines() or ["ffmpeg failed"])[-1]
                 raise AudioDecodeError(f"corrupt or undecodable audio ({_clean_ffmpeg_reason(reason, path)})",
                                        source=label)
@@ -324,7 +335,6 @@ def _ffmpeg_blocks(source: AudioSource, info: AudioInfo, frames: int, label: str
             if proc.poll() is None:
                 proc.kill()
             proc.stdout.close()
-            proc.stderr.close()
             proc.wait()
 
 

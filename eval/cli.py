@@ -1,0 +1,96 @@
+"""CLI groups of the evaluation package: ``eval``, ``data``, ``attacks``, ``risk``."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from voiceguard import writers
+from voiceguard.protocols import READERS, check_audio_files, read_protocol, summarize
+
+from .scores import evaluate_score_file
+
+
+@click.group("eval")
+def eval_group() -> None:
+    """Metrics and reports: EER, t-DCF (2019 + 2021), minDCF, Cllr."""
+
+
+@eval_group.command("eer")
+@click.option("--scores", "scores", required=True, type=click.Path(path_type=Path),
+              help="CM score file: 'utt score' (needs --protocol) or 'utt attack key score'. Higher = bona fide.")
+@click.option("--protocol", type=click.Path(path_type=Path), default=None,
+              help="Protocol with the labels (ASVspoof 2019/2021/5, In-the-Wild meta.csv or CSV).")
+@click.option("--asv-scores", type=click.Path(path_type=Path), default=None,
+              help="ASV score file 'SOURCE KEY SCORE' (target/nontarget/spoof): adds min t-DCF 2019 and 2021.")
+@click.option("--bootstrap", type=int, default=0, show_default=True,
+              help="Bootstrap resamples for a 95% confidence interval of the EER (0 = off).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (rates as fractions).")
+def eer_command(scores: Path, protocol: Path | None, asv_scores: Path | None, bootstrap: int, seed: int,
+                as_json: bool) -> None:
+    """EER (official DET method), min t-DCF, ASVspoof 5 metrics and per-attack EERs of a score file."""
+    m = evaluate_score_file(scores, protocol, asv_scores, bootstrap=bootstrap, seed=seed)
+    for w in m.warnings:
+        click.echo(f"voiceguard: warning: {w}", err=True)
+    if as_json:
+        click.echo(writers.to_json(m.to_dict()))
+        return
+    e = m.eer
+    ci = f"  (95% CI {e.ci[0] * 100:.4f}-{e.ci[1] * 100:.4f} %, {bootstrap} resamples, seed {seed})" if e.ci else ""
+    click.echo(f"{scores}: {e.n_bonafide} bona fide, {e.n_spoof} spoof")
+    click.echo(f"EER          {e.eer * 100:.4f} %   threshold {e.threshold:.6g}{ci}")
+    if m.asv is not None:
+        click.echo(f"min t-DCF    {m.min_tdcf_2019:.4f} (2019 legacy)   {m.min_tdcf_2021:.4f} (2021 revised)"
+                   f"   ASV EER {m.asv.eer * 100:.4f} % at threshold {m.asv.threshold:.6g}")
+    click.echo(f"minDCF       {m.min_dcf:.4f}   minCllr {m.min_cllr:.4f}"
+               f"   (scores read as LLRs: actDCF {m.act_dcf:.4f}, Cllr {m.cllr:.4f})")
+    rows = [{"attack": k, **v.to_dict()} for k, v in m.per_attack.items()]
+    if rows:
+        click.echo("\nper attack (all bona fide vs the attack's spoofs):")
+        click.echo(writers.table(rows, ["attack", "n_spoof", "eer"], percent=["eer"], headers={"eer": "EER %"}))
+    if m.per_condition:
+        rows = [{"condition": k, **v.to_dict()} for k, v in m.per_condition.items()]
+        click.echo("\nper condition:")
+        click.echo(writers.table(rows, ["condition", "n_bonafide", "n_spoof", "eer"], percent=["eer"],
+                                 headers={"eer": "EER %"}))
+
+
+@click.group("data")
+def data_group() -> None:
+    """Protocols and corpora: inspect/validate protocol files (the corpus builder joins later)."""
+
+
+@data_group.command("protocol")
+@click.argument("protocol", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["auto", *READERS]), default="auto", show_default=True)
+@click.option("--audio-dir", type=click.Path(path_type=Path), default=None,
+              help="Check that every trial's audio file exists here.")
+@click.option("--ext", default=".flac", show_default=True, help="Audio extension for id-only protocols.")
+@click.option("--json", "as_json", is_flag=True)
+def protocol_command(protocol: Path, fmt: str, audio_dir: Path | None, ext: str, as_json: bool) -> None:
+    """Read and validate a protocol; print its counts per class, attack and speaker."""
+    trials = read_protocol(protocol, fmt)
+    if audio_dir is not None:
+        check_audio_files(trials, audio_dir, ext, source=str(protocol))
+    s = summarize(trials)
+    if as_json:
+        click.echo(writers.to_json(s.to_dict()))
+        return
+    click.echo(f"{protocol}: {s.n_trials} trials, {s.n_bonafide} bona fide, {s.n_spoof} spoof, "
+               f"{s.n_speakers} speakers")
+    if s.attacks:
+        click.echo(writers.table([{"attack": a, "n": n} for a, n in s.attacks.items()], ["attack", "n"]))
+
+
+@click.group("attacks")
+def attacks_group() -> None:
+    """Robustness attacks (noise, filters, codecs, ...): the attack library arrives with issue #3."""
+
+
+@click.group("risk")
+def risk_group() -> None:
+    """Voiceprint re-identification risk and ASV-under-spoofing checks (arrive with issue #6)."""
+
+
+__all__ = ["eval_group", "data_group", "attacks_group", "risk_group"]

@@ -1,0 +1,51 @@
+"""Shared fixtures: synthetic audio, the ../shared reference material, a CLI runner."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("VOICEGUARD_SHARED", REPO.parent / "shared"))
+LA19 = SHARED / "data" / "asvspoof2019"
+
+
+@pytest.fixture
+def la19() -> Path:
+    """The real ASVspoof 2019 LA protocol / score files; skip cleanly without ../shared."""
+    if not (LA19 / "ASVspoof2019.LA.cm.eval.trl.txt").is_file():
+        pytest.skip(f"ASVspoof 2019 reference files not found under {LA19} (../shared is absent)")
+    return LA19
+
+
+def tone(seconds: float = 1.0, sr: int = 16000, channels: int = 1, freq: float = 440.0,
+         amp: float = 0.5) -> np.ndarray:
+    """A float32 [channels, n] sine (each channel a different frequency) plus a little noise."""
+    t = np.arange(int(round(seconds * sr))) / sr
+    rng = np.random.default_rng(0)
+    rows = [amp * np.sin(2 * np.pi * freq * (c + 1) * t) + 0.01 * rng.standard_normal(t.size)
+            for c in range(channels)]
+    return np.asarray(rows, dtype=np.float32)
+
+
+def write_wav(path: Path, audio: np.ndarray, sr: int = 16000, subtype: str = "PCM_16") -> Path:
+    sf.write(path, audio.T, sr, subtype=subtype)
+    return path
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the installed ``voiceguard`` entry point in a subprocess (real exit code and stderr)."""
+    exe = Path(sys.executable).with_name("voiceguard")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "voiceguard.cli"]
+    return subprocess.run(cmd + list(args), capture_output=True, text=True, cwd=cwd)

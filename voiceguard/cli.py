@@ -1,0 +1,73 @@
+"""The ``voiceguard`` command: a click root that each package plugs its group into.
+
+Commands are thin: parse options, call one pure function, print its result.
+A ``VoiceguardError`` becomes one line on stderr and exit code 2; never a traceback.
+
+Exit codes: 0 success; 1 ``scan`` found spoofed audio; 2 bad input / usage;
+3 internal error (set ``VOICEGUARD_DEBUG=1`` for the traceback); 130 interrupted.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from . import __version__
+from .errors import VoiceguardError
+
+EXIT_INTERNAL = 3
+
+
+class VoiceguardGroup(click.Group):
+    """Turns toolkit errors into one-line messages with documented exit codes."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except VoiceguardError as e:
+            click.echo(f"voiceguard: error: {e}", err=True)
+            ctx.exit(e.exit_code)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("voiceguard: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as e:  # a bug: say so in one line unless debugging
+            if os.environ.get("VOICEGUARD_DEBUG"):
+                raise
+            click.echo(f"voiceguard: internal error: {type(e).__name__}: {e} "
+                       "(set VOICEGUARD_DEBUG=1 for the traceback and report it)", err=True)
+            ctx.exit(EXIT_INTERNAL)
+
+
+@click.group(cls=VoiceguardGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="voiceguard")
+def cli() -> None:
+    """voiceguard: defend against audio deepfakes.
+
+    Scan files for spoofed speech, watermark generated audio, and reproduce
+    ASVspoof-style EER / t-DCF reports.
+    """
+
+
+def _register() -> None:
+    from voiceguard.demo.cli import demo_group
+    from voiceguard.detect.cli import detect_group, scan_command
+    from voiceguard.eval.cli import attacks_group, data_group, eval_group, risk_group
+    from voiceguard.watermark.cli import watermark_group
+
+    for cmd in (scan_command, data_group, detect_group, watermark_group, attacks_group, eval_group,
+                risk_group, demo_group):
+        cli.add_command(cmd)
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="voiceguard")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
