@@ -69,8 +69,8 @@ def _check_pair(bona: np.ndarray, spoof: np.ndarray, min_distinct: int = 3) -> t
 def det_curve(target: np.ndarray, nontarget: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Official ``compute_det_curve``: (miss rate, false-alarm rate, thresholds).
 
-    ``miss[i]`` is the fraction of target scores below ``thresholds[i]`` and
-    ``fa[i]`` the fraction of non-target scores at or above it.
+    ``miss[i]`` is the fraction of target scores at or below ``thresholds[i]`` and
+    ``fa[i]`` the fraction of non-target scores above it (ties: stable sort order).
     """
     target = np.asarray(target, dtype=np.float64)
     nontarget = np.asarray(nontarget, dtype=np.float64)
@@ -193,7 +193,7 @@ def min_dcf(bonafide: np.ndarray, spoof: np.ndarray, cost: CostModel = ASVSPOOF5
 
 def bayes_threshold(cost: CostModel = ASVSPOOF5_COSTS) -> float:
     """The Bayes decision threshold on LLRs: ``-ln(1.9)`` for the ASVspoof 5 costs."""
-    return -_dcf_weights(cost)[2]
+    return _dcf_weights(cost)[2]
 
 
 def act_dcf(bonafide_llr: np.ndarray, spoof_llr: np.ndarray, cost: CostModel = ASVSPOOF5_COSTS) -> float:
@@ -279,7 +279,7 @@ def bootstrap_eer(bonafide: np.ndarray, spoof: np.ndarray, n_boot: int = 1000, c
 def polarity_warning(bonafide: np.ndarray, spoof: np.ndarray, margin: float = 0.1) -> str | None:
     """A message when negated scores give a much lower EER (scores probably have the wrong sign)."""
     e, _ = eer(bonafide, spoof)
-    e_neg, _ = eer(-np.asarray(spoof, dtype=float), -np.asarray(bonafide, dtype=float))
+    e_neg, _ = eer(-np.asarray(bonafide, dtype=float), -np.asarray(spoof, dtype=float))
     if e_neg + margin < e:
         return (f"EER is {e:.2%} but {e_neg:.2%} with negated scores: higher scores should mean bona fide; "
                 f"the scores look inverted")

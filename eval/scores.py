@@ -58,7 +58,7 @@ def read_cm_scores(path: str | os.PathLike) -> tuple[dict[str, float], dict[str,
     width = None
     dups = []
     for n, p in _lines(path):
-        if n == 1 and len(p) >= 2 and _is_header(p[-1]):
+        if n == 1 and len(p) in (2, 4) and _is_header(p[-1]):
             continue
         if width is None:
             width = len(p)
@@ -129,7 +129,11 @@ def read_asv_scores(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np
     empty = [k for k, v in groups.items() if not v]
     if empty:
         raise ScoreError(f"ASV score file has no {' / '.join(empty)} trials (t-DCF needs all three)", source=path)
-    return tuple(np.asarray(groups[k]) for k in ("target", "nontarget", "spoof"))  # type: ignore[return-value]
+    arrays = tuple(np.asarray(groups[k]) for k in ("target", "nontarget", "spoof"))
+    bad = sum(int((~np.isfinite(a)).sum()) for a in arrays)
+    if bad:
+        raise ScoreError(f"{bad} ASV score(s) are NaN or infinite", source=path)
+    return arrays  # type: ignore[return-value]
 
 
 def format_cm_scores(rows: Iterable[ScoredTrial], columns: int = 4) -> str:
@@ -198,7 +202,12 @@ def evaluate_score_file(scores: str | os.PathLike, protocol: str | os.PathLike |
     trials = read_protocol(protocol) if protocol is not None else None
     rows = join_scores(s, keys, trials, source=str(scores))
     asv = read_asv_scores(asv_scores) if asv_scores is not None else None
-    return evaluate_cm(rows, asv, bootstrap=bootstrap, seed=seed)
+    try:
+        return evaluate_cm(rows, asv, bootstrap=bootstrap, seed=seed)
+    except ScoreError as e:
+        if e.source is None:  # name the file the unusable scores came from
+            raise ScoreError(e.reason, source=scores) from None
+        raise
 
 
 __all__ = ["ScoredTrial", "read_cm_scores", "join_scores", "read_asv_scores", "write_cm_scores",

@@ -30,6 +30,10 @@ class VoiceguardGroup(click.Group):
             ctx.exit(e.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
+        except BrokenPipeError:  # e.g. `voiceguard ... | head`: stop quietly, like a SIGPIPE'd tool
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(141)
         except KeyboardInterrupt:
             click.echo("voiceguard: interrupted", err=True)
             ctx.exit(130)
