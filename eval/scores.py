@@ -10,7 +10,7 @@ from typing import Iterable
 import numpy as np
 
 from voiceguard.errors import ProtocolError, ScoreError, preview
-from voiceguard.files import atomic_write_text
+from voiceguard.files import atomic_write_text, read_rows
 from voiceguard.protocols import BONAFIDE, Trial, normalize_label, read_protocol
 
 from . import metrics as M
@@ -28,15 +28,7 @@ class ScoredTrial:
 
 
 def _lines(path: Path) -> Iterable[tuple[int, list[str]]]:
-    if not path.exists():
-        raise ScoreError("no such score file", source=path)
-    if path.is_dir():
-        raise ScoreError("is a directory, not a score file", source=path)
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.replace("\t", " ").split()
-            if parts and not parts[0].startswith("#"):
-                yield n, parts
+    return read_rows(path, ScoreError, "score file")
 
 
 def _float(text: str, path: Path, n: int) -> float:

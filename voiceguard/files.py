@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from .errors import OutputError
+from .errors import OutputError, VoiceguardError
 
 
 @contextmanager
@@ -52,3 +52,23 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
     except OSError:
         pass
     return a.resolve() == b.resolve()
+
+
+def read_rows(path: str | os.PathLike, error: type[VoiceguardError], what: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line_number, whitespace-split columns)`` of a text table, skipping blanks and ``#`` comments.
+
+    A missing path, a folder or undecodable text raises ``error`` naming ``what`` the file should be.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise error(f"no such {what}", source=path)
+    if path.is_dir():
+        raise error(f"is a directory, not a {what}", source=path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                parts = line.split()
+                if parts and not parts[0].startswith("#"):
+                    yield n, parts
+    except UnicodeDecodeError as e:
+        raise error(f"not a text {what} (byte {e.start} is not UTF-8)", source=path) from None

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from .errors import ProtocolError, preview
-from .files import atomic_write_text
+from .files import atomic_write_text, read_rows
 
 BONAFIDE = "bonafide"
 SPOOF = "spoof"
@@ -61,15 +61,7 @@ def normalize_label(value: str, *, source: str = "", line: int | None = None) ->
 
 # --------------------------------------------------------------------------- readers
 def _rows(path: Path) -> Iterable[tuple[int, list[str]]]:
-    if not path.exists():
-        raise ProtocolError("no such protocol file", source=path)
-    if path.is_dir():
-        raise ProtocolError("is a directory, not a protocol file", source=path)
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            parts = line.split()
-            if parts and not parts[0].startswith("#"):
-                yield n, parts
+    return read_rows(path, ProtocolError, "protocol file")
 
 
 def _need(parts: list[str], k: int, path: Path, n: int, what: str) -> None:
