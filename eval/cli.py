@@ -5,9 +5,14 @@ from pathlib import Path
 
 import click
 
+import yaml
+
 from voiceguard import writers
+from voiceguard.attacks import list_suites, load_suite
+from voiceguard.errors import VoiceguardError
 from voiceguard.protocols import READERS, check_audio_files, read_protocol, summarize
 
+from .attack_files import apply_attack_file, apply_suite_file, attack_catalogue
 from .scores import evaluate_score_file
 
 
@@ -85,7 +90,67 @@ def protocol_command(protocol: Path, fmt: str, audio_dir: Path | None, ext: str,
 
 @click.group("attacks")
 def attacks_group() -> None:
-    """Robustness attacks (noise, filters, codecs, ...): the attack library arrives with issue #3."""
+    """Robustness attacks: noise, filters, resampling, real codecs, speed/pitch, echo/reverb, edits, RawBoost."""
+
+
+@attacks_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def attacks_list_command(as_json: bool) -> None:
+    """Every attack: parameters with defaults, contracts, and whether it can run here."""
+    rows = attack_catalogue()
+    if as_json:
+        click.echo(writers.to_json(rows))
+        return
+    click.echo(writers.table(rows, ["name", "params", "length", "torch", "available", "description"]))
+    click.echo(f"\nsuites: {', '.join(list_suites())} (voiceguard attacks suite NAME)")
+
+
+@attacks_group.command("suite")
+@click.argument("name")
+def attacks_suite_command(name: str) -> None:
+    """Show the conditions of a shipped suite (or of a suite YAML file)."""
+    suite = load_suite(name)
+    click.echo(f"{suite.name}: {suite.description.strip()}")
+    rows = [{"label": r.label, "attack": r.attack, "params": r.params} for r in suite.rows]
+    click.echo(writers.table(rows, ["label", "attack", "params"]))
+
+
+@attacks_group.command("run-suite")
+@click.argument("suite")
+@click.argument("inp", metavar="IN", type=click.Path(path_type=Path))
+@click.argument("out_dir", metavar="OUT_DIR", type=click.Path(path_type=Path))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+def attacks_run_suite_command(suite: str, inp: Path, out_dir: Path, seed: int, overwrite: bool) -> None:
+    """Apply every condition of SUITE to IN, writing OUT_DIR/<label><ext>; unavailable ones are reported."""
+    results = apply_suite_file(suite, inp, out_dir, seed=seed, overwrite=overwrite)
+    click.echo(writers.table([r.__dict__ for r in results], ["label", "status", "output", "detail"]))
+    if any(r.status == "error" for r in results):
+        raise SystemExit(2)
+
+
+def _parse_params(items: tuple[str, ...]) -> dict:
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise VoiceguardError(f"--param needs key=value, got {item!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)  # numbers, [lo, hi] ranges, strings
+    return out
+
+
+@attacks_group.command("apply")
+@click.argument("attack")
+@click.argument("inp", metavar="IN", type=click.Path(path_type=Path))
+@click.argument("out", metavar="OUT", type=click.Path(path_type=Path))
+@click.option("--param", "-p", "params", multiple=True, help="key=value (repeatable); a range as key=[lo,hi].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+def attacks_apply_command(attack: str, inp: Path, out: Path, params: tuple[str, ...], seed: int,
+                          overwrite: bool) -> None:
+    """Apply ATTACK to the file IN and write OUT (same rate, channels and subtype)."""
+    res = apply_attack_file(attack, inp, out, _parse_params(params), seed=seed, overwrite=overwrite)
+    click.echo(f"{res.output}: {res.attack} {res.parameters} ({res.in_seconds:.2f} s -> {res.out_seconds:.2f} s)")
 
 
 @click.group("risk")

@@ -159,11 +159,14 @@ def _clean_ffmpeg_reason(reason: str, path: str) -> str:
     return reason or "ffmpeg could not decode it"
 
 
-def audio_info(source: AudioSource) -> AudioInfo:
-    """Read the header of ``source`` (path or bytes) without decoding samples."""
+def audio_info(source: AudioSource, *, backend: str = "auto") -> AudioInfo:
+    """Read the header of ``source`` (path or bytes) without decoding samples.
+
+    ``backend='ffmpeg'`` skips libsndfile (e.g. to get ffmpeg's gapless MP3 trimming).
+    """
     _check_path(source)
     label = _label(source)
-    f = _open_soundfile(source)
+    f = _open_soundfile(source) if backend != "ffmpeg" else None
     if f is not None:
         with f:
             return AudioInfo(label, f.samplerate, f.channels, f.frames, f.format, f.subtype, "soundfile")
@@ -340,14 +343,15 @@ def _ffmpeg_blocks(source: AudioSource, info: AudioInfo, frames: int, label: str
 
 def load_audio(source: AudioSource, target_sr: int | None = None, *, mono: bool = False,
                max_channels: int | None = MAX_CHANNELS, min_seconds: float | None = None,
-               purpose: str = "this model") -> tuple[np.ndarray, int]:
+               purpose: str = "this model", backend: str = "auto") -> tuple[np.ndarray, int]:
     """Decode a file (or bytes) to ``(float32 [channels, samples], sample_rate)``.
 
     ``target_sr`` resamples (soxr VHQ); ``mono`` averages channels;
-    ``min_seconds`` raises ``AudioTooShortError`` for shorter audio.
+    ``min_seconds`` raises ``AudioTooShortError`` for shorter audio; ``backend``
+    is ``auto`` (soundfile, else ffmpeg) or ``ffmpeg``.
     Errors are ``voiceguard.errors.AudioError`` subclasses naming the file.
     """
-    info = audio_info(source)
+    info = audio_info(source, backend=backend)
     label = info.source
     blocks = _stream(source, info, _BLOCK_FRAMES / info.sample_rate, None, mono, max_channels)
     if info.backend == "soundfile" and info.frames > 0:

@@ -1,0 +1,93 @@
+"""File-level wrappers of the attack library (what ``voiceguard attacks ...`` calls)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from voiceguard.attacks import ATTACKS, AttackUnavailable, get_attack, load_suite
+from voiceguard.audio import audio_info, load_audio, save_audio
+from voiceguard.errors import OutputError, VoiceguardError
+from voiceguard.files import same_file
+
+
+@dataclass(frozen=True)
+class AttackedFile:
+    output: str
+    attack: str
+    parameters: dict
+    in_seconds: float
+    out_seconds: float
+
+
+def build_attack(name: str, params: dict[str, Any], seed: int | None):
+    """``get_attack`` with user-facing errors (unknown name, bad parameter, unavailable here)."""
+    try:
+        return get_attack(name, seed=seed, **params)
+    except KeyError as e:
+        raise VoiceguardError(str(e).strip("'\"")) from None
+    except (ValueError, AttackUnavailable) as e:
+        raise VoiceguardError(str(e)) from None
+
+
+def apply_attack_file(name: str, inp: str | Path, out: str | Path, params: dict[str, Any] | None = None, *,
+                      seed: int = 0, overwrite: bool = False) -> AttackedFile:
+    """Read ``inp``, apply the attack (all channels, native rate), write ``out`` atomically."""
+    if same_file(inp, out):
+        raise OutputError("is the input file; write the attacked audio somewhere else", source=out)
+    attack = build_attack(name, params or {}, seed)
+    info = audio_info(inp)
+    x, sr = load_audio(inp)
+    y = attack(x, sr)
+    save_audio(out, y, sr, like=info, overwrite=overwrite)
+    shown = {k: v for k, v in (attack.parameters or {}).items() if k != "noise_seed"}
+    return AttackedFile(str(out), name, shown, x.shape[-1] / sr, y.shape[-1] / sr)
+
+
+def attack_catalogue() -> list[dict]:
+    """One row per registered attack: defaults, contracts, availability on this machine."""
+    rows = []
+    for name, cls in sorted(ATTACKS.items()):
+        try:
+            cls.check_available()
+            available = "yes"
+        except AttackUnavailable as e:
+            available = f"no: {e}"
+        rows.append({"name": name, "params": ", ".join(f"{k}={v}" for k, v in cls.DEFAULTS.items()) or "-",
+                     "length": "kept" if cls.preserves_length else "changes",
+                     "torch": "yes" if cls.differentiable else "no", "available": available,
+                     "description": cls.description})
+    return rows
+
+
+@dataclass(frozen=True)
+class SuiteOutput:
+    label: str
+    status: str  # "ok" | "unavailable" | "error"
+    output: str | None
+    detail: str
+
+
+def apply_suite_file(suite: str, inp: str | Path, out_dir: str | Path, *, seed: int = 0,
+                     overwrite: bool = False) -> list[SuiteOutput]:
+    """Every condition of a suite applied to one file; a failing condition is reported, the rest go on."""
+    s = load_suite(suite)
+    info = audio_info(inp)
+    x, sr = load_audio(inp)
+    out_dir = Path(out_dir)
+    results = []
+    for i, row in enumerate(s.rows):
+        out = out_dir / f"{row.label}{Path(inp).suffix}"
+        try:
+            attack = row.build(seed=seed + i)
+        except AttackUnavailable as e:
+            results.append(SuiteOutput(row.label, "unavailable", None, str(e)))
+            continue
+        try:
+            y = attack(x, sr)
+            save_audio(out, y, sr, like=info, overwrite=overwrite)
+        except VoiceguardError as e:
+            results.append(SuiteOutput(row.label, "error", None, str(e)))
+            continue
+        results.append(SuiteOutput(row.label, "ok", str(out), f"{y.shape[-1] / sr:.2f} s"))
+    return results
