@@ -66,6 +66,27 @@ def data_group() -> None:
     """Protocols and corpora: inspect/validate protocol files (the corpus builder joins later)."""
 
 
+@data_group.command("build")
+@click.option("--source", required=True, type=click.Path(path_type=Path),
+              help="Folder of real speech (recursive). Speakers from LibriSpeech names or sub-folder names.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="New (or empty) output folder.")
+@click.option("--config", "config", default="default", show_default=True,
+              help="Shipped config name (default, tiny) or a YAML file.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--workers", type=int, default=None, help="Parallel processes (default: the config's).")
+def build_command(source: Path, out: Path, config: str, seed: int, workers: int | None) -> None:
+    """Build an ASVspoof 2019 LA-style corpus (flac/, protocols/, corpus.json, shortcut_check.json)."""
+    from .corpus import prepare_corpus
+
+    card = prepare_corpus(source, out, config, seed, workers=workers, progress=True)
+    rows = [{"split": s, **{k: v for k, v in c.items() if k != "per_attack"},
+             "attacks": " ".join(f"{a}:{n}" for a, n in c["per_attack"].items() if a != "-")}
+            for s, c in card.counts.items()]
+    click.echo(writers.table(rows, ["split", "bonafide", "spoof", "speakers", "hours", "attacks"]))
+    verdict = "passed" if card.shortcut_pass else "FAILED (see shortcut_check.json)"
+    click.echo(f"{out}: built in {card.seconds:.0f} s; shortcut check {verdict}")
+
+
 @data_group.command("protocol")
 @click.argument("protocol", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["auto", *READERS]), default="auto", show_default=True)

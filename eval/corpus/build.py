@@ -1,0 +1,491 @@
+"""Build an ASVspoof-2019-LA-style corpus from a folder of real speech.
+
+``prepare_corpus(source, out, config, seed) -> CorpusCard`` (the CLI ``voiceguard data build``
+is a thin wrapper).  Layout of ``out``::
+
+    flac/VG_T_0000001.flac ...              16 kHz mono FLAC (PCM 16)
+    protocols/VG.cm.{train.trn,dev.trl,eval.trl}.txt    LA19 5-column CM protocols
+    protocols/VG.asv.{dev,eval}.enroll.txt  SPEAKER utt1,utt2      (ASV enrollment)
+    protocols/VG.asv.{dev,eval}.trl.txt     SPEAKER UTT ATTACK KEY (target / nontarget / spoof)
+    corpus.json                             the card: sources, licenses, config, seed, counts, versions
+    shortcut_check.json                     EERs of trivial classifiers (duration, silence, level, bandwidth)
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from voiceguard.audio import find_audio_files, load_audio, save_audio
+from voiceguard.errors import VoiceguardError
+from voiceguard.files import atomic_write_text
+from voiceguard.protocols import Trial, write_asvspoof2019
+
+from .systems import FAMILIES, RECIPES, SR, SYSTEMS, TOOLS, Job, median_f0, require_tool
+
+PREFIX = "VG"
+SPLITS = ("train", "dev", "eval")
+SPLIT_LETTER = {"train": "T", "dev": "D", "eval": "E"}
+PROTOCOL_NAMES = {"train": "train.trn", "dev": "dev.trl", "eval": "eval.trl"}
+
+
+class CorpusError(VoiceguardError):
+    """The corpus cannot be built from this input or config."""
+
+
+# --------------------------------------------------------------------------- config
+@dataclass(frozen=True)
+class SystemSpec:
+    attack_id: str
+    engine: str
+    params: dict = field(hash=False, default_factory=dict)
+    same_as: str | None = None  # an eval id that repeats a training system (seen attack), as LA19 A16/A19
+
+    @property
+    def family(self) -> str:
+        return FAMILIES[self.engine]
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    name: str
+    segment_min_s: float
+    segment_max_s: float
+    max_segments_per_speaker: int
+    split_fractions: tuple[float, float, float]
+    spoofs_per_system: dict = field(hash=False)  # split -> utterances per attack system
+    train_systems: tuple[str, ...]
+    eval_systems: tuple[str, ...]
+    systems: dict = field(hash=False)  # attack id -> SystemSpec
+    loudness_dbfs: float = -26.0
+    trim_top_db: float = 40.0
+    pad_s: tuple[float, float] = (0.1, 0.3)
+    asv_enroll_per_speaker: int = 2
+    workers: int = 2
+
+    @property
+    def min_speakers(self) -> int:
+        return 3 * 2  # at least two speakers in every split (non-target ASV trials need another speaker)
+
+
+def list_configs() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(__package__).joinpath("configs").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def load_config(name_or_path: str | os.PathLike) -> CorpusConfig:
+    p = Path(name_or_path)
+    if p.is_file():
+        text = p.read_text()
+    else:
+        res = resources.files(__package__).joinpath("configs", f"{name_or_path}.yaml")
+        if not res.is_file():
+            raise CorpusError(f"unknown corpus config {str(name_or_path)!r}: not a file, nor one of "
+                              f"{', '.join(list_configs())}")
+        text = res.read_text()
+    try:
+        d = yaml.safe_load(text)
+        systems = {k: SystemSpec(k, v["engine"], {x: y for x, y in v.items() if x not in ("engine", "same_as")},
+                                 v.get("same_as")) for k, v in d["systems"].items()}
+        cfg = CorpusConfig(
+            name=d["name"], segment_min_s=float(d["segment"]["min_s"]), segment_max_s=float(d["segment"]["max_s"]),
+            max_segments_per_speaker=int(d.get("max_segments_per_speaker", 1000)),
+            split_fractions=tuple(float(d["split_fractions"][s]) for s in SPLITS),
+            spoofs_per_system={s: int(d["spoofs_per_system"][s]) for s in SPLITS},
+            train_systems=tuple(d["train_systems"]), eval_systems=tuple(d["eval_systems"]), systems=systems,
+            loudness_dbfs=float(d.get("loudness_dbfs", -26.0)), trim_top_db=float(d.get("trim_top_db", 40.0)),
+            pad_s=tuple(d.get("pad_s", (0.1, 0.3))), asv_enroll_per_speaker=int(d.get("asv_enroll_per_speaker", 2)),
+            workers=int(d.get("workers", 2)))
+    except (KeyError, TypeError, ValueError, yaml.YAMLError) as e:
+        raise CorpusError(f"malformed corpus config ({type(e).__name__}: {e})", source=str(name_or_path)) from None
+    for sid in cfg.train_systems + cfg.eval_systems:
+        spec = cfg.systems.get(sid)
+        if spec is None:
+            raise CorpusError(f"system {sid} is used but not defined", source=str(name_or_path))
+        if spec.engine not in SYSTEMS:
+            raise CorpusError(f"system {sid}: unknown engine {spec.engine!r} (one of {', '.join(SYSTEMS)})",
+                              source=str(name_or_path))
+    if not set(cfg.eval_systems) - set(cfg.train_systems) or not any(
+            cfg.systems[s].same_as in cfg.train_systems for s in cfg.eval_systems):
+        raise CorpusError("eval needs unseen systems and at least one seen one (same_as a train system)",
+                          source=str(name_or_path))
+    return cfg
+
+
+# --------------------------------------------------------------------------- sources
+_LIBRISPEECH = re.compile(r"^(\d+)-(\d+)-(\d+)$")
+
+
+def speaker_of(path: Path) -> str:
+    """LibriSpeech ``SPK-CHAPTER-UTT`` names give the speaker; otherwise the parent folder does."""
+    m = _LIBRISPEECH.match(path.stem)
+    return m.group(1) if m else path.parent.name
+
+
+@dataclass(frozen=True)
+class Segment:
+    source: str
+    speaker: str
+    start: int
+    end: int
+
+
+def _segment_bounds(x: np.ndarray, rng: np.random.Generator, lo_s: float, hi_s: float) -> list[tuple[int, int]]:
+    """Cut at the quietest 20 ms frame near targets drawn in [lo_s, hi_s]."""
+    frame = SR // 50
+    energy = np.convolve(x ** 2, np.ones(frame) / frame, mode="same")
+    bounds, start = [], 0
+    while x.size - start >= lo_s * SR:
+        target = start + int(rng.uniform(lo_s, hi_s) * SR)
+        if target >= x.size:
+            if x.size - start <= hi_s * SR:
+                bounds.append((start, x.size))
+            break
+        lo, hi = max(start + int(lo_s * SR), target - int(0.3 * SR)), min(x.size, target + int(0.3 * SR))
+        cut = lo + int(np.argmin(energy[lo:hi])) if hi > lo else target
+        bounds.append((start, cut))
+        start = cut
+    return bounds
+
+
+# --------------------------------------------------------------------------- finishing (both classes alike)
+def finish(y: np.ndarray, rng: np.random.Generator, cfg: CorpusConfig) -> np.ndarray:
+    """Same treatment for bona fide and spoof: trim silence, normalise speech level, pad alike, clip-safe."""
+    import librosa
+
+    y = np.asarray(y, dtype=np.float32)
+    y = y - float(np.mean(y))
+    trimmed, _ = librosa.effects.trim(y, top_db=cfg.trim_top_db, frame_length=512, hop_length=128)
+    if trimmed.size < SR // 4:
+        trimmed = y
+    frames = librosa.util.frame(np.pad(trimmed, (0, 400)), frame_length=400, hop_length=160)
+    rms = np.sqrt(np.mean(frames ** 2, axis=0) + 1e-12)
+    active = rms > rms.max() * 10 ** (-30 / 20)
+    level = float(np.sqrt(np.mean(rms[active] ** 2)))
+    y = trimmed * (10 ** (cfg.loudness_dbfs / 20) / max(level, 1e-9))
+    peak = float(np.abs(y).max())
+    if peak > 0.99:
+        y = y * (0.99 / peak)
+    pads = [int(rng.uniform(*cfg.pad_s) * SR) for _ in range(2)]
+    return np.pad(y, pads).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- jobs (run in workers)
+@dataclass(frozen=True)
+class UttJob:
+    utt_id: str
+    split: str
+    speaker: str
+    attack: str  # "-" for bona fide
+    engine: str | None
+    params: dict = field(hash=False)
+    seed: int = 0
+    segment: Segment | None = None
+    text: str | None = None
+    target_f0: float | None = None
+
+
+def _load_segment(seg: Segment) -> np.ndarray:
+    x, _ = load_audio(seg.source, target_sr=SR, mono=True)
+    return x[0, seg.start:seg.end]
+
+
+def _run_job(args: tuple[UttJob, CorpusConfig, str]) -> tuple[str, float, str | None]:
+    job, cfg, flac_dir = args
+    rng = np.random.default_rng(job.seed)
+    try:
+        if job.engine is None:
+            y = _load_segment(job.segment)
+        else:
+            src = _load_segment(job.segment) if job.segment is not None else None
+            y = SYSTEMS[job.engine](Job(job.seed, src, job.text, job.target_f0), job.params)
+        y = finish(y, rng, cfg)
+        save_audio(Path(flac_dir) / f"{job.utt_id}.flac", y, SR, subtype="PCM_16", overwrite=True)
+        return job.utt_id, y.size / SR, None
+    except Exception as e:  # reported in the card; the build stops if any utterance fails
+        return job.utt_id, 0.0, f"{type(e).__name__}: {e}"
+
+
+# --------------------------------------------------------------------------- the builder
+@dataclass(frozen=True)
+class CorpusCard:
+    out: str
+    counts: dict
+    shortcut_pass: bool
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _sentences() -> list[str]:
+    text = resources.files(__package__).joinpath("sentences.txt").read_text()
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def _tool_versions(engines: set[str]) -> dict:
+    import librosa
+    import scipy
+
+    v = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
+         "librosa": librosa.__version__}
+    for mod in ("pyworld", "pysptk", "soundfile", "soxr"):
+        try:
+            v[mod] = __import__(mod).__version__
+        except (ImportError, AttributeError):
+            pass
+    for eng, flag in (("espeak", "--version"), ("flite", "--version"), ("festival", "--version")):
+        if eng in engines:
+            prog = "festival" if eng == "festival" else TOOLS[eng][0]
+            out = subprocess.run([prog, flag], capture_output=True, text=True)
+            v[prog] = (out.stdout or out.stderr).strip().splitlines()[0][:120] if (out.stdout or out.stderr) else "?"
+    return v
+
+
+def _speaker_split(speakers: list[str], fractions: tuple[float, ...], rng) -> dict[str, str]:
+    order = list(speakers)
+    rng.shuffle(order)
+    n = len(order)
+    n_train = max(2, int(round(fractions[0] * n)))
+    n_dev = max(2, int(round(fractions[1] * n)))
+    assign = {}
+    for i, spk in enumerate(order):
+        assign[spk] = "train" if i < n_train else "dev" if i < n_train + n_dev else "eval"
+    return assign
+
+
+def prepare_corpus(source: str | os.PathLike, out: str | os.PathLike, config: str | os.PathLike = "default",
+                   seed: int = 0, *, workers: int | None = None, progress: bool = False) -> CorpusCard:
+    """Build the corpus (see module docstring). Deterministic for a given source, config and seed."""
+    t0 = time.time()
+    cfg = load_config(config)
+    source, out = Path(source), Path(out)
+    if not source.is_dir():
+        raise CorpusError("source is not a folder of speech recordings", source=source)
+    files, _ = find_audio_files([source])
+    if not files:
+        raise CorpusError("no audio files found (looked for .wav/.flac/.mp3/... recursively)", source=source)
+    engines = {cfg.systems[s].engine for s in cfg.train_systems + cfg.eval_systems}
+    for eng in engines & set(TOOLS):
+        require_tool(eng)
+    if "world" in engines or "world_vc" in engines or "mlsa" in engines or "lpc" in engines:
+        for mod in ("pyworld", "pysptk"):
+            try:
+                __import__(mod)
+            except ImportError:
+                raise CorpusError(f"python package '{mod}' is needed by the vocoder systems: pip install {mod}") \
+                    from None
+    if out.exists() and any(out.iterdir()):
+        raise CorpusError("output folder exists and is not empty; choose a new one", source=out)
+
+    rng = np.random.default_rng(seed)
+    # 1. bona fide segments per speaker (every segment of a speaker stays in one split)
+    skipped: list[dict] = []
+    by_speaker: dict[str, list[Segment]] = defaultdict(list)
+    for f in files:
+        try:
+            x, _ = load_audio(f, target_sr=SR, mono=True)
+        except VoiceguardError as e:
+            skipped.append({"path": str(f), "reason": e.reason})
+            continue
+        seg_rng = np.random.default_rng([seed, len(by_speaker), x.size])
+        for a, b in _segment_bounds(x[0], seg_rng, cfg.segment_min_s, cfg.segment_max_s):
+            by_speaker[speaker_of(f)].append(Segment(str(f), speaker_of(f), a, b))
+    speakers = sorted(s for s, segs in by_speaker.items() if segs)
+    if len(speakers) < cfg.min_speakers:
+        raise CorpusError(f"found {len(speakers)} speaker(s) with usable speech; config {cfg.name!r} needs at least "
+                          f"{cfg.min_speakers} (two per split) -- speakers come from LibriSpeech file names or "
+                          f"sub-folder names", source=source)
+    for spk in speakers:
+        segs = by_speaker[spk]
+        if len(segs) > cfg.max_segments_per_speaker:
+            keep = sorted(rng.choice(len(segs), cfg.max_segments_per_speaker, replace=False))
+            by_speaker[spk] = [segs[i] for i in keep]
+    split_of = _speaker_split(speakers, cfg.split_fractions, rng)
+    f0_cache: dict[str, float] = {}
+
+    def spk_f0(spk: str) -> float:
+        if spk not in f0_cache:
+            f0_cache[spk] = median_f0(_load_segment(by_speaker[spk][0])) or 150.0
+        return f0_cache[spk]
+
+    sentences = _sentences()
+    jobs: list[UttJob] = []
+    enroll: dict[str, dict[str, list[str]]] = {s: {} for s in SPLITS}
+    for split in SPLITS:
+        letter = SPLIT_LETTER[split]
+        split_speakers = [s for s in speakers if split_of[s] == split]
+        rows: list[UttJob] = []
+        enroll_segments: set[Segment] = set()
+        for spk in split_speakers:
+            segs = by_speaker[spk]
+            if split != "train" and len(segs) > cfg.asv_enroll_per_speaker:
+                enroll_segments.update(segs[:cfg.asv_enroll_per_speaker])
+            for seg in segs:
+                rows.append(UttJob("", split, spk, "-", None, {}, 0, seg))
+        sources = [r.segment for r in rows if r.segment not in enroll_segments]
+        systems = cfg.train_systems if split != "eval" else cfg.eval_systems
+        for sid in systems:
+            spec = cfg.systems[sid]
+            base = cfg.systems[spec.same_as] if spec.same_as else spec
+            for _ in range(cfg.spoofs_per_system[split]):
+                if base.family == "tts":
+                    spk = split_speakers[int(rng.integers(len(split_speakers)))]
+                    rows.append(UttJob("", split, spk, sid, base.engine, base.params, 0, None,
+                                       text=sentences[int(rng.integers(len(sentences)))]))
+                else:
+                    seg = sources[int(rng.integers(len(sources)))]
+                    tf0 = None
+                    if base.family == "vc":
+                        other = split_speakers[int(rng.integers(len(split_speakers)))]
+                        tf0 = spk_f0(other) if other != seg.speaker else spk_f0(seg.speaker) * 1.3
+                    rows.append(UttJob("", split, seg.speaker, sid, base.engine, base.params, 0, seg, target_f0=tf0))
+        order = rng.permutation(len(rows))
+        for k, i in enumerate(order, 1):
+            r = rows[i]
+            jobs.append(UttJob(f"{PREFIX}_{letter}_{k:07d}", r.split, r.speaker, r.attack, r.engine, r.params,
+                               int(rng.integers(0, 2**31 - 1)), r.segment, r.text, r.target_f0))
+        seg_to_utt = {j.segment: j.utt_id for j in jobs if j.split == split and j.engine is None}
+        for spk in split_speakers:
+            e = [seg_to_utt[s] for s in by_speaker[spk][:cfg.asv_enroll_per_speaker] if s in enroll_segments]
+            if e:
+                enroll[split][spk] = e
+
+    flac = out / "flac"
+    flac.mkdir(parents=True, exist_ok=True)
+    n_workers = workers or cfg.workers
+    failures, durations = [], {}
+    args = [(j, cfg, str(flac)) for j in jobs]
+    iterator: Any
+    if n_workers > 1:
+        pool = ProcessPoolExecutor(n_workers)
+        iterator = pool.map(_run_job, args, chunksize=8)
+    else:
+        pool, iterator = None, map(_run_job, args)
+    try:
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(iterator, total=len(args), desc="building corpus", unit="utt", file=sys.stderr)
+        for utt, dur, err in iterator:
+            durations[utt] = dur
+            if err:
+                failures.append((utt, err))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    if failures:
+        raise CorpusError(f"{len(failures)} utterance(s) failed, first: {failures[0][0]}: {failures[0][1]}",
+                          source=out)
+
+    # protocols
+    proto = out / "protocols"
+    trials_by_split = {}
+    for split in SPLITS:
+        trials = [Trial(j.utt_id, "bonafide" if j.engine is None else "spoof", j.attack, _spk_id(j.speaker))
+                  for j in jobs if j.split == split]
+        trials_by_split[split] = trials
+        write_asvspoof2019(proto / f"{PREFIX}.cm.{PROTOCOL_NAMES[split]}.txt", trials)
+    asv_counts = {}
+    for split in ("dev", "eval"):
+        asv_counts[split] = _write_asv_lists(proto, split, jobs, enroll[split], np.random.default_rng([seed, 7]))
+
+    from .shortcuts import shortcut_check
+
+    check = shortcut_check(out, trials_by_split)
+    atomic_write_text(out / "shortcut_check.json", json.dumps(check, indent=2) + "\n")
+
+    counts = {split: {"bonafide": sum(t.is_bonafide for t in tr), "spoof": sum(not t.is_bonafide for t in tr),
+                      "speakers": len({t.speaker for t in tr}),
+                      "per_attack": dict(sorted(Counter(t.attack for t in tr).items())),
+                      "hours": round(sum(durations[t.utt_id] for t in tr) / 3600, 3)}
+              for split, tr in trials_by_split.items()}
+    card = {
+        "name": f"voiceguard ASVspoof-style corpus ({cfg.name})",
+        "layout": "ASVspoof 2019 LA: flac/ + protocols/ (5-column CM protocols, ASV enrollment and trial lists)",
+        "seed": seed, "config": _config_dict(cfg),
+        "sources": [{"path": str(source), "files": len(files), "skipped": skipped, "speakers": len(speakers),
+                     "license": _license_note(source)}],
+        "splits": {s: sorted(_spk_id(x) for x in speakers if split_of[x] == s) for s in SPLITS},
+        "speaker_map": {_spk_id(s): s for s in speakers},
+        "systems": {sid: {"engine": cfg.systems[sid].engine, "family": cfg.systems[sid].family,
+                          "recipe": RECIPES[cfg.systems[sid].engine], "params": cfg.systems[sid].params,
+                          "same_as": cfg.systems[sid].same_as,
+                          "splits": [s for s in SPLITS if sid in (cfg.eval_systems if s == "eval" else
+                                                                   cfg.train_systems)]}
+                    for sid in sorted(set(cfg.train_systems + cfg.eval_systems))},
+        "counts": counts, "asv_trials": asv_counts,
+        "post_processing": f"every utterance (both classes): DC removed, leading/trailing silence trimmed "
+                           f"(top_db {cfg.trim_top_db}), active-speech RMS set to {cfg.loudness_dbfs} dBFS, "
+                           f"{cfg.pad_s[0]}-{cfg.pad_s[1]} s of digital silence padded on each side, 16 kHz PCM16 FLAC",
+        "shortcut_check": {k: v for k, v in check.items() if k != "per_system"},
+        "tool_versions": _tool_versions(engines),
+        "build_seconds": round(time.time() - t0, 1),
+    }
+    atomic_write_text(out / "corpus.json", json.dumps(card, indent=2) + "\n")
+    return CorpusCard(str(out), counts, bool(check["pass"]), card["build_seconds"])
+
+
+def _spk_id(speaker: str) -> str:
+    return f"{PREFIX}_{speaker}"
+
+
+def _license_note(source: Path) -> str:
+    lic = source / "LICENSE.TXT"
+    if lic.is_file() or "librispeech" in str(source).lower():
+        return ("LibriSpeech ASR corpus (Panayotov et al., 2015), CC BY 4.0, https://www.openslr.org/12 -- "
+                "derived corpus: segmented, level-normalised and used as source for spoofed speech")
+    return "license of the source recordings: see the source folder"
+
+
+def _config_dict(cfg: CorpusConfig) -> dict:
+    d = asdict(cfg)
+    d["systems"] = {k: {"engine": v.engine, **v.params, **({"same_as": v.same_as} if v.same_as else {})}
+                    for k, v in cfg.systems.items()}
+    return d
+
+
+def _write_asv_lists(proto: Path, split: str, jobs: list[UttJob], enroll: dict[str, list[str]], rng) -> dict:
+    """Enrollment list and trials: target (other bona fide of the speaker), non-target, spoof (claims the speaker)."""
+    split_jobs = [j for j in jobs if j.split == split]
+    enrolled = {u for us in enroll.values() for u in us}
+    bona = defaultdict(list)
+    for j in split_jobs:
+        if j.engine is None and j.utt_id not in enrolled:
+            bona[j.speaker].append(j.utt_id)
+    lines, counts = [], Counter()
+    for spk in sorted(enroll):
+        for u in bona[spk]:
+            lines.append(f"{_spk_id(spk)} {u} bonafide target")
+            counts["target"] += 1
+        others = [u for s, us in sorted(bona.items()) if s != spk for u in us]
+        if others:
+            k = min(len(others), max(2, 2 * len(bona[spk])))
+            for i in sorted(rng.choice(len(others), k, replace=False)):
+                lines.append(f"{_spk_id(spk)} {others[i]} bonafide nontarget")
+                counts["nontarget"] += 1
+        for j in split_jobs:
+            if j.engine is not None and j.speaker == spk:
+                lines.append(f"{_spk_id(spk)} {j.utt_id} {j.attack} spoof")
+                counts["spoof"] += 1
+    atomic_write_text(proto / f"{PREFIX}.asv.{split}.enroll.txt",
+                      "".join(f"{_spk_id(s)} {','.join(us)}\n" for s, us in sorted(enroll.items())))
+    atomic_write_text(proto / f"{PREFIX}.asv.{split}.trl.txt", "\n".join(lines) + "\n")
+    return dict(counts)
+
+
+__all__ = ["prepare_corpus", "load_config", "list_configs", "CorpusConfig", "CorpusCard", "CorpusError", "finish",
+           "speaker_of"]
