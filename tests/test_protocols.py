@@ -60,11 +60,13 @@ def test_asvspoof2021_la_and_df(tmp_path):
 
 def test_asvspoof5(tmp_path):
     p = _write(tmp_path, "a5.tsv", "E_2932 E_0000000001 F - - - AC3 A16 spoof -\n"
-                                   "E_2932 E_0000000002 F C05 2 1234 bonafide - bonafide -\n")
+                                   "E_2932 E_0000000002 F C05 2 1234 bonafide - bonafide -\n"
+                                   "E_2933 E_0000000003 M - 0 - bonafide - bonafide -\n")
     t = P.read_protocol(p)
     assert P.detect_format(p) == "asvspoof5"
     assert (t[0].attack, t[0].condition, t[0].extra["gender"]) == ("A16", "-", "F")
     assert (t[1].label, t[1].condition) == ("bonafide", "C05-2")
+    assert t[2].condition == "-"
 
 
 def test_in_the_wild_and_csv(tmp_path):

@@ -112,7 +112,7 @@ def read_asvspoof5(path: str | os.PathLike) -> list[Trial]:
         if n == 1 and p[0].upper() in {"SPEAKER_ID", "SPK", "SPEAKER"}:
             continue  # header row
         _need(p, 9, path, n, "SPK FILE GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK_LABEL KEY")
-        cond = p[3] if p[4] == "-" else f"{p[3]}-{p[4]}"
+        cond = p[3] if p[3] == "-" or p[4] in ("-", "0") else f"{p[3]}-{p[4]}"  # eval marks uncoded as "- 0"
         trials.append(Trial(utt_id=p[1], label=normalize_label(p[8], source=str(path), line=n), attack=p[7],
                             speaker=p[0], condition=cond,
                             extra={"gender": p[2], "codec_seed": p[5], "attack_tag": p[6]}))
