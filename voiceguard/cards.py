@@ -1,0 +1,138 @@
+"""Model cards: name -> card (YAML) -> checkpoint (local path, user cache, or URL), sha256, weights-only load.
+
+A card is a small YAML file next to its weights inside the package (``detect/cards/``,
+``watermark/cards/``).  Checkpoints are always loaded with ``torch.load(weights_only=True)``
+after their sha256 has been checked against the card.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ModelCardError
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model is, where its weights are and what it scored."""
+
+    name: str
+    kind: str  # "detector" | "watermark" | ...
+    architecture: str
+    path: Path  # the card file
+    config: dict = field(default_factory=dict, hash=False)
+    sample_rate: int = 16000
+    checkpoint: str | None = None  # file next to the card, or an absolute path
+    url: str | None = None  # where users with internet get it when it is not shipped
+    sha256: str | None = None
+    training: dict = field(default_factory=dict, hash=False)
+    metrics: dict = field(default_factory=dict, hash=False)
+    extra: dict = field(default_factory=dict, hash=False)
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k != "path"}
+        d["path"] = str(self.path)
+        return d
+
+
+_FIELDS = {"name", "kind", "architecture", "config", "sample_rate", "checkpoint", "url", "sha256", "training",
+           "metrics"}
+
+
+def load_card(path: str | os.PathLike) -> ModelCard:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelCardError("no such model card", source=path)
+    try:
+        d = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ModelCardError(f"not valid YAML ({e})", source=path) from None
+    missing = {"name", "kind", "architecture"} - set(d)
+    if missing:
+        raise ModelCardError(f"model card misses {sorted(missing)}", source=path)
+    return ModelCard(path=path, **{k: v for k, v in d.items() if k in _FIELDS},
+                     extra={k: v for k, v in d.items() if k not in _FIELDS})
+
+
+def find_card(name: str, search_dirs: list[Path]) -> ModelCard:
+    """A card by model name (or a path to a card file)."""
+    if name.endswith((".yaml", ".yml")) and Path(name).is_file():
+        return load_card(name)
+    known = []
+    for d in search_dirs:
+        for p in sorted(Path(d).glob("*.yaml")):
+            card = load_card(p)
+            if card.name == name:
+                return card
+            known.append(card.name)
+    raise ModelCardError(f"unknown model {name!r}; known: {', '.join(sorted(known)) or 'none'}")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("VOICEGUARD_CACHE", Path.home() / ".cache" / "voiceguard"))
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve_checkpoint(card: ModelCard, *, download: bool = True) -> Path:
+    """Local file first (next to the card, or absolute), then the user cache, then the card's URL."""
+    if card.checkpoint:
+        local = Path(card.checkpoint)
+        local = local if local.is_absolute() else card.path.parent / local
+        if local.is_file():
+            return local
+    filename = Path(card.checkpoint or (card.url or card.name).rsplit("/", 1)[-1]).name
+    cached = cache_dir() / card.name / filename
+    if cached.is_file():
+        return cached
+    if not card.url:
+        raise ModelCardError(f"checkpoint {filename!r} of model {card.name!r} is neither next to its card nor in "
+                             f"{cached.parent}, and the card has no URL", source=card.path)
+    if not download:
+        raise ModelCardError(f"checkpoint of {card.name!r} is not cached at {cached}", source=card.path)
+    import torch.hub
+
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(card.url, str(cached), progress=True)
+    except Exception as e:  # offline, HTTP error, ...
+        raise ModelCardError(f"could not download {card.url} ({type(e).__name__}: {e}). Without internet, fetch "
+                             f"it elsewhere and put it at {cached}, or pass --checkpoint PATH", source=card.path) \
+            from None
+    return cached
+
+
+def load_state_dict(path: str | os.PathLike, sha256: str | None = None) -> dict[str, Any]:
+    """Verify ``sha256`` (when given) and load a checkpoint weights-only on the CPU."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelCardError("no such checkpoint", source=path)
+    if sha256:
+        got = sha256_file(path)
+        if got != sha256.lower():
+            raise ModelCardError(f"sha256 mismatch: expected {sha256}, got {got} (corrupt or a different file)",
+                                 source=path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ModelCardError(f"not a loadable weights-only checkpoint ({type(e).__name__}: {str(e)[:200]})",
+                             source=path) from None
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise ModelCardError(f"checkpoint holds a {type(obj).__name__}, not a state_dict", source=path)
+    return obj
