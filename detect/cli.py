@@ -34,7 +34,7 @@ def scan_file(path: Path) -> ScanRow:
     """Decode the whole file through the shared audio path (bounded memory) and report it."""
     try:
         info = audio_info(path)
-        n = sum(block.shape[1] for block in stream_audio(path, block_seconds=30.0))
+        n = sum(block.shape[1] for block in stream_audio(path, block_seconds=30.0, info=info))
     except VoiceguardError as e:
         return ScanRow(str(path), "error", error=e.reason)
     return ScanRow(str(path), "ok", round(n / info.sample_rate, 3), info.sample_rate, info.channels)

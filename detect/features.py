@@ -66,7 +66,7 @@ def lfcc(x: np.ndarray, sr: int = SR, *, win_ms: float = 20.0, hop_ms: float = 1
 def cqcc(x: np.ndarray, sr: int = SR, *, bins_per_octave: int = 48, n_octaves: int = 8, hop: int = 128,
          n_uniform: int = 256, n_ceps: int = 20, use_deltas: bool = True) -> np.ndarray:
     """Constant-Q cepstral coefficients: log-power CQT, resampled to a uniform frequency axis, then DCT
-    (Todisco et al. 2017; bins per octave reduced from 96 to 48 for speed, documented in the card)."""
+    (Todisco et al. 2017; 48 bins per octave instead of the paper's 96, for speed)."""
     import librosa
 
     fmax = sr / 2

@@ -44,7 +44,7 @@ ASVSPOOF_COSTS = CostModel()
 
 
 # --------------------------------------------------------------------------- validation
-def check_scores(scores: np.ndarray, what: str = "scores", min_distinct: int = 3) -> np.ndarray:
+def check_scores(scores: np.ndarray, what: str = "scores") -> np.ndarray:
     """Return float64 scores or raise ``ScoreError`` for empty / NaN / Inf / constant input."""
     scores = np.asarray(scores, dtype=np.float64).ravel()
     if scores.size == 0:

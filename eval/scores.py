@@ -9,7 +9,7 @@ from typing import Iterable
 
 import numpy as np
 
-from voiceguard.errors import ProtocolError, ScoreError, preview
+from voiceguard.errors import ScoreError, preview
 from voiceguard.files import atomic_write_text, read_rows
 from voiceguard.protocols import BONAFIDE, Trial, normalize_label, read_protocol
 
@@ -203,4 +203,4 @@ def evaluate_score_file(scores: str | os.PathLike, protocol: str | os.PathLike |
 
 
 __all__ = ["ScoredTrial", "read_cm_scores", "join_scores", "read_asv_scores", "write_cm_scores",
-           "format_cm_scores", "evaluate_cm", "evaluate_score_file", "ProtocolError"]
+           "format_cm_scores", "evaluate_cm", "evaluate_score_file"]

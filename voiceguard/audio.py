@@ -233,13 +233,15 @@ def require_duration(n_samples: int, sample_rate: int, min_seconds: float, *,
 
 # --------------------------------------------------------------------------- reading
 def stream_audio(source: AudioSource, block_seconds: float = 10.0, *, target_sr: int | None = None,
-                 mono: bool = False, max_channels: int | None = MAX_CHANNELS) -> Iterator[np.ndarray]:
+                 mono: bool = False, max_channels: int | None = MAX_CHANNELS,
+                 info: AudioInfo | None = None) -> Iterator[np.ndarray]:
     """Yield consecutive ``[C, n]`` float32 blocks of about ``block_seconds`` each.
 
     Memory is bounded by one block whatever the file's length; resampling is
     streamed (soxr), so the concatenated blocks equal ``load_audio`` output.
     """
-    return _stream(source, audio_info(source), block_seconds, target_sr, mono, max_channels)
+    info = info or audio_info(source)  # pass the header you already read to avoid reading it twice
+    return _stream(source, info, block_seconds, target_sr, mono, max_channels)
 
 
 def _stream(source: AudioSource, info: AudioInfo, block_seconds: float, target_sr: int | None,

@@ -106,7 +106,7 @@ class _Codec(Attack):
                 f"ffmpeg built with it (e.g. Debian's ffmpeg package has most; AMR needs libopencore/vo-amrwbenc)")
 
     def apply(self, samples, sample_rate, params):
-        return codec_roundtrip(samples, sample_rate, self.codec, params["bitrate"])
+        return codec_roundtrip(samples, sample_rate, self.codec, params.get("bitrate"))
 
     def apply_torch(self, wav, sample_rate, params):
         import torch
@@ -123,8 +123,6 @@ def _make(codec: str) -> type[_Codec]:
         + (f" (default bitrate {spec.bitrate})" if spec.bitrate else ""),
         "DEFAULTS": {"bitrate": spec.bitrate} if spec.bitrate else {},
     })
-    if not spec.bitrate:
-        cls.apply = lambda self, s, sr, p, _c=codec: codec_roundtrip(s, sr, _c)  # type: ignore[method-assign]
     return register(cls)
 
 

@@ -119,12 +119,13 @@ class Resample(Attack):
         return fit_length(resample(resample(samples, sample_rate, mid), mid, sample_rate), samples.shape[-1])
 
     def apply_torch(self, wav, sample_rate, params):
+        import torch.nn.functional as F
         import torchaudio.functional as AF
 
         mid = int(params["rate_hz"])
         y = AF.resample(AF.resample(wav, sample_rate, mid), mid, sample_rate)
         n = wav.shape[-1]
-        return y[..., :n] if y.shape[-1] >= n else __import__("torch").nn.functional.pad(y, (0, n - y.shape[-1]))
+        return y[..., :n] if y.shape[-1] >= n else F.pad(y, (0, n - y.shape[-1]))
 
 
 # --------------------------------------------------------------------------- time / pitch
