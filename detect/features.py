@@ -4,6 +4,8 @@ All functions take float mono audio ``[n]`` at 16 kHz and return ``[frames, dims
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy.fft import dct
 
@@ -30,15 +32,6 @@ def with_deltas(static: np.ndarray) -> np.ndarray:
     return np.concatenate([static, d1, deltas(d1)], axis=1)
 
 
-def _frames(x: np.ndarray, win: int, hop: int) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
-    if x.size < win:
-        x = np.pad(x, (0, win - x.size))
-    n = 1 + (x.size - win) // hop
-    idx = np.arange(win)[None, :] + hop * np.arange(n)[:, None]
-    return x[idx]
-
-
 def linear_filterbank(n_filters: int, n_fft: int, sr: int = SR) -> np.ndarray:
     """Triangular filters equally spaced on a linear frequency axis, ``[n_filters, n_fft // 2 + 1]``."""
     edges = np.linspace(0, sr / 2, n_filters + 2)
@@ -50,17 +43,69 @@ def linear_filterbank(n_filters: int, n_fft: int, sr: int = SR) -> np.ndarray:
     return fb
 
 
+def lfcc_module(sr: int = SR, *, win_ms: float = 20.0, hop_ms: float = 10.0, n_fft: int = 512,
+                n_filters: int = 20, n_ceps: int = 20, use_deltas: bool = True, level_norm: bool = False):
+    """A torch ``nn.Module``: ``[B, n]`` waveforms -> ``[B, frames, dims]`` linear-frequency cepstra
+    (hamming frames, power spectrum, linear triangular filters, log, orthonormal DCT-II, optional
+    deltas; ``level_norm`` subtracts the utterance mean of c0, which makes the features independent of the
+    recording level while keeping the spectral shape)."""
+    import torch
+    from torch import nn
+
+    win, hop = int(sr * win_ms / 1000), int(sr * hop_ms / 1000)
+
+    class LfccFrontEnd(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            dct_matrix = dct(np.eye(n_filters), type=2, axis=0, norm="ortho")[:n_ceps].T  # [filters, ceps]
+            k = np.arange(-3, 4, dtype=np.float32)
+            self.register_buffer("window", torch.from_numpy(np.hamming(win).astype(np.float32)), persistent=False)
+            self.register_buffer("fbank", torch.from_numpy(linear_filterbank(n_filters, n_fft, sr).T.astype(
+                np.float32)), persistent=False)
+            self.register_buffer("dct", torch.from_numpy(dct_matrix.astype(np.float32)), persistent=False)
+            self.register_buffer("delta_kernel", torch.from_numpy(k / np.sum(k ** 2)).view(1, 1, -1),
+                                 persistent=False)
+
+        def _delta(self, f: "torch.Tensor") -> "torch.Tensor":  # [B, T, D] -> [B, T, D]
+            b, t, d = f.shape
+            x = f.transpose(1, 2).reshape(b * d, 1, t)
+            x = nn.functional.pad(x, (3, 3), mode="replicate")
+            return nn.functional.conv1d(x, self.delta_kernel).reshape(b, d, t).transpose(1, 2)
+
+        def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+            if x.shape[-1] < win:
+                x = nn.functional.pad(x, (0, win - x.shape[-1]))
+            frames = x.unfold(-1, win, hop) * self.window  # [B, T, win]
+            power = torch.fft.rfft(frames, n=n_fft).abs().pow(2)
+            energies = power @ self.fbank
+            ceps = torch.log(energies + torch.finfo(torch.float32).eps) @ self.dct
+            if level_norm:
+                c0 = ceps[..., :1]
+                ceps = torch.cat([c0 - c0.mean(dim=1, keepdim=True), ceps[..., 1:]], dim=-1)
+            if not use_deltas:
+                return ceps
+            d1 = self._delta(ceps)
+            return torch.cat([ceps, d1, self._delta(d1)], dim=-1)
+
+    return LfccFrontEnd()
+
+
+@lru_cache(maxsize=8)
+def _cached_lfcc_module(**kw):
+    return lfcc_module(**kw)
+
+
 def lfcc(x: np.ndarray, sr: int = SR, *, win_ms: float = 20.0, hop_ms: float = 10.0, n_fft: int = 512,
          n_filters: int = 20, n_ceps: int = 20, use_deltas: bool = True) -> np.ndarray:
     """Linear-frequency cepstral coefficients (ASVspoof 2019 baseline: 20 ms, 20 filters, 20 coefficients,
-    plus deltas and double deltas = 60 dims)."""
-    win, hop = int(sr * win_ms / 1000), int(sr * hop_ms / 1000)
-    frames = _frames(dithered(x), win, hop) * np.hamming(win)
-    power = np.abs(np.fft.rfft(frames, n=n_fft)) ** 2
-    energies = power @ linear_filterbank(n_filters, n_fft, sr).T
-    ceps = dct(np.log(energies + np.finfo(float).eps), type=2, axis=1, norm="ortho")[:, :n_ceps]
-    ceps = ceps.astype(np.float32)
-    return with_deltas(ceps) if use_deltas else ceps
+    plus deltas and double deltas = 60 dims), ``[frames, dims]`` float32."""
+    import torch
+
+    module = _cached_lfcc_module(sr=sr, win_ms=win_ms, hop_ms=hop_ms, n_fft=n_fft, n_filters=n_filters,
+                                 n_ceps=n_ceps, use_deltas=use_deltas)
+    with torch.inference_mode():
+        out = module(torch.from_numpy(dithered(x).astype(np.float32))[None])
+    return out[0].numpy()
 
 
 def cqcc(x: np.ndarray, sr: int = SR, *, bins_per_octave: int = 48, n_octaves: int = 8, hop: int = 128,

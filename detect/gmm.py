@@ -19,6 +19,7 @@ class GmmDetector:
     """Two diagonal-covariance GMMs over frame features."""
 
     sample_rate = SR
+    input_samples = 64600  # window length when scoring long files in windows (about 4 s, as the networks)
 
     def __init__(self, feature: str = "lfcc", n_components: int = 512, seed: int = 0, max_frames: int = 200_000,
                  max_iter: int = 100):
@@ -28,6 +29,10 @@ class GmmDetector:
         self.max_frames, self.max_iter = max_frames, max_iter
         self.name = f"{feature}-gmm"
         self.gmms: dict[str, GaussianMixture] = {}
+
+    def config_dict(self) -> dict:
+        return {"n_components": self.n_components, "seed": self.seed, "max_frames": self.max_frames,
+                "max_iter": self.max_iter}
 
     def features(self, audio: np.ndarray) -> np.ndarray:
         return FEATURES[self.feature](np.asarray(audio, dtype=np.float32).ravel(), SR)
@@ -52,6 +57,10 @@ class GmmDetector:
             raise RuntimeError("GMM detector is not trained")
         f = self.features(audio)
         return float(self.gmms["bonafide"].score(f) - self.gmms["spoof"].score(f))
+
+    def score_batch(self, batch: np.ndarray) -> np.ndarray:
+        """``[B, n]`` windows -> ``[B]`` scores."""
+        return np.array([self.score(w) for w in batch])
 
     # ----------------------------------------------------------------- weights-only persistence
     def state_dict(self) -> dict:

@@ -1,0 +1,208 @@
+"""Detector quality and speed on a built corpus (``voiceguard data build``): the README's results table.
+
+    python bench/bench_detectors.py --corpus corpus \
+        --model vg-lcnn --model runs/lfcc-gmm/card.yaml \
+        --model aasist=../shared/weights/aasist/AASIST.pth [--suites] [--speed] [--update-card]
+
+Per model: pooled eval EER (all eval attacks, and the unseen ones A07-A14 only), per-attack EER,
+ASVspoof 5 minDCF, the EER with leading/trailing silence trimmed (shortcut check), and with
+``--suites`` the EER under every condition of the ``asvspoof21-la`` and ``asvspoof21-df`` codec suites
+(attack applied to every eval file, bona fide and spoof alike, seeded per file).
+``--speed``: LFCC-GMM real-time factor, and ``scan`` of 100 files of 10 s with the default model.
+Writes ``bench/results/detectors.json`` and prints markdown tables.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from voiceguard.attacks import load_suite
+from voiceguard.audio import load_audio, save_audio
+from voiceguard.detect.batch import score_files
+from voiceguard.detect.models import DEFAULT_MODEL, load_model
+from voiceguard.eval import metrics as M
+from voiceguard.protocols import read_protocol
+
+SR = 16000
+UNSEEN = {f"A{i:02d}" for i in range(7, 15)}
+
+
+def trimmed(x: np.ndarray) -> np.ndarray:
+    import librosa
+
+    y, _ = librosa.effects.trim(x, top_db=35)
+    return y if y.size >= SR // 4 else x
+
+
+def eval_scores(loaded, trials, audio_dir: Path, transform=None) -> np.ndarray:
+    """Mean-window raw score of each trial; ``transform(x, index)`` is applied after decoding."""
+    paths = [t.audio_path(audio_dir) for t in trials]
+    index = {str(p): i for i, p in enumerate(paths)}
+
+    def decode(p):
+        x = load_audio(p, SR, mono=True)[0]
+        return transform(x, index[str(p)]) if transform else x
+
+    out = np.full(len(trials), np.nan)
+    for k, s in enumerate(score_files(loaded.detector, paths, decode=decode)):
+        if s.result is None:
+            raise SystemExit(f"{s.source}: {s.error}")
+        out[k] = s.result.score
+    return out
+
+
+def metrics_of(scores: np.ndarray, trials) -> dict:
+    lab = np.array([t.is_bonafide for t in trials])
+    attacks = np.array([t.attack for t in trials])
+    bona, spoof = scores[lab], scores[~lab]
+    unseen = np.isin(attacks, sorted(UNSEEN)) & ~lab
+    per = M.eer_breakdown(bona, spoof, attacks[~lab])
+    return {"eer": M.eer(bona, spoof)[0], "eer_unseen": M.eer(bona, scores[unseen])[0] if unseen.any() else None,
+            "min_dcf": M.min_dcf(bona, spoof)[0], "per_attack": {k: v.eer for k, v in per.items()}}
+
+
+def suite_metrics(loaded, trials, audio_dir: Path, suite_name: str, seed: int = 0) -> dict:
+    suite = load_suite(suite_name)
+    out = {}
+    for row in suite.rows:
+        def attack(x, i, row=row):
+            return np.asarray(row.build(seed=seed * 100_000 + i)(x, SR), dtype=np.float32).ravel()
+        t0 = time.time()
+        s = eval_scores(loaded, trials, audio_dir, attack)
+        lab = np.array([t.is_bonafide for t in trials])
+        out[row.label] = M.eer(s[lab], s[~lab])[0]
+        print(f"  {suite_name} {row.label}: EER {out[row.label] * 100:.2f} % [{time.time() - t0:.0f} s]",
+              file=sys.stderr)
+    return out
+
+
+def parse_model(spec: str):
+    if "=" in spec:
+        arch, ckpt = spec.split("=", 1)
+        return load_model(arch, ckpt), f"{arch} ({Path(ckpt).name}, as published)"
+    loaded = load_model(spec)
+    return loaded, loaded.name
+
+
+def speed(corpus: Path, trials) -> dict:
+    """LFCC-GMM real-time factor and the time of ``scan`` over 100 files of 10 s (default model)."""
+    from voiceguard.detect.cli import scan_paths
+    from voiceguard.detect.gmm import GmmDetector
+
+    rng = np.random.default_rng(0)
+    audio = np.concatenate([load_audio(t.audio_path(corpus / "flac"), SR, mono=True)[0] for t in trials[:40]])
+    gmm = GmmDetector("lfcc", n_components=512, max_iter=5).fit([audio[: 60 * SR]], [audio[60 * SR: 120 * SR]])
+    x = audio[: 60 * SR]
+    gmm.score(x[:SR])
+    t0 = time.perf_counter()
+    for _ in range(3):
+        gmm.score(x)
+    gmm_rtf = 3 * 60.0 / (time.perf_counter() - t0)
+    loaded = load_model(DEFAULT_MODEL)
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(100):
+            start = int(rng.integers(0, audio.size - 10 * SR))
+            save_audio(Path(tmp) / f"f{i:03d}.flac", audio[start:start + 10 * SR][None], SR)
+        t0 = time.perf_counter()
+        rows = scan_paths([tmp], loaded)
+        scan_s = time.perf_counter() - t0
+    assert len(rows) == 100 and all(r.status == "ok" for r in rows)
+    return {"lfcc_gmm_512_realtime_factor": gmm_rtf, "scan_100x10s_seconds": scan_s,
+            "scan_realtime_factor": 1000.0 / scan_s}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", type=Path, required=True)
+    ap.add_argument("--model", action="append", default=[], help="card name/file, or ARCH=CHECKPOINT")
+    ap.add_argument("--suites", action="store_true", help="also evaluate under the LA/DF codec suites")
+    ap.add_argument("--speed", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "detectors.json")
+    ap.add_argument("--update-card", action="store_true",
+                    help="write each card model's eval figures into its model card (metrics.eval)")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(2)
+    trials = read_protocol(args.corpus / "protocols" / "VG.cm.eval.trl.txt")
+    audio_dir = args.corpus / "flac"
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    results.setdefault("models", {})
+    for spec in args.model or [DEFAULT_MODEL]:
+        loaded, label = parse_model(spec)
+        print(f"{label}:", file=sys.stderr)
+        t0 = time.time()
+        row = {"label": label, "corpus": str(args.corpus), **metrics_of(eval_scores(loaded, trials, audio_dir), trials)}
+        row["eer_trimmed"] = metrics_of(eval_scores(loaded, trials, audio_dir, lambda x, i: trimmed(x)), trials)["eer"]
+        if args.suites:
+            row["suites"] = {s: suite_metrics(loaded, trials, audio_dir, s) for s in ("asvspoof21-la", "asvspoof21-df")}
+        row["seconds"] = round(time.time() - t0, 1)
+        results["models"][label] = row
+        if args.update_card and loaded.card is not None:
+            update_card(loaded.card.path, row, " ".join(["python", *sys.argv]))
+        print(f"  EER {row['eer'] * 100:.2f} % (unseen {row['eer_unseen'] * 100:.2f} %), trimmed "
+              f"{row['eer_trimmed'] * 100:.2f} %", file=sys.stderr)
+    if args.speed:
+        results["speed"] = speed(args.corpus, trials)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(markdown(results))
+
+
+def update_card(card_path, row: dict, command: str) -> None:
+    """Store eval figures (fractions) in the card's ``metrics.eval``, keeping everything else as it is."""
+    import yaml
+
+    from voiceguard.files import atomic_write_text
+
+    path = Path(card_path)
+    card = yaml.safe_load(path.read_text())
+    keep = ("eer", "eer_unseen", "min_dcf", "eer_trimmed", "per_attack", "suites")
+    card.setdefault("metrics", {})["eval"] = {
+        "corpus": "voiceguard data build --source ../shared/data/speech/librispeech --seed 0 (default config)",
+        "command": command, **{k: _rounded(row[k]) for k in keep if k in row}}
+    atomic_write_text(path, yaml.safe_dump(card, sort_keys=False))
+
+
+def _rounded(v):
+    if isinstance(v, dict):
+        return {k: _rounded(x) for k, x in v.items()}
+    return None if v is None else round(float(v), 5)
+
+
+def pct(v) -> str:
+    return "-" if v is None else f"{v * 100:.2f}"
+
+
+def markdown(results: dict) -> str:
+    models = results["models"]
+    attacks = sorted({a for r in models.values() for a in r["per_attack"]})
+    lines = ["| model | EER % (all eval) | EER % (unseen A07-A14) | EER % silence-trimmed | minDCF | "
+             + " | ".join(attacks) + " |", "|" + "---|" * (5 + len(attacks))]
+    for r in models.values():
+        lines.append(f"| {r['label']} | {pct(r['eer'])} | {pct(r['eer_unseen'])} | {pct(r['eer_trimmed'])} | "
+                     f"{r['min_dcf']:.4f} | " + " | ".join(pct(r["per_attack"].get(a)) for a in attacks) + " |")
+    suites = [(lab, r) for lab, r in models.items() if r.get("suites")]
+    if suites:
+        conds = [c for s in suites[0][1]["suites"].values() for c in s]
+        lines += ["", "| model | " + " | ".join(conds) + " | worst |", "|" + "---|" * (len(conds) + 2)]
+        for _, r in suites:
+            vals = {c: v for s in r["suites"].values() for c, v in s.items()}
+            lines.append(f"| {r['label']} | " + " | ".join(pct(vals.get(c)) for c in conds)
+                         + f" | {pct(max(vals.values()))} |")
+    if "speed" in results:
+        s = results["speed"]
+        lines += ["", f"LFCC-GMM (512 components) scores at {s['lfcc_gmm_512_realtime_factor']:.0f}x real time; "
+                      f"`scan` of 100 files of 10 s with the default model: {s['scan_100x10s_seconds']:.1f} s "
+                      f"({s['scan_realtime_factor']:.0f}x real time)."]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+"""Pretrained detectors: model cards in ``detect/cards/`` (shipped or downloadable), and loading by
+card name, card file, or an architecture name plus ``--checkpoint``."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from voiceguard.cards import ModelCard, find_card, load_card, load_state_dict, resolve_checkpoint
+from voiceguard.errors import ModelCardError
+
+from . import gmm, neural  # noqa: F401  (register the detectors)
+from .base import DETECTORS
+from .scoring import Calibration
+
+CARDS_DIR = Path(__file__).parent / "cards"
+DEFAULT_MODEL = "vg-lcnn"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A ready detector with its card (None for a bare checkpoint) and calibration."""
+
+    detector: Any
+    name: str
+    version: str
+    calibration: Calibration
+    card: ModelCard | None = None
+    checkpoint: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def calibrated(self) -> bool:
+        return self.card is not None and "calibration" in self.card.extra
+
+
+def list_cards() -> list[ModelCard]:
+    return [load_card(p) for p in sorted(CARDS_DIR.glob("*.yaml"))]
+
+
+def build_detector(architecture: str, config: dict | None = None):
+    """An untrained detector of a registered architecture (``lfcc-gmm``, ``aasist``, ``lcnn-small``, ...)."""
+    if architecture not in DETECTORS:
+        raise ModelCardError(f"unknown detector {architecture!r}; one of {', '.join(sorted(DETECTORS))}")
+    try:
+        return DETECTORS[architecture](**(config or {}))
+    except TypeError as e:
+        raise ModelCardError(f"bad config for {architecture!r}: {e}") from None
+
+
+def _is_card_ref(model: str) -> bool:
+    return model.endswith((".yaml", ".yml")) or model in {c.name for c in list_cards()}
+
+
+def load_model(model: str | None = None, checkpoint: str | os.PathLike | None = None, *,
+               device: str = "cpu") -> LoadedModel:
+    """``model``: a card name, a card file, or an architecture name (then ``checkpoint`` is required).
+
+    A card's checkpoint is found next to the card, then in ``$VOICEGUARD_CACHE``, then downloaded from
+    its URL; its sha256 is always checked.  An explicit ``checkpoint`` replaces the card's file (and must
+    still match the card's sha256: pass an architecture name instead for your own weights).
+    """
+    model = model or DEFAULT_MODEL
+    if _is_card_ref(model):
+        card = load_card(model) if model.endswith((".yaml", ".yml")) else find_card(model, [CARDS_DIR])
+        if card.kind != "detector":
+            raise ModelCardError(f"{card.name!r} is a {card.kind} card, not a detector", source=card.path)
+        det = build_detector(card.architecture, card.config)
+        path = Path(checkpoint) if checkpoint else resolve_checkpoint(card)
+        det.load_state_dict(load_state_dict(path, card.sha256))
+        _to(det, device)
+        cal = Calibration.from_dict(card.extra.get("calibration"))
+        return LoadedModel(det, card.name, str(card.extra.get("version", "1")), cal, card, str(path))
+    if checkpoint is None:
+        raise ModelCardError(f"{model!r} is not a model card; an architecture needs --checkpoint PATH "
+                             f"(cards: {', '.join(c.name for c in list_cards())})")
+    det = build_detector(model)
+    det.load_state_dict(load_state_dict(checkpoint))
+    _to(det, device)
+    return LoadedModel(det, model, "custom", Calibration(), None, str(checkpoint),
+                       ("uncalibrated: LLR = raw score",))
+
+
+def _to(det: Any, device: str) -> None:
+    if hasattr(det, "module"):
+        det.module.to(device)
+        det.device = device

@@ -1,0 +1,167 @@
+"""Full-length scoring: sliding windows, file-level aggregate, flagged segments, and calibration.
+
+Raw detector scores (higher = bona fide) are mapped to a log-likelihood ratio
+``llr = log p(x | bona fide) / p(x | spoof)`` by a logistic calibration fitted on dev scores
+with balanced classes; the spoof probability at a prior of bona fide ``prior`` is
+``sigmoid(-(llr + logit(prior)))``.  Pure numpy (+ scikit-learn for the fit).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+
+def window_starts(n: int, win: int, hop: int) -> list[int]:
+    """Window start offsets that cover all ``n`` samples; the last window ends at the last sample."""
+    if n <= win:
+        return [0]
+    starts = list(range(0, n - win + 1, hop))
+    if starts[-1] + win < n:
+        starts.append(n - win)
+    return starts
+
+
+def fit_window(x: np.ndarray, win: int) -> np.ndarray:
+    """Crop to ``win`` samples, or repeat-pad a shorter signal (the ASVspoof models' convention)."""
+    if x.size >= win:
+        return x[:win]
+    return np.tile(x, int(math.ceil(win / max(x.size, 1))))[:win]
+
+
+def windows(audio: np.ndarray, win: int, hop: int) -> tuple[np.ndarray, list[int]]:
+    """``[n] -> ([k, win], starts)`` covering the whole signal."""
+    audio = np.asarray(audio, dtype=np.float32).ravel()
+    starts = window_starts(audio.size, win, hop)
+    return np.stack([fit_window(audio[s:s + win], win) for s in starts]), starts
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """``llr = scale * score + offset`` plus operating points on the raw score axis."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+    eer_threshold: float | None = None  # raw score at the dev EER point
+    fa_thresholds: dict = field(default_factory=dict, hash=False)  # {"0.01": raw score} for target spoof FARs
+    fitted_on: str | None = None
+
+    def llr(self, score: np.ndarray | float) -> np.ndarray | float:
+        return self.scale * np.asarray(score, dtype=np.float64) + self.offset if isinstance(score, np.ndarray) \
+            else float(self.scale * score + self.offset)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Calibration":
+        return cls(**(d or {}))
+
+
+def spoof_probability(llr: np.ndarray | float, prior_bonafide: float = 0.5) -> np.ndarray | float:
+    """P(spoof | x) from a bona fide LLR at the given prior."""
+    z = np.asarray(llr, dtype=np.float64) + math.log(prior_bonafide / (1 - prior_bonafide))
+    p = 1.0 / (1.0 + np.exp(np.clip(z, -500, 500)))
+    return p if np.ndim(p) else float(p)
+
+
+def fit_calibration(bonafide: np.ndarray, spoof: np.ndarray, *, fa_rates: Sequence[float] = (0.01, 0.001),
+                    fitted_on: str | None = None) -> Calibration:
+    """Logistic regression on dev scores with balanced class weights (so the output is an LLR)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from voiceguard.eval.metrics import compute_eer
+
+    bonafide, spoof = np.asarray(bonafide, float), np.asarray(spoof, float)
+    x = np.concatenate([bonafide, spoof])[:, None]
+    y = np.concatenate([np.ones(bonafide.size), np.zeros(spoof.size)])
+    lr = LogisticRegression(C=1e4, class_weight="balanced", max_iter=1000).fit(x, y)
+    _, thr = compute_eer(bonafide, spoof)
+    fa = {}
+    for rate in fa_rates:  # raw threshold so that at most `rate` of dev spoofs score above it
+        fa[str(rate)] = float(np.quantile(spoof, 1 - rate, method="higher"))
+    return Calibration(float(lr.coef_[0, 0]), float(lr.intercept_[0]), float(thr), fa, fitted_on)
+
+
+@dataclass(frozen=True)
+class Segment:
+    start_s: float
+    end_s: float
+    score: float
+    llr: float
+    p_spoof: float
+    flagged: bool
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FileScore:
+    """A file's scores: aggregate over windows, per-window segments, verdict."""
+
+    score: float
+    llr: float
+    p_spoof: float
+    verdict: str  # "bonafide" | "spoof" | "partial-spoof"
+    segments: tuple[Segment, ...]
+
+    @property
+    def flagged(self) -> list[Segment]:
+        return [s for s in self.segments if s.flagged]
+
+    def to_dict(self) -> dict:
+        return {"score": self.score, "llr": self.llr, "p_spoof": self.p_spoof, "verdict": self.verdict,
+                "segments": [s.to_dict() for s in self.segments]}
+
+
+def merge_flagged(segments: Sequence[Segment]) -> list[tuple[float, float]]:
+    """Overlapping or touching flagged windows merged into ``(start_s, end_s)`` spans."""
+    spans: list[list[float]] = []
+    for s in segments:
+        if not s.flagged:
+            continue
+        if spans and s.start_s <= spans[-1][1]:
+            spans[-1][1] = max(spans[-1][1], s.end_s)
+        else:
+            spans.append([s.start_s, s.end_s])
+    return [(round(a, 3), round(b, 3)) for a, b in spans]
+
+
+def summarize_windows(raw: np.ndarray, starts: Sequence[int], n_samples: int, sample_rate: int, win: int, *,
+                      calibration: Calibration = Calibration(), threshold: float = 0.0, prior_bonafide: float = 0.5,
+                      aggregate: str = "mean") -> FileScore:
+    """Window scores -> a file's ``FileScore``; ``threshold`` is on the LLR axis (below it = spoof).
+
+    The file score aggregates the window scores (``mean``, or ``min`` for the most spoof-like window);
+    a bona fide file with some windows below the threshold is reported as ``partial-spoof``.
+    """
+    raw = np.asarray(raw, dtype=np.float64).ravel()
+    llrs = calibration.llr(raw)
+    probs = spoof_probability(llrs, prior_bonafide)
+    segments = tuple(Segment(round(s / sample_rate, 3), round(min(s + win, n_samples) / sample_rate, 3), float(r),
+                             float(l), float(p), bool(l < threshold))
+                     for s, r, l, p in zip(starts, raw, np.atleast_1d(llrs), np.atleast_1d(probs)))
+    if aggregate not in AGGREGATES:
+        raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}")
+    agg = float(AGGREGATES[aggregate](raw))
+    llr = float(calibration.llr(agg))
+    if llr < threshold:
+        verdict = "spoof"
+    elif any(s.flagged for s in segments):
+        verdict = "partial-spoof"
+    else:
+        verdict = "bonafide"
+    return FileScore(agg, llr, float(spoof_probability(llr, prior_bonafide)), verdict, segments)
+
+
+AGGREGATES: dict[str, Callable[[np.ndarray], float]] = {"mean": np.mean, "min": np.min}
+
+
+def score_file(audio: np.ndarray, sample_rate: int, score_batch: Callable[[np.ndarray], np.ndarray], *,
+               win: int, hop: int | None = None, **kw) -> FileScore:
+    """Score every window of ``audio`` (hop defaults to half a window); see ``summarize_windows``."""
+    batch, starts = windows(audio, win, hop or win // 2)
+    return summarize_windows(score_batch(batch), starts, np.asarray(audio).size, sample_rate, win, **kw)
