@@ -1,13 +1,14 @@
 """Detector quality and speed on a built corpus (``voiceguard data build``): the README's results table.
 
     python bench/bench_detectors.py --corpus corpus \
-        --model vg-lcnn --model runs/lfcc-gmm/card.yaml \
-        --model aasist=../shared/weights/aasist/AASIST.pth [--suites] [--speed] [--update-card]
+        --model vg-specnet --model runs/lfcc-gmm/card.yaml \
+        --model aasist=../shared/weights/aasist/AASIST.pth [--suites] [--speed] [--update-card] \
+        [--max-trials N] [--suite-trials 300]
 
 Per model: pooled eval EER (all eval attacks, and the unseen ones A07-A14 only), per-attack EER,
 ASVspoof 5 minDCF, the EER with leading/trailing silence trimmed (shortcut check), and with
 ``--suites`` the EER under every condition of the ``asvspoof21-la`` and ``asvspoof21-df`` codec suites
-(attack applied to every eval file, bona fide and spoof alike, seeded per file).
+(attack applied to every trial of a seeded subset, bona fide and spoof alike, seeded per file).
 ``--speed``: LFCC-GMM real-time factor, and ``scan`` of 100 files of 10 s with the default model.
 Writes ``bench/results/detectors.json`` and prints markdown tables.
 """
@@ -38,6 +39,14 @@ def trimmed(x: np.ndarray) -> np.ndarray:
 
     y, _ = librosa.effects.trim(x, top_db=35)
     return y if y.size >= SR // 4 else x
+
+
+def subset(trials: list, n: int | None, seed: int = 0) -> list:
+    """A seeded random subset of ``n`` trials (protocol order kept); all of them when ``n`` is None."""
+    if n is None or n >= len(trials):
+        return trials
+    keep = np.sort(np.random.default_rng(seed).permutation(len(trials))[:n])
+    return [trials[i] for i in keep]
 
 
 def eval_scores(loaded, trials, audio_dir: Path, transform=None) -> np.ndarray:
@@ -124,13 +133,18 @@ def main() -> None:
     ap.add_argument("--suites", action="store_true", help="also evaluate under the LA/DF codec suites")
     ap.add_argument("--speed", action="store_true")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "detectors.json")
+    ap.add_argument("--max-trials", type=int, default=None,
+                    help="evaluate on a seeded subset of this many eval trials (same subset for every model)")
+    ap.add_argument("--suite-trials", type=int, default=300,
+                    help="seeded subset of eval trials for each codec-suite condition (codecs run ffmpeg per file)")
     ap.add_argument("--update-card", action="store_true",
                     help="write each card model's eval figures into its model card (metrics.eval)")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(2)
-    trials = read_protocol(args.corpus / "protocols" / "VG.cm.eval.trl.txt")
+    all_trials = read_protocol(args.corpus / "protocols" / "VG.cm.eval.trl.txt")
+    trials = subset(all_trials, args.max_trials)
     audio_dir = args.corpus / "flac"
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results.setdefault("models", {})
@@ -138,10 +152,14 @@ def main() -> None:
         loaded, label = parse_model(spec)
         print(f"{label}:", file=sys.stderr)
         t0 = time.time()
-        row = {"label": label, "corpus": str(args.corpus), **metrics_of(eval_scores(loaded, trials, audio_dir), trials)}
+        row = {"label": label, "corpus": str(args.corpus), "n_trials": len(trials),
+               **metrics_of(eval_scores(loaded, trials, audio_dir), trials)}
         row["eer_trimmed"] = metrics_of(eval_scores(loaded, trials, audio_dir, lambda x, i: trimmed(x)), trials)["eer"]
         if args.suites:
-            row["suites"] = {s: suite_metrics(loaded, trials, audio_dir, s) for s in ("asvspoof21-la", "asvspoof21-df")}
+            suite_trials = subset(all_trials, args.suite_trials)
+            row["suite_trials"] = len(suite_trials)
+            row["suites"] = {s: suite_metrics(loaded, suite_trials, audio_dir, s)
+                             for s in ("asvspoof21-la", "asvspoof21-df")}
         row["seconds"] = round(time.time() - t0, 1)
         results["models"][label] = row
         if args.update_card and loaded.card is not None:
@@ -149,7 +167,7 @@ def main() -> None:
         print(f"  EER {row['eer'] * 100:.2f} % (unseen {row['eer_unseen'] * 100:.2f} %), trimmed "
               f"{row['eer_trimmed'] * 100:.2f} %", file=sys.stderr)
     if args.speed:
-        results["speed"] = speed(args.corpus, trials)
+        results["speed"] = speed(args.corpus, all_trials)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(markdown(results))

@@ -43,6 +43,63 @@ def linear_filterbank(n_filters: int, n_fft: int, sr: int = SR) -> np.ndarray:
     return fb
 
 
+def stft_frames(x, window, hop: int, n_fft: int):
+    """``[B, n]`` -> ``[B, frames, n_fft // 2 + 1]`` complex spectra of windowed frames (no centring: the
+    first frame starts at sample 0; signals shorter than a window are zero-padded to one frame)."""
+    import torch
+
+    win = window.numel()
+    if x.shape[-1] < win:
+        x = torch.nn.functional.pad(x, (0, win - x.shape[-1]))
+    return torch.fft.rfft(x.unfold(-1, win, hop) * window, n=n_fft)
+
+
+def power_frames(x, window, hop: int, n_fft: int):
+    """Power spectra of :func:`stft_frames`."""
+    return stft_frames(x, window, hop, n_fft).abs().pow(2)
+
+
+def spectral_statistics_module(sr: int = SR, *, win_ms: float = 32.0, hop_ms: float = 10.0, n_fft: int = 512):
+    """A torch ``nn.Module``: ``[B, n]`` -> ``[B, 8 * (n_fft // 2 + 1)]`` per-frequency-bin statistics over
+    time of the magnitude and the phase of the STFT (hann window):
+
+    - log power (level-normalised: the utterance mean is subtracted): mean, standard deviation, mean
+      absolute change across time and across frequency;
+    - phase: instantaneous-frequency deviation (phase advance between frames minus the advance of the
+      bin's centre frequency) and group delay (phase change across bins), each as the length of the mean
+      unit phasor (how regular) and the mean absolute angle.
+
+    Vocoders and phase reconstruction (Griffin-Lim) leave their marks in exactly these statistics.
+    """
+    import torch
+    from torch import nn
+
+    win, hop = int(sr * win_ms / 1000), int(sr * hop_ms / 1000)
+    bins = n_fft // 2 + 1
+
+    class SpectralStatistics(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.register_buffer("window", torch.hann_window(win, periodic=False), persistent=False)
+            advance = torch.exp(-2j * torch.pi * torch.arange(bins) * hop / n_fft)
+            self.register_buffer("advance", advance.to(torch.complex64), persistent=False)
+
+        def forward(self, x: "torch.Tensor") -> "torch.Tensor":
+            spec = stft_frames(x, self.window, hop, n_fft)  # [B, T, F]
+            mag = spec.abs()
+            logp = torch.log(mag.pow(2) + 1e-8)
+            logp = logp - logp.mean(dim=(1, 2), keepdim=True)
+            unit = spec / (mag + 1e-6)
+            ifd = unit[:, 1:] * unit[:, :-1].conj() * self.advance  # [B, T-1, F]
+            gd = nn.functional.pad(unit[:, :, 1:] * unit[:, :, :-1].conj(), (0, 1))  # [B, T, F]
+            feats = [logp.mean(1), logp.std(1), (logp[:, 1:] - logp[:, :-1]).abs().mean(1),
+                     nn.functional.pad((logp[:, :, 1:] - logp[:, :, :-1]).abs(), (0, 1)).mean(1),
+                     ifd.mean(1).abs(), ifd.angle().abs().mean(1), gd.mean(1).abs(), gd.angle().abs().mean(1)]
+            return torch.cat(feats, dim=1)
+
+    return SpectralStatistics()
+
+
 def lfcc_module(sr: int = SR, *, win_ms: float = 20.0, hop_ms: float = 10.0, n_fft: int = 512,
                 n_filters: int = 20, n_ceps: int = 20, use_deltas: bool = True, level_norm: bool = False):
     """A torch ``nn.Module``: ``[B, n]`` waveforms -> ``[B, frames, dims]`` linear-frequency cepstra
@@ -73,11 +130,7 @@ def lfcc_module(sr: int = SR, *, win_ms: float = 20.0, hop_ms: float = 10.0, n_f
             return nn.functional.conv1d(x, self.delta_kernel).reshape(b, d, t).transpose(1, 2)
 
         def forward(self, x: "torch.Tensor") -> "torch.Tensor":
-            if x.shape[-1] < win:
-                x = nn.functional.pad(x, (0, win - x.shape[-1]))
-            frames = x.unfold(-1, win, hop) * self.window  # [B, T, win]
-            power = torch.fft.rfft(frames, n=n_fft).abs().pow(2)
-            energies = power @ self.fbank
+            energies = power_frames(x, self.window, hop, n_fft) @ self.fbank
             ceps = torch.log(energies + torch.finfo(torch.float32).eps) @ self.dct
             if level_norm:
                 c0 = ceps[..., :1]

@@ -36,11 +36,13 @@ def _architectures() -> dict[str, Architecture]:
     from .aasist import AASIST, AASIST_L, Aasist, AasistConfig
     from .lcnn import LCNN, LCNN_SMALL, Lcnn, LcnnConfig
     from .rawnet2 import RAWNET2, RAWNET2_SMALL, RawNet2, RawNet2Config
+    from .specnet import SPECNET, SpecNet, SpecNetConfig
 
     return {
         "aasist": Architecture("aasist", Aasist, AasistConfig, {"default": AASIST, "light": AASIST_L}),
         "rawnet2": Architecture("rawnet2", RawNet2, RawNet2Config, {"default": RAWNET2, "small": RAWNET2_SMALL}),
         "lcnn": Architecture("lcnn", Lcnn, LcnnConfig, {"default": LCNN, "small": LCNN_SMALL}),
+        "specnet": Architecture("specnet", SpecNet, SpecNetConfig, {"default": SPECNET}),
     }
 
 
@@ -133,5 +135,6 @@ def _factory(architecture: str, preset: str | None):
 
 for _name, _arch, _preset in [("aasist", "aasist", None), ("aasist-l", "aasist", "light"),
                               ("rawnet2", "rawnet2", None), ("rawnet2-small", "rawnet2", "small"),
-                              ("lcnn", "lcnn", None), ("lcnn-small", "lcnn", "small")]:
+                              ("lcnn", "lcnn", None), ("lcnn-small", "lcnn", "small"),
+                              ("specnet", "specnet", None)]:
     register_detector(_name)(_factory(_arch, _preset))

@@ -92,13 +92,14 @@ class TrainResult:
 
 
 # --------------------------------------------------------------------------------------------- augmentation
-def parse_augment(specs: Sequence[str]) -> list[tuple[str, dict]]:
-    """``["rawboost:algo=3", "codec"]`` -> ``[(name, params), ...]`` (``codec`` expands to CODEC_GROUP)."""
-    out: list[tuple[str, dict]] = []
+def parse_augment(specs: Sequence[str]) -> list[list[tuple[str, dict]]]:
+    """``["rawboost:algo=3", "codec"]`` -> one group per spec, each a list of ``(attack, params)``;
+    ``codec`` is the group of CODEC_GROUP codecs that ffmpeg here can encode."""
+    out: list[list[tuple[str, dict]]] = []
     for spec in specs:
         name, _, rest = spec.partition(":")
         if name == "codec":
-            out += [(n, p) for n, p in CODEC_GROUP if _available(n)]
+            out.append([(n, p) for n, p in CODEC_GROUP if _available(n)])
             continue
         if name not in ATTACKS:
             raise TrainError(f"unknown augmentation {name!r}; an attack name ({', '.join(sorted(ATTACKS))}) "
@@ -109,7 +110,7 @@ def parse_augment(specs: Sequence[str]) -> list[tuple[str, dict]]:
             if not eq:
                 raise TrainError(f"augmentation {spec!r}: expected key=value after ':'")
             params[k] = _number(v)
-        out.append((name, params))
+        out.append([(name, params)])
     return out
 
 
@@ -131,16 +132,17 @@ def _available(name: str) -> bool:
 
 
 class Augmenter:
-    """With probability ``prob``, one augmentation drawn at random; everything seeded by ``seed``."""
+    """With probability ``prob``: a group drawn uniformly, then one of its attacks; seeded by ``seed``."""
 
-    def __init__(self, augmentations: list[tuple[str, dict]], prob: float):
-        self.augmentations, self.prob = augmentations, prob
+    def __init__(self, groups: list[list[tuple[str, dict]]], prob: float):
+        self.groups, self.prob = [g for g in groups if g], prob
 
     def __call__(self, x: np.ndarray, seed: int) -> np.ndarray:
         rng = np.random.default_rng(seed)
-        if not self.augmentations or rng.random() >= self.prob:
+        if not self.groups or rng.random() >= self.prob:
             return x
-        name, params = self.augmentations[int(rng.integers(len(self.augmentations)))]
+        group = self.groups[int(rng.integers(len(self.groups)))]
+        name, params = group[int(rng.integers(len(group)))]
         y = get_attack(name, seed=int(rng.integers(2 ** 31)), **params)(x, SR)
         y = np.asarray(y, dtype=np.float32).ravel()
         return y if np.isfinite(y).all() else x

@@ -131,13 +131,24 @@ def test_scan_reports_every_bad_file_and_goes_on(tmp_path):
                 "cut.wav": "truncated", "missing.wav": "no such file or folder"}
     for name, fragment in expected.items():
         assert rows[name]["status"] == "error" and fragment in rows[name]["error"], rows[name]
-    assert "2 readable, 6 with errors" in r.stderr
+    for name in ("good.wav", "good2.flac"):
+        row = rows[name]
+        assert row["verdict"] in ("bonafide", "spoof", "partial-spoof") and 0 <= row["p_spoof"] <= 1
+        assert row["model"] == "vg-specnet" and row["error"] is None
+    assert "scanned 8 file(s) with vg-specnet" in r.stderr and "6 error(s)" in r.stderr
 
 
-def test_scan_all_good_exits_zero(tmp_path):
+def test_scan_exit_codes_follow_the_threshold(tmp_path):
     write_wav(tmp_path / "a.wav", tone(0.3))
-    r = run_cli("scan", str(tmp_path / "*.wav"), "--format", "csv")
-    assert r.returncode == 0 and r.stdout.startswith("path,status,")
+    write_wav(tmp_path / "b.wav", tone(2.5, freq=220))
+    r = run_cli("scan", str(tmp_path / "*.wav"), "--format", "csv", "--threshold", "-1000")
+    assert r.returncode == 0 and r.stdout.startswith("path,status,verdict,p_spoof,llr,duration_s,sample_rate")
+    assert r.stdout.count(",bonafide,") == 2
+    r = run_cli("scan", str(tmp_path), "--format", "jsonl", "--threshold", "1000")
+    assert r.returncode == 1 and [json.loads(x)["verdict"] for x in r.stdout.splitlines()] == ["spoof"] * 2
+    r = run_cli("scan", str(tmp_path), "--threshold", "fa:0.5")
+    assert r.returncode == 2 and "no threshold for a false-alarm rate of 0.5" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_usage_error_is_not_a_traceback():

@@ -50,8 +50,13 @@ def test_crops_are_one_dimensional_windows_and_seeded(tmp_path):
 
 def test_augment_specs():
     assert parse_augment(["rawboost:algo=3", "white_noise:snr_db=20"]) == [
-        ("rawboost", {"algo": 3}), ("white_noise", {"snr_db": 20})]
-    assert len(parse_augment(["codec"])) >= 3  # mu-law / A-law / resampling need no optional encoder
+        [("rawboost", {"algo": 3})], [("white_noise", {"snr_db": 20})]]
+    codec = parse_augment(["codec"])
+    assert len(codec) == 1 and len(codec[0]) >= 3  # mu-law / A-law / resampling need no optional encoder
+    aug = Augmenter(parse_augment(["polarity", "codec"]), 1.0)
+    x = np.random.default_rng(0).standard_normal(8000).astype(np.float32) * 0.1
+    flipped = sum(np.array_equal(aug(x, s), -x) for s in range(40))
+    assert 10 <= flipped <= 30  # each group is drawn half of the time, however many codecs the group has
     with pytest.raises(TrainError, match="unknown augmentation 'nope'"):
         parse_augment(["nope"])
     with pytest.raises(TrainError, match="key=value"):
