@@ -28,6 +28,7 @@ from voiceguard.audio import load_audio, save_audio
 from voiceguard.detect.batch import score_files
 from voiceguard.detect.models import DEFAULT_MODEL, load_model
 from voiceguard.eval import metrics as M
+from voiceguard.files import atomic_write_text
 from voiceguard.protocols import read_protocol
 
 SR = 16000
@@ -105,7 +106,7 @@ def speed(corpus: Path, trials) -> dict:
     from voiceguard.detect.gmm import GmmDetector
 
     rng = np.random.default_rng(0)
-    audio = np.concatenate([load_audio(t.audio_path(corpus / "flac"), SR, mono=True)[0] for t in trials[:40]])
+    audio = np.concatenate([load_audio(t.audio_path(corpus / "flac"), SR, mono=True)[0][0] for t in trials[:40]])
     gmm = GmmDetector("lfcc", n_components=512, max_iter=5).fit([audio[: 60 * SR]], [audio[60 * SR: 120 * SR]])
     x = audio[: 60 * SR]
     gmm.score(x[:SR])
@@ -163,28 +164,29 @@ def main() -> None:
         row["seconds"] = round(time.time() - t0, 1)
         results["models"][label] = row
         if args.update_card and loaded.card is not None:
-            update_card(loaded.card.path, row, " ".join(["python", *sys.argv]))
-        print(f"  EER {row['eer'] * 100:.2f} % (unseen {row['eer_unseen'] * 100:.2f} %), trimmed "
-              f"{row['eer_trimmed'] * 100:.2f} %", file=sys.stderr)
+            update_card(loaded.card.path, row, " ".join(["python", *sys.argv]), args.corpus)
+        print(f"  EER {pct(row['eer'])} % (unseen {pct(row['eer_unseen'])} %), trimmed "
+              f"{pct(row['eer_trimmed'])} %", file=sys.stderr)
     if args.speed:
         results["speed"] = speed(args.corpus, all_trials)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     print(markdown(results))
 
 
-def update_card(card_path, row: dict, command: str) -> None:
+def update_card(card_path, row: dict, command: str, corpus: Path) -> None:
     """Store eval figures (fractions) in the card's ``metrics.eval``, keeping everything else as it is."""
     import yaml
 
-    from voiceguard.files import atomic_write_text
-
     path = Path(card_path)
     card = yaml.safe_load(path.read_text())
+    built = json.loads((corpus / "corpus.json").read_text()) if (corpus / "corpus.json").is_file() else {}
     keep = ("eer", "eer_unseen", "min_dcf", "eer_trimmed", "per_attack", "suites")
     card.setdefault("metrics", {})["eval"] = {
-        "corpus": "voiceguard data build --source ../shared/data/speech/librispeech --seed 0 (default config)",
-        "command": command, **{k: _rounded(row[k]) for k in keep if k in row}}
+        "corpus": f"{corpus.name}: voiceguard data build, config {built.get('config', {}).get('name', '?')}, "
+                  f"seed {built.get('seed', '?')}", "n_trials": row["n_trials"],
+        "suite_trials": row.get("suite_trials"), "command": command,
+        **{k: _rounded(row[k]) for k in keep if k in row}}
     atomic_write_text(path, yaml.safe_dump(card, sort_keys=False))
 
 

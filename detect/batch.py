@@ -39,10 +39,13 @@ def decode(path: str | os.PathLike) -> tuple[np.ndarray, AudioInfo]:
 
 
 def _safe(fn: Callable, path) -> object:
+    """``fn(path)``, or the error as a VoiceguardError: one bad file never stops a batch."""
     try:
         return fn(path)
     except VoiceguardError as e:
         return e
+    except Exception as e:  # noqa: BLE001 - anything else (out of memory, a failing decoder) is this file's row
+        return VoiceguardError(f"unexpected decoding failure ({type(e).__name__}: {e})", source=path)
 
 
 def _prefetched(sources: Sequence, fn: Callable, workers: int) -> Iterator[tuple[object, object]]:

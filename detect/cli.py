@@ -74,6 +74,9 @@ def scan_paths(inputs: list[str], loaded, *, threshold: float = 0.0, aggregate: 
     files, problems = find_audio_files(inputs)
     rows = [ScanRow(p.path, "error", error=p.reason) for p in problems]
     hop = int(hop_seconds * 16000) if hop_seconds else None
+    if hop is not None and hop > loaded.detector.input_samples:
+        raise click.BadParameter(f"--hop {hop_seconds:g} s leaves gaps: {loaded.name} scores windows of "
+                                 f"{loaded.detector.input_samples / 16000:g} s", param_hint="--hop")
     scored = score_files(loaded.detector, files, calibration=loaded.calibration, threshold=threshold, hop=hop,
                          aggregate=aggregate, workers=workers)
     for s in tqdm(scored, total=len(files), desc="scan", unit="file", file=sys.stderr, disable=not progress):
@@ -81,7 +84,7 @@ def scan_paths(inputs: list[str], loaded, *, threshold: float = 0.0, aggregate: 
             rows.append(ScanRow(s.source, "error", model=loaded.name, error=s.error))
             continue
         r = s.result
-        spans = ";".join(f"{a:g}-{b:g}" for a, b in merge_flagged(r.segments))
+        spans = ";".join(f"{a:.2f}-{b:.2f}" for a, b in merge_flagged(r.segments))
         rows.append(ScanRow(s.source, "ok", r.verdict, round(r.p_spoof, 4), round(r.llr, 3), s.duration_s,
                             s.info.sample_rate if s.info else None, s.info.channels if s.info else None,
                             spans or None, loaded.name, None, None, r.segments))
@@ -111,7 +114,8 @@ def _model_options(f):
               help="decision threshold: an LLR (below = spoof), 'eer' (dev EER point) or 'fa:0.01'")
 @click.option("--aggregate", type=click.Choice(["mean", "min"]), default="mean", show_default=True,
               help="file score from window scores: mean, or min (the most spoof-like window)")
-@click.option("--hop", "hop_seconds", type=float, default=None, help="window hop in seconds [default: half a window]")
+@click.option("--hop", "hop_seconds", type=click.FloatRange(min=0.01), default=None,
+              help="window hop in seconds, at most one window [default: half a window]")
 @click.option("--segments", is_flag=True, help="include per-window scores (json/jsonl)")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="decoding threads")
 @click.option("--progress/--no-progress", default=None, help="progress bar on stderr [default: when a terminal]")
@@ -187,7 +191,7 @@ def _kv(items: tuple[str, ...]) -> dict:
 
 @detect_group.command("train")
 @click.option("--model", required=True, help="architecture: lfcc-gmm, cqcc-gmm, lcnn[-small], rawnet2[-small], "
-                                             "aasist, aasist-l")
+                                             "aasist, aasist-l, specnet")
 @click.option("--protocol", required=True, type=click.Path(), help="training protocol (ASVspoof 2019 LA style, ...)")
 @click.option("--audio-dir", type=click.Path(file_okay=False), help="folder of the protocol's audio files")
 @click.option("--dev-protocol", type=click.Path(), help="dev protocol: early stopping + calibration")
@@ -209,9 +213,10 @@ def _kv(items: tuple[str, ...]) -> dict:
 @click.option("--device", default="auto", show_default=True, help="auto (GPU when present), cpu, cuda, cuda:1")
 @click.option("--max-train", type=click.IntRange(1), default=None, help="train on a seeded subset of this size")
 @click.option("--resume", is_flag=True, help="continue from OUT/last.pt")
+@click.option("--overwrite", is_flag=True, help="replace a model already trained in OUT")
 def train_command(model, protocol, audio_dir, dev_protocol, dev_audio_dir, ext, out_dir, name, epochs, batch_size,
                   lr, weight_decay, seed, patience, augment, augment_prob, model_config, workers, device, max_train,
-                  resume):
+                  resume, overwrite):
     """Train a detector; writes OUT/model.pt, OUT/card.yaml (calibration, sha256, command), OUT/last.pt."""
     from .train import TrainConfig, train_detector
 
@@ -220,9 +225,10 @@ def train_command(model, protocol, audio_dir, dev_protocol, dev_audio_dir, ext, 
                       augment_prob=augment_prob, workers=workers, device=device, max_train=max_train)
     command = "voiceguard detect " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
     res = train_detector(cfg, protocol, audio_dir, out_dir, dev_protocol=dev_protocol, dev_audio_dir=dev_audio_dir,
-                         ext=ext, resume=resume, command=command, name=name)
-    click.echo(f"best epoch {res.best_epoch + 1}: dev EER {res.best_dev_eer * 100:.3f} %; "
-               f"weights {res.checkpoint}; card {res.card}")
+                         ext=ext, resume=resume, command=command, name=name, overwrite=overwrite)
+    picked = (f"dev EER {res.best_dev_eer * 100:.3f} %" if dev_protocol
+              else "no dev set: picked by training loss, uncalibrated")
+    click.echo(f"best epoch {res.best_epoch + 1}: {picked}; weights {res.checkpoint}; card {res.card}")
 
 
 @detect_group.command("score")
@@ -251,6 +257,8 @@ def score_command(model, checkpoint, protocol, audio_dir, ext, out_file, columns
     click.echo(f"scored {res.n_scored} of {res.n_trials} trials with {loaded.name} -> {res.out}", err=True)
     for path, reason in res.errors[:20]:
         click.echo(f"voiceguard: error: {path}: {reason}", err=True)
+    if len(res.errors) > 20:
+        click.echo(f"voiceguard: ... and {len(res.errors) - 20} more unreadable files", err=True)
     if res.errors:
         sys.exit(EXIT_ERRORS)
 

@@ -15,7 +15,7 @@ from .base import DETECTORS
 from .scoring import Calibration
 
 CARDS_DIR = Path(__file__).parent / "cards"
-DEFAULT_MODEL = "vg-lcnn"
+DEFAULT_MODEL = "vg-specnet"
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class LoadedModel:
 
     @property
     def calibrated(self) -> bool:
-        return self.card is not None and "calibration" in self.card.extra
+        return self.calibration.fitted_on is not None
 
 
 def list_cards() -> list[ModelCard]:
@@ -66,15 +66,20 @@ def load_model(model: str | None = None, checkpoint: str | os.PathLike | None = 
         card = load_card(model) if model.endswith((".yaml", ".yml")) else find_card(model, [CARDS_DIR])
         if card.kind != "detector":
             raise ModelCardError(f"{card.name!r} is a {card.kind} card, not a detector", source=card.path)
+        if not card.sha256:
+            raise ModelCardError("the card has no sha256: its weights cannot be verified", source=card.path)
         det = build_detector(card.architecture, card.config)
         path = Path(checkpoint) if checkpoint else resolve_checkpoint(card)
         det.load_state_dict(load_state_dict(path, card.sha256))
         _to(det, device)
         cal = Calibration.from_dict(card.extra.get("calibration"))
         return LoadedModel(det, card.name, str(card.extra.get("version", "1")), cal, card, str(path))
+    if model not in DETECTORS:
+        raise ModelCardError(f"unknown model {model!r}; model cards: {', '.join(c.name for c in list_cards())}; "
+                             f"architectures (with --checkpoint): {', '.join(sorted(DETECTORS))}")
     if checkpoint is None:
-        raise ModelCardError(f"{model!r} is not a model card; an architecture needs --checkpoint PATH "
-                             f"(cards: {', '.join(c.name for c in list_cards())})")
+        raise ModelCardError(f"{model!r} is an architecture, not a model card: give its weights with "
+                             f"--checkpoint PATH (cards: {', '.join(c.name for c in list_cards())})")
     det = build_detector(model)
     det.load_state_dict(load_state_dict(checkpoint))
     _to(det, device)

@@ -57,6 +57,11 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "Calibration":
+        from voiceguard.errors import ModelCardError
+
+        unknown = set(d or {}) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ModelCardError(f"calibration block has unknown keys {sorted(unknown)}")
         return cls(**(d or {}))
 
 
@@ -80,8 +85,9 @@ def fit_calibration(bonafide: np.ndarray, spoof: np.ndarray, *, fa_rates: Sequen
     lr = LogisticRegression(C=1e4, class_weight="balanced", max_iter=1000).fit(x, y)
     _, thr = compute_eer(bonafide, spoof)
     fa = {}
-    for rate in fa_rates:  # raw threshold so that at most `rate` of dev spoofs score above it
-        fa[str(rate)] = float(np.quantile(spoof, 1 - rate, method="higher"))
+    for rate in fa_rates:  # lowest raw threshold with at most `rate` of dev spoofs at or above it (accepted)
+        if spoof.size * rate >= 1:  # fewer dev spoofs than 1 / rate cannot pin such a rate down
+            fa[str(rate)] = float(np.nextafter(np.quantile(spoof, 1 - rate, method="higher"), np.inf))
     return Calibration(float(lr.coef_[0, 0]), float(lr.intercept_[0]), float(thr), fa, fitted_on)
 
 

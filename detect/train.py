@@ -2,7 +2,7 @@
 library, early stopping on dev EER, checkpoint + resume, then calibration and a model card.
 
 Layout written to ``out``: ``model.pt`` (best weights, state_dict), ``card.yaml``, ``last.pt`` (resume
-state), ``history.jsonl`` (one line per epoch).
+state with the per-epoch history).
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from voiceguard.attacks import ATTACKS, get_attack
-from voiceguard.audio import load_audio
+from voiceguard.audio import audio_info, load_audio
 from voiceguard.cards import sha256_file
-from voiceguard.errors import VoiceguardError
+from voiceguard.errors import VoiceguardError, preview
 from voiceguard.files import atomic_output, atomic_write_text
 from voiceguard.protocols import Trial, check_audio_files, read_protocol
 
@@ -99,7 +99,10 @@ def parse_augment(specs: Sequence[str]) -> list[list[tuple[str, dict]]]:
     for spec in specs:
         name, _, rest = spec.partition(":")
         if name == "codec":
-            out.append([(n, p) for n, p in CODEC_GROUP if _available(n)])
+            group = [(n, p) for n, p in CODEC_GROUP if _available(n)]
+            if not group:
+                raise TrainError("--augment codec: none of its codecs can be encoded here (is ffmpeg installed?)")
+            out.append(group)
             continue
         if name not in ATTACKS:
             raise TrainError(f"unknown augmentation {name!r}; an attack name ({', '.join(sorted(ATTACKS))}) "
@@ -151,12 +154,29 @@ class Augmenter:
 # --------------------------------------------------------------------------------------------- data
 def load_trials(protocol: str | os.PathLike, audio_dir: str | os.PathLike | None, ext: str = ".flac") \
         -> list[Trial]:
+    """A protocol's trials, every audio file checked up front (exists, readable header, long enough), so
+    a bad file stops training before it starts, with one message listing the bad files."""
     trials = read_protocol(protocol)
     check_audio_files(trials, audio_dir, ext, source=str(protocol))
+    _check_two_classes(trials, protocol)
+    bad = []
+    for t in trials:
+        path = t.audio_path(audio_dir, ext)
+        try:
+            info = audio_info(path)
+            if info.frames is not None and info.frames < 0.25 * info.sample_rate:
+                bad.append(f"{path} (shorter than 0.25 s)")
+        except VoiceguardError as e:
+            bad.append(f"{path} ({e.reason})")
+    if bad:
+        raise TrainError(f"{len(bad)} of {len(trials)} audio files cannot be used: {preview(bad)}", source=protocol)
+    return trials
+
+
+def _check_two_classes(trials: list[Trial], source) -> None:
     labels = {t.label for t in trials}
     if labels != {"bonafide", "spoof"}:
-        raise TrainError(f"needs both bona fide and spoof trials, found only {sorted(labels)}", source=protocol)
-    return trials
+        raise TrainError(f"needs both bona fide and spoof trials, found only {sorted(labels)}", source=source)
 
 
 def _read(trial: Trial, audio_dir, ext: str) -> np.ndarray:
@@ -244,14 +264,23 @@ def _eer(scores: np.ndarray, trials: list[Trial]) -> float:
 def train_detector(config: TrainConfig, train_protocol: str | os.PathLike, audio_dir: str | os.PathLike | None,
                    out_dir: str | os.PathLike, *, dev_protocol: str | os.PathLike | None = None,
                    dev_audio_dir: str | os.PathLike | None = None, ext: str = ".flac", resume: bool = False,
-                   command: str | None = None, name: str | None = None, progress: bool = True) -> TrainResult:
+                   command: str | None = None, name: str | None = None, progress: bool = True,
+                   overwrite: bool = False) -> TrainResult:
     """Train, keep the best dev-EER epoch, calibrate on dev, write weights + card to ``out_dir``."""
     import torch
     from tqdm import tqdm
 
     out = Path(out_dir)
+    last = out / "last.pt"
+    if resume and not last.is_file():
+        raise TrainError("nothing to resume: no last.pt here (check --out)", source=out)
+    existing = [p.name for p in (out / "model.pt", last, out / "card.yaml") if p.exists()]
+    if existing and not resume and not overwrite:
+        raise TrainError(f"already holds a trained model ({', '.join(existing)}); use --resume to continue it, "
+                         "--overwrite to replace it, or another --out", source=out)
     out.mkdir(parents=True, exist_ok=True)
     train = _seeded_subset(load_trials(train_protocol, audio_dir, ext), config.max_train, config.seed)
+    _check_two_classes(train, f"{train_protocol} (--max-train {config.max_train} subset)")
     dev_dir = dev_audio_dir if dev_audio_dir is not None else audio_dir
     dev = load_trials(dev_protocol, dev_dir, ext) if dev_protocol else None
     augment = Augmenter(parse_augment(config.augment), config.augment_prob)
@@ -259,7 +288,9 @@ def train_detector(config: TrainConfig, train_protocol: str | os.PathLike, audio
     torch.manual_seed(config.seed)
     det = build_detector(config.model, config.model_config)
     if not hasattr(det, "module"):
-        return _train_gmm(det, config, train, audio_dir, dev, dev_dir, ext, out, command, name)
+        if "seed" not in config.model_config:
+            det.seed = config.seed
+        return _train_gmm(det, config, train, audio_dir, dev, dev_dir, ext, out, command, name, dev_protocol)
     module = det.module.to(device)
     n_bona = sum(t.is_bonafide for t in train)
     weights = torch.tensor([len(train) / (2 * (len(train) - n_bona)), len(train) / (2 * n_bona)],
@@ -267,14 +298,19 @@ def train_detector(config: TrainConfig, train_protocol: str | os.PathLike, audio
     loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
     opt = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     start_epoch, best, best_epoch, history = 0, math.inf, -1, []
-    last = out / "last.pt"
-    if resume and last.is_file():
-        state = torch.load(last, map_location=device, weights_only=True)
-        if state.get("config") != _resume_key(config):
+    if resume:
+        try:
+            state = torch.load(last, map_location=device, weights_only=True)
+            same = state.get("config") == _resume_key(config)
+            if same:
+                module.load_state_dict(state["model"])
+                opt.load_state_dict(state["optimizer"])
+        except Exception as e:  # noqa: BLE001 - a corrupt or foreign file: one clear message
+            raise TrainError(f"cannot resume from this file ({type(e).__name__}: {str(e)[:200]})",
+                             source=last) from None
+        if not same:
             raise TrainError("resume state was written with a different training config (only --epochs, "
                              "--patience, --workers and --device may change)", source=last)
-        module.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
         start_epoch, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
         history = [EpochLog(**h) for h in state["history"]]
     dataset = _TrainSet(train, audio_dir, ext, int(module.input_samples), augment, config.seed)
@@ -350,8 +386,8 @@ def _resume_key(config: TrainConfig) -> str:
     return json.dumps(d, sort_keys=True)
 
 
-def _train_gmm(det, config: TrainConfig, train, audio_dir, dev, dev_dir, ext, out: Path, command, name) \
-        -> TrainResult:
+def _train_gmm(det, config: TrainConfig, train, audio_dir, dev, dev_dir, ext, out: Path, command, name,
+               dev_protocol) -> TrainResult:
     """GMM baselines: one EM fit (no epochs); augmentation applies once per training file."""
     augment = Augmenter(parse_augment(config.augment), config.augment_prob)
     audio = [augment(_read(t, audio_dir, ext), config.seed + i) for i, t in enumerate(train)]
@@ -364,7 +400,7 @@ def _train_gmm(det, config: TrainConfig, train, audio_dir, dev, dev_dir, ext, ou
                                                      det.input_samples // 2)[0])) for t in dev])
         dev_eer = _eer(s, dev)
         lab = np.array([t.is_bonafide for t in dev])
-        calibration = fit_calibration(s[lab], s[~lab], fitted_on="dev")
+        calibration = fit_calibration(s[lab], s[~lab], fitted_on=str(dev_protocol))
     log = EpochLog(0, math.nan, dev_eer, round(time.time() - t0, 1), 0.0)
     card = write_card(out, name or config.model, config, out / "model.pt", calibration,
                       {"dev_eer": None if math.isnan(dev_eer) else dev_eer},

@@ -214,6 +214,9 @@ def test_find_audio_files(tmp_path):
     (tmp_path / "a" / "readme.txt").write_text("hi")
     (tmp_path / "a" / "deep").mkdir()
     write_wav(tmp_path / "a" / "deep" / "z.wav", tone(0.1))
-    files, problems = A.find_audio_files([tmp_path / "a", str(tmp_path / "a" / "*.wav"), tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    files, problems = A.find_audio_files([tmp_path / "a", str(tmp_path / "a" / "*.wav"), tmp_path / "missing",
+                                          tmp_path / "empty"])
     assert [f.relative_to(tmp_path).as_posix() for f in files] == ["a/deep/z.wav", "a/x.wav", "a/y.flac"]
-    assert [(Path(p.path).name, p.reason) for p in problems] == [("missing", "no such file or folder")]
+    assert [(Path(p.path).name, p.reason) for p in problems] == [("missing", "no such file or folder"),
+                                                                  ("empty", "folder holds no audio files")]

@@ -126,3 +126,25 @@ def test_train_cli_gmm_and_errors(tmp_path):
     bad = run_cli("detect", "train", "--model", "nonet", "--protocol", str(c / "train.txt"), "--audio-dir",
                   str(c / "flac"), "--out", str(tmp_path / "x"))
     assert bad.returncode != 0 and "unknown detector 'nonet'" in bad.stderr
+
+
+def test_train_refuses_bad_starts(tmp_path):
+    c = toy_corpus(tmp_path / "c", n=6)
+    cfg = TrainConfig(model="lcnn", model_config=TINY, epochs=1, batch_size=4, workers=0)
+    out = tmp_path / "run"
+    with pytest.raises(TrainError, match="nothing to resume"):
+        train_detector(cfg, c / "train.txt", c / "flac", out, resume=True, progress=False)
+    train_detector(cfg, c / "train.txt", c / "flac", out, progress=False)
+    before = (out / "model.pt").read_bytes()
+    with pytest.raises(TrainError, match="already holds a trained model"):
+        train_detector(cfg, c / "train.txt", c / "flac", out, progress=False)
+    assert (out / "model.pt").read_bytes() == before  # nothing was touched
+    (out / "last.pt").write_bytes(b"garbage")
+    with pytest.raises(TrainError, match="cannot resume from this file"):
+        train_detector(cfg, c / "train.txt", c / "flac", out, resume=True, progress=False)
+    with pytest.raises(TrainError, match="needs both bona fide and spoof"):
+        train_detector(TrainConfig(**{**cfg.__dict__, "max_train": 1}), c / "train.txt", c / "flac",
+                       tmp_path / "one", progress=False)
+    (c / "flac" / "train_003.flac").write_bytes(b"not audio")
+    with pytest.raises(TrainError, match=r"1 of 6 audio files cannot be used: .*train_003.flac \(not audio"):
+        train_detector(cfg, c / "train.txt", c / "flac", tmp_path / "bad", progress=False)

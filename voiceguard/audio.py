@@ -458,9 +458,11 @@ def find_audio_files(inputs: list[str | os.PathLike], *, recursive: bool = True
             found[p] = None
         elif p.is_dir():
             pattern = "**/*" if recursive else "*"
-            for f in sorted(p.glob(pattern)):
-                if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS:
-                    found[f] = None
+            files = [f for f in sorted(p.glob(pattern)) if f.is_file() and f.suffix.lower() in AUDIO_EXTENSIONS]
+            if not files:
+                problems.append(FileProblem(text, "folder holds no audio files"))
+            for f in files:
+                found[f] = None
         elif any(c in text for c in "*?["):
             matches = [Path(m) for m in sorted(glob.glob(text, recursive=True))]
             files = [m for m in matches if m.is_file() and m.suffix.lower() in AUDIO_EXTENSIONS]

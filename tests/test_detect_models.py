@@ -1,0 +1,47 @@
+"""Model cards of the detection package: the shipped default, loading rules and their errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from voiceguard.cards import sha256_file
+from voiceguard.detect.models import CARDS_DIR, DEFAULT_MODEL, list_cards, load_model
+from voiceguard.errors import ModelCardError
+
+
+def test_default_model_ships_verified_and_small():
+    card = next(c for c in list_cards() if c.name == DEFAULT_MODEL)
+    weights = CARDS_DIR / card.checkpoint
+    assert weights.is_file() and weights.stat().st_size <= 5 * 2 ** 20
+    assert sha256_file(weights) == card.sha256
+    loaded = load_model()
+    assert loaded.name == DEFAULT_MODEL and loaded.calibrated and loaded.calibration.eer_threshold is not None
+    for key in ("command", "seed", "corpus_command"):
+        assert card.training[key] is not None
+    assert card.metrics["dev_eer"] < 0.5
+    x = np.random.default_rng(0).standard_normal((2, loaded.detector.input_samples)).astype(np.float32) * 0.1
+    assert np.isfinite(loaded.detector.score_batch(x)).all()
+
+
+def test_loading_errors_are_specific(tmp_path):
+    with pytest.raises(ModelCardError, match="unknown model 'nope'.*architectures"):
+        load_model("nope")
+    with pytest.raises(ModelCardError, match="is an architecture, not a model card"):
+        load_model("specnet")
+    card = yaml.safe_load((CARDS_DIR / f"{DEFAULT_MODEL}.yaml").read_text())
+    (tmp_path / "w.pt").write_bytes((CARDS_DIR / card["checkpoint"]).read_bytes())
+    unsigned = {**card, "checkpoint": "w.pt", "sha256": None}
+    (tmp_path / "unsigned.yaml").write_text(yaml.safe_dump(unsigned))
+    with pytest.raises(ModelCardError, match="no sha256"):
+        load_model(str(tmp_path / "unsigned.yaml"))
+    wrong = {**card, "checkpoint": "w.pt", "sha256": "0" * 64}
+    (tmp_path / "wrong.yaml").write_text(yaml.safe_dump(wrong))
+    with pytest.raises(ModelCardError, match="sha256"):
+        load_model(str(tmp_path / "wrong.yaml"))
+    torch.save({"not": torch.zeros(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(ModelCardError, match="does not fit architecture 'specnet'"):
+        load_model("specnet", tmp_path / "foreign.pt")
+    custom = load_model("specnet", tmp_path / "w.pt")  # own weights: loads, uncalibrated
+    assert not custom.calibrated and custom.notes
