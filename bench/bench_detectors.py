@@ -95,7 +95,7 @@ def suite_metrics(loaded, trials, audio_dir: Path, suite_name: str, seed: int = 
 def parse_model(spec: str):
     if "=" in spec:
         arch, ckpt = spec.split("=", 1)
-        return load_model(arch, ckpt), f"{arch} ({Path(ckpt).name}, as published)"
+        return load_model(arch, ckpt), f"{arch} ({Path(ckpt).name}, published, not retrained)"
     loaded = load_model(spec)
     return loaded, loaded.name
 
@@ -129,8 +129,10 @@ def speed(corpus: Path, trials) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--corpus", type=Path, required=True)
+    ap.add_argument("--corpus", type=Path)
+    ap.add_argument("--table", action="store_true", help="only print the tables of the stored results")
     ap.add_argument("--model", action="append", default=[], help="card name/file, or ARCH=CHECKPOINT")
+    ap.add_argument("--no-trimmed", action="store_true", help="skip the silence-trimmed shortcut check")
     ap.add_argument("--suites", action="store_true", help="also evaluate under the LA/DF codec suites")
     ap.add_argument("--speed", action="store_true")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "detectors.json")
@@ -141,6 +143,11 @@ def main() -> None:
     ap.add_argument("--update-card", action="store_true",
                     help="write each card model's eval figures into its model card (metrics.eval)")
     args = ap.parse_args()
+    if args.table:
+        print(markdown(json.loads(args.out.read_text())))
+        return
+    if args.corpus is None:
+        ap.error("--corpus is required (or --table)")
     import torch
 
     torch.set_num_threads(2)
@@ -155,7 +162,9 @@ def main() -> None:
         t0 = time.time()
         row = {"label": label, "corpus": str(args.corpus), "n_trials": len(trials),
                **metrics_of(eval_scores(loaded, trials, audio_dir), trials)}
-        row["eer_trimmed"] = metrics_of(eval_scores(loaded, trials, audio_dir, lambda x, i: trimmed(x)), trials)["eer"]
+        if not args.no_trimmed:
+            row["eer_trimmed"] = metrics_of(eval_scores(loaded, trials, audio_dir, lambda x, i: trimmed(x)),
+                                            trials)["eer"]
         if args.suites:
             suite_trials = subset(all_trials, args.suite_trials)
             row["suite_trials"] = len(suite_trials)
@@ -166,7 +175,7 @@ def main() -> None:
         if args.update_card and loaded.card is not None:
             update_card(loaded.card.path, row, " ".join(["python", *sys.argv]), args.corpus)
         print(f"  EER {pct(row['eer'])} % (unseen {pct(row['eer_unseen'])} %), trimmed "
-              f"{pct(row['eer_trimmed'])} %", file=sys.stderr)
+              f"{pct(row.get('eer_trimmed'))} %", file=sys.stderr)
     if args.speed:
         results["speed"] = speed(args.corpus, all_trials)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -203,19 +212,20 @@ def pct(v) -> str:
 def markdown(results: dict) -> str:
     models = results["models"]
     attacks = sorted({a for r in models.values() for a in r["per_attack"]})
-    lines = ["| model | EER % (all eval) | EER % (unseen A07-A14) | EER % silence-trimmed | minDCF | "
-             + " | ".join(attacks) + " |", "|" + "---|" * (5 + len(attacks))]
+    lines = ["| model | trials | EER % (all eval) | EER % (unseen A07-A14) | EER % silence-trimmed | minDCF | "
+             + " | ".join(attacks) + " |", "|" + "---|" * (6 + len(attacks))]
     for r in models.values():
-        lines.append(f"| {r['label']} | {pct(r['eer'])} | {pct(r['eer_unseen'])} | {pct(r['eer_trimmed'])} | "
-                     f"{r['min_dcf']:.4f} | " + " | ".join(pct(r["per_attack"].get(a)) for a in attacks) + " |")
+        lines.append(f"| {r['label']} | {r.get('n_trials', '-')} | {pct(r['eer'])} | {pct(r['eer_unseen'])} | "
+                     f"{pct(r.get('eer_trimmed'))} | {r['min_dcf']:.4f} | "
+                     + " | ".join(pct(r["per_attack"].get(a)) for a in attacks) + " |")
     suites = [(lab, r) for lab, r in models.items() if r.get("suites")]
     if suites:
         conds = [c for s in suites[0][1]["suites"].values() for c in s]
-        lines += ["", "| model | " + " | ".join(conds) + " | worst |", "|" + "---|" * (len(conds) + 2)]
+        lines += ["", "| model | trials | " + " | ".join(conds) + " | worst |", "|" + "---|" * (len(conds) + 3)]
         for _, r in suites:
             vals = {c: v for s in r["suites"].values() for c, v in s.items()}
-            lines.append(f"| {r['label']} | " + " | ".join(pct(vals.get(c)) for c in conds)
-                         + f" | {pct(max(vals.values()))} |")
+            lines.append(f"| {r['label']} | {r.get('suite_trials', '-')} | "
+                         + " | ".join(pct(vals.get(c)) for c in conds) + f" | {pct(max(vals.values()))} |")
     if "speed" in results:
         s = results["speed"]
         lines += ["", f"LFCC-GMM (512 components) scores at {s['lfcc_gmm_512_realtime_factor']:.0f}x real time; "

@@ -249,6 +249,15 @@ def test_suites_load_and_cover_the_paper_settings():
             assert row.attack in ATTACKS
 
 
+@pytest.mark.parametrize("suite", ["asvspoof21-la", "asvspoof21-df"])
+def test_codec_suites_run_on_16khz_mono_speech_rate(suite):
+    """Every condition must encode at the detectors' rate (libvorbis, e.g., refuses 128k at 16 kHz mono)."""
+    x = tone(1.0)[0]
+    for row in load_suite(suite).rows:
+        y = row.build(seed=0)(x, SR)
+        assert y.shape == x.shape and np.isfinite(y).all(), row.label
+
+
 def test_cli_apply_list_and_suite(tmp_path):
     src = write_wav(tmp_path / "in.wav", tone(1.0, 22050, 2), 22050, "PCM_24")
     out = tmp_path / "out.wav"
