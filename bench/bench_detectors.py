@@ -156,7 +156,9 @@ def main() -> None:
     audio_dir = args.corpus / "flac"
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
     results.setdefault("models", {})
-    for spec in args.model or [DEFAULT_MODEL]:
+    if not args.model and not args.speed:
+        ap.error("give --model (repeatable) and/or --speed")
+    for spec in args.model:
         loaded, label = parse_model(spec)
         print(f"{label}:", file=sys.stderr)
         t0 = time.time()

@@ -14,8 +14,8 @@ DITHER = 1e-5  # ~-100 dBFS of fixed-seed noise (as Kaldi's dither): digital sil
 
 
 def dithered(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64).ravel()
-    return x + DITHER * np.random.default_rng(0).standard_normal(x.size)
+    x = np.asarray(x, dtype=np.float32).ravel()
+    return x + np.float32(DITHER) * np.random.default_rng(0).standard_normal(x.size, dtype=np.float32)
 
 
 def deltas(feat: np.ndarray, width: int = 3) -> np.ndarray:
@@ -56,7 +56,8 @@ def stft_frames(x, window, hop: int, n_fft: int):
 
 def power_frames(x, window, hop: int, n_fft: int):
     """Power spectra of :func:`stft_frames`."""
-    return stft_frames(x, window, hop, n_fft).abs().pow(2)
+    spec = stft_frames(x, window, hop, n_fft)
+    return spec.real.square() + spec.imag.square()
 
 
 def spectral_statistics_module(sr: int = SR, *, win_ms: float = 32.0, hop_ms: float = 10.0, n_fft: int = 512):
@@ -157,7 +158,7 @@ def lfcc(x: np.ndarray, sr: int = SR, *, win_ms: float = 20.0, hop_ms: float = 1
     module = _cached_lfcc_module(sr=sr, win_ms=win_ms, hop_ms=hop_ms, n_fft=n_fft, n_filters=n_filters,
                                  n_ceps=n_ceps, use_deltas=use_deltas)
     with torch.inference_mode():
-        out = module(torch.from_numpy(dithered(x).astype(np.float32))[None])
+        out = module(torch.from_numpy(dithered(x))[None])
     return out[0].numpy()
 
 
