@@ -13,7 +13,7 @@ import numpy as np
 from voiceguard.audio import AudioInfo, audio_info, load_audio
 from voiceguard.errors import VoiceguardError
 
-from .scoring import Calibration, FileScore, summarize_windows, windows
+from .scoring import Calibration, FileScore, fit_window, summarize_windows, window_starts
 
 SR = 16000
 
@@ -72,19 +72,24 @@ def score_files(detector, sources: Sequence[str | os.PathLike], *, calibration: 
     ``decode(path)`` returns 16 kHz mono audio, or ``(audio, AudioInfo)``, or raises a VoiceguardError."""
     win = int(detector.input_samples)
     hop = hop or win // 2
-    pending: list[tuple[str, np.ndarray, np.ndarray, list[int], AudioInfo | None]] = []
+    pending: list[tuple[str, np.ndarray, list[int], AudioInfo | None]] = []
     n_windows = 0
 
     def flush() -> Iterator[Scored]:
+        """Score the pending files' windows, cut ``batch_windows`` at a time (memory stays bounded for
+        files of any length), and yield the files in order."""
         nonlocal pending, n_windows
-        if not pending:
-            return
-        raw = detector.score_batch(np.concatenate([p[2] for p in pending]))
+        jobs = [(k, start) for k, p in enumerate(pending) for start in p[2]]
+        raw = np.empty(len(jobs))
+        for i in range(0, len(jobs), batch_windows):
+            chunk = jobs[i:i + batch_windows]
+            raw[i:i + len(chunk)] = detector.score_batch(
+                np.stack([fit_window(pending[k][1][s:s + win], win) for k, s in chunk]))
         i = 0
-        for src, audio, w, starts, info in pending:
-            fs = summarize_windows(raw[i:i + len(w)], starts, audio.size, SR, win, calibration=calibration,
+        for src, audio, starts, info in pending:
+            fs = summarize_windows(raw[i:i + len(starts)], starts, audio.size, SR, win, calibration=calibration,
                                    threshold=threshold, aggregate=aggregate)
-            i += len(w)
+            i += len(starts)
             yield Scored(src, round(audio.size / SR, 3), fs, None, info)
         pending, n_windows = [], 0
 
@@ -94,9 +99,10 @@ def score_files(detector, sources: Sequence[str | os.PathLike], *, calibration: 
             yield Scored(str(src), None, None, got.reason)
             continue
         audio, info = got if isinstance(got, tuple) else (got, None)
-        w, starts = windows(audio, win, hop)
-        pending.append((str(src), audio, w, starts, info))
-        n_windows += len(w)
+        audio = np.asarray(audio, dtype=np.float32).ravel()
+        starts = window_starts(audio.size, win, hop)
+        pending.append((str(src), audio, starts, info))
+        n_windows += len(starts)
         if n_windows >= batch_windows:
             yield from flush()
     yield from flush()

@@ -82,3 +82,24 @@ def test_score_files_keeps_order_and_reports_bad_files(tmp_path):
     assert [o.result is None for o in out] == [False, True, False, False, False, False, True]
     assert "bad.wav" not in (out[1].error or "x") and out[1].error  # the reason; the path is in .source
     assert out[2].duration_s == pytest.approx(4.0, abs=1e-3)
+
+
+def test_long_files_are_scored_in_bounded_batches(tmp_path):
+    class Recording(Energy):
+        def __init__(self):
+            self.sizes = []
+
+        def score_batch(self, batch):
+            self.sizes.append(len(batch))
+            return super().score_batch(batch)
+
+    det = Recording()
+    x = partial(seconds=20.0, loud=(5.0, 6.0))
+    write_wav(tmp_path / "long.wav", x[None])
+    write_wav(tmp_path / "short.wav", x[None, :SR])
+    out = list(score_files(det, [tmp_path / "short.wav", tmp_path / "long.wav"], batch_windows=4, workers=1))
+    assert max(det.sizes) <= 4 and sum(det.sizes) == len(window_starts(SR, 8000, 4000)) + len(window_starts(x.size, 8000, 4000))
+    expected = score_file(x, SR, Energy().score_batch, win=8000, hop=4000)
+    assert [s.start_s for s in out[1].result.segments] == [s.start_s for s in expected.segments]
+    assert out[1].result.score == pytest.approx(expected.score, abs=1e-4)
+    assert out[1].result.verdict == "partial-spoof"
