@@ -72,6 +72,8 @@ def score_files(detector, sources: Sequence[str | os.PathLike], *, calibration: 
     ``decode(path)`` returns 16 kHz mono audio, or ``(audio, AudioInfo)``, or raises a VoiceguardError."""
     win = int(detector.input_samples)
     hop = hop or win // 2
+    if not 0 < hop <= win:
+        raise ValueError(f"hop must be 1..{win} samples (a longer hop leaves parts of files unscored), got {hop}")
     pending: list[tuple[str, np.ndarray, list[int], AudioInfo | None]] = []
     n_windows = 0
 

@@ -74,9 +74,6 @@ def scan_paths(inputs: list[str], loaded, *, threshold: float = 0.0, aggregate: 
     files, problems = find_audio_files(inputs)
     rows = [ScanRow(p.path, "error", error=p.reason) for p in problems]
     hop = int(hop_seconds * 16000) if hop_seconds else None
-    if hop is not None and hop > loaded.detector.input_samples:
-        raise click.BadParameter(f"--hop {hop_seconds:g} s leaves gaps: {loaded.name} scores windows of "
-                                 f"{loaded.detector.input_samples / 16000:g} s", param_hint="--hop")
     scored = score_files(loaded.detector, files, calibration=loaded.calibration, threshold=threshold, hop=hop,
                          aggregate=aggregate, workers=workers)
     for s in tqdm(scored, total=len(files), desc="scan", unit="file", file=sys.stderr, disable=not progress):
@@ -133,6 +130,9 @@ def scan_command(paths, model, checkpoint, fmt, threshold, aggregate, hop_second
     from .models import load_model
 
     loaded = load_model(model, checkpoint)
+    if hop_seconds and hop_seconds * 16000 > loaded.detector.input_samples:
+        raise click.BadParameter(f"{hop_seconds:g} s leaves gaps: {loaded.name} scores windows of "
+                                 f"{loaded.detector.input_samples / 16000:g} s", param_hint="--hop")
     thr = resolve_threshold(threshold, loaded)
     show = sys.stderr.isatty() if progress is None else progress
     rows = scan_paths(list(paths), loaded, threshold=thr, aggregate=aggregate, hop_seconds=hop_seconds,

@@ -18,13 +18,22 @@ def dithered(x: np.ndarray) -> np.ndarray:
     return x + np.float32(DITHER) * np.random.default_rng(0).standard_normal(x.size, dtype=np.float32)
 
 
+def delta_frames(feat, width: int = 3):
+    """Regression deltas over +-``width`` frames (edges repeated): torch ``[B, frames, d] -> [B, frames, d]``."""
+    import torch
+
+    b, t, d = feat.shape
+    k = torch.arange(-width, width + 1, dtype=feat.dtype, device=feat.device)
+    x = torch.nn.functional.pad(feat.transpose(1, 2).reshape(b * d, 1, t), (width, width), mode="replicate")
+    return torch.nn.functional.conv1d(x, (k / k.square().sum()).view(1, 1, -1)).reshape(b, d, t).transpose(1, 2)
+
+
 def deltas(feat: np.ndarray, width: int = 3) -> np.ndarray:
-    """Regression deltas over +-``width`` frames (edges repeated), ``[frames, d] -> [frames, d]``."""
-    n = feat.shape[0]
-    padded = np.pad(feat, ((width, width), (0, 0)), mode="edge")
-    k = np.arange(-width, width + 1)
-    num = sum(kk * padded[width + kk: width + kk + n] for kk in k if kk != 0)
-    return (num / np.sum(k ** 2)).astype(np.float32)
+    """:func:`delta_frames` of a numpy ``[frames, d]`` array."""
+    import torch
+
+    with torch.inference_mode():
+        return delta_frames(torch.from_numpy(np.ascontiguousarray(feat, dtype=np.float32))[None], width)[0].numpy()
 
 
 def with_deltas(static: np.ndarray) -> np.ndarray:
@@ -116,19 +125,10 @@ def lfcc_module(sr: int = SR, *, win_ms: float = 20.0, hop_ms: float = 10.0, n_f
         def __init__(self) -> None:
             super().__init__()
             dct_matrix = dct(np.eye(n_filters), type=2, axis=0, norm="ortho")[:n_ceps].T  # [filters, ceps]
-            k = np.arange(-3, 4, dtype=np.float32)
             self.register_buffer("window", torch.from_numpy(np.hamming(win).astype(np.float32)), persistent=False)
             self.register_buffer("fbank", torch.from_numpy(linear_filterbank(n_filters, n_fft, sr).T.astype(
                 np.float32)), persistent=False)
             self.register_buffer("dct", torch.from_numpy(dct_matrix.astype(np.float32)), persistent=False)
-            self.register_buffer("delta_kernel", torch.from_numpy(k / np.sum(k ** 2)).view(1, 1, -1),
-                                 persistent=False)
-
-        def _delta(self, f: "torch.Tensor") -> "torch.Tensor":  # [B, T, D] -> [B, T, D]
-            b, t, d = f.shape
-            x = f.transpose(1, 2).reshape(b * d, 1, t)
-            x = nn.functional.pad(x, (3, 3), mode="replicate")
-            return nn.functional.conv1d(x, self.delta_kernel).reshape(b, d, t).transpose(1, 2)
 
         def forward(self, x: "torch.Tensor") -> "torch.Tensor":
             energies = power_frames(x, self.window, hop, n_fft) @ self.fbank
@@ -138,8 +138,8 @@ def lfcc_module(sr: int = SR, *, win_ms: float = 20.0, hop_ms: float = 10.0, n_f
                 ceps = torch.cat([c0 - c0.mean(dim=1, keepdim=True), ceps[..., 1:]], dim=-1)
             if not use_deltas:
                 return ceps
-            d1 = self._delta(ceps)
-            return torch.cat([ceps, d1, self._delta(d1)], dim=-1)
+            d1 = delta_frames(ceps)
+            return torch.cat([ceps, d1, delta_frames(d1)], dim=-1)
 
     return LfccFrontEnd()
 

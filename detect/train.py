@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -24,8 +24,9 @@ from voiceguard.errors import VoiceguardError, preview
 from voiceguard.files import atomic_output, atomic_write_text
 from voiceguard.protocols import Trial, check_audio_files, read_protocol
 
+from .batch import score_files
 from .models import build_detector
-from .scoring import Calibration, fit_calibration, fit_window, windows
+from .scoring import Calibration, fit_calibration, fit_window
 
 SR = 16000
 # the ``codec`` augmentation group: channel codecs of the ASVspoof 2021 LA/DF conditions
@@ -223,35 +224,16 @@ def _device(name: str) -> str:
     return name
 
 
-def dev_scores(module, trials: list[Trial], audio_dir, ext: str, device: str, *, batch: int = 32,
-               progress: Callable | None = None) -> np.ndarray:
-    """Mean window score (logit bona fide - spoof) of each trial, as ``scan`` computes it."""
-    import torch
-
-    win = int(module.input_samples)
-    module.eval()
-    out = np.zeros(len(trials))
-    buf: list[tuple[int, np.ndarray]] = []
-
-    def run():
-        x = torch.from_numpy(np.concatenate([w for _, w in buf])).to(device)
-        with torch.inference_mode():
-            logits = module(x).float().cpu().numpy()
-        s, i = logits[:, 1] - logits[:, 0], 0
-        for k, w in buf:
-            out[k] = s[i:i + len(w)].mean()
-            i += len(w)
-        buf.clear()
-
-    for k, t in enumerate(trials):
-        buf.append((k, windows(_read(t, audio_dir, ext), win, win // 2)[0]))
-        if sum(len(w) for _, w in buf) >= batch:
-            run()
-        if progress:
-            progress(1)
-    if buf:
-        run()
-    return out
+def dev_scores(detector, trials: list[Trial], audio_dir, ext: str) -> np.ndarray:
+    """Each trial's file score (mean window score) exactly as ``scan`` and ``detect score`` compute it."""
+    if hasattr(detector, "module"):
+        detector.module.eval()
+    out = []
+    for s in score_files(detector, [t.audio_path(audio_dir, ext) for t in trials]):
+        if s.result is None:
+            raise TrainError(f"cannot score a dev file: {s.error}", source=s.source)
+        out.append(s.result.score)
+    return np.array(out)
 
 
 def _eer(scores: np.ndarray, trials: list[Trial]) -> float:
@@ -292,6 +274,7 @@ def train_detector(config: TrainConfig, train_protocol: str | os.PathLike, audio
             det.seed = config.seed
         return _train_gmm(det, config, train, audio_dir, dev, dev_dir, ext, out, command, name, dev_protocol)
     module = det.module.to(device)
+    det.device = device
     n_bona = sum(t.is_bonafide for t in train)
     weights = torch.tensor([len(train) / (2 * (len(train) - n_bona)), len(train) / (2 * n_bona)],
                            dtype=torch.float32, device=device)  # balanced: each class weighs half
@@ -342,7 +325,7 @@ def train_detector(config: TrainConfig, train_protocol: str | os.PathLike, audio
             bar.set_postfix(loss=f"{total / count:.4f}")
         loss_avg = total / max(count, 1)
         if dev is not None:
-            dev_eer = _eer(dev_scores(module, dev, dev_dir, ext, device), dev)
+            dev_eer = _eer(dev_scores(det, dev, dev_dir, ext), dev)
         else:
             dev_eer = loss_avg  # without dev data, the training loss picks the epoch
         history.append(EpochLog(epoch, round(loss_avg, 6), round(dev_eer, 6), round(time.time() - t0, 1), lr))
@@ -364,7 +347,7 @@ def train_detector(config: TrainConfig, train_protocol: str | os.PathLike, audio
     module.load_state_dict(torch.load(out / "model.pt", map_location=device, weights_only=True))
     calibration = Calibration()
     if dev is not None:
-        s = dev_scores(module, dev, dev_dir, ext, device)
+        s = dev_scores(det, dev, dev_dir, ext)
         lab = np.array([t.is_bonafide for t in dev])
         calibration = fit_calibration(s[lab], s[~lab], fitted_on=str(dev_protocol))
     card = write_card(out, name or f"{config.model}-{Path(train_protocol).stem}", config, out / "model.pt",
@@ -396,8 +379,7 @@ def _train_gmm(det, config: TrainConfig, train, audio_dir, dev, dev_dir, ext, ou
     _save(det.state_dict(), out / "model.pt")
     calibration, dev_eer = Calibration(), math.nan
     if dev is not None:
-        s = np.array([np.mean(det.score_batch(windows(_read(t, dev_dir, ext), det.input_samples,
-                                                     det.input_samples // 2)[0])) for t in dev])
+        s = dev_scores(det, dev, dev_dir, ext)
         dev_eer = _eer(s, dev)
         lab = np.array([t.is_bonafide for t in dev])
         calibration = fit_calibration(s[lab], s[~lab], fitted_on=str(dev_protocol))

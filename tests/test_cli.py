@@ -148,6 +148,8 @@ def test_scan_exit_codes_follow_the_threshold(tmp_path):
     assert r.returncode == 1 and [json.loads(x)["verdict"] for x in r.stdout.splitlines()] == ["spoof"] * 2
     r = run_cli("scan", str(tmp_path), "--threshold", "fa:0.5")
     assert r.returncode == 2 and "no threshold for a false-alarm rate of 0.5" in r.stderr
+    r = run_cli("scan", str(tmp_path), "--hop", "10")
+    assert r.returncode == 2 and "leaves gaps" in r.stderr
     assert "Traceback" not in r.stderr
 
 
