@@ -29,7 +29,8 @@ class ScanRow:
     channels: int | None = None
     flagged: str | None = None  # merged flagged spans "start-end;..." in seconds
     model: str | None = None
-    watermark: str | None = None  # filled once a watermark engine is configured (issue #5)
+    watermark: str | None = None  # decoded message ("0xBEEF") when watermarked, "none" when not, else None
+    wm_probability: float | None = None  # highest 1 s window watermark presence
     error: str | None = None
     segments: tuple = ()
 
@@ -41,7 +42,7 @@ class ScanRow:
 
 
 COLUMNS = ["path", "status", "verdict", "p_spoof", "llr", "duration_s", "flagged", "model", "watermark", "error"]
-ALL_COLUMNS = COLUMNS[:6] + ["sample_rate", "channels"] + COLUMNS[6:]
+ALL_COLUMNS = COLUMNS[:6] + ["sample_rate", "channels"] + COLUMNS[6:-1] + ["wm_probability", "error"]
 
 
 def resolve_threshold(threshold: str, loaded) -> float:
@@ -64,27 +65,42 @@ def resolve_threshold(threshold: str, loaded) -> float:
 
 
 def scan_paths(inputs: list[str], loaded, *, threshold: float = 0.0, aggregate: str = "mean",
-               hop_seconds: float | None = None, workers: int = 2, progress: bool = False) -> list[ScanRow]:
-    """Scan files, folders (recursive) and globs; bad inputs become error rows, never stop the batch."""
+               hop_seconds: float | None = None, workers: int = 2, progress: bool = False,
+               watermarker=None) -> list[ScanRow]:
+    """Scan files, folders (recursive) and globs; bad inputs become error rows, never stop the batch.
+    With a ``watermarker``, each file is also checked for a watermark (on the decoded 16 kHz audio)."""
     from tqdm import tqdm
 
-    from .batch import score_files
+    from .batch import decode, score_files
     from .scoring import merge_flagged
 
     files, problems = find_audio_files(inputs)
     rows = [ScanRow(p.path, "error", error=p.reason) for p in problems]
     hop = int(hop_seconds * 16000) if hop_seconds else None
+    marks: dict[str, tuple[str, float | None]] = {}
+
+    def decode_and_check(path):
+        audio, info = decode(path)
+        if watermarker is not None:
+            try:
+                r = watermarker.detect(audio, 16000)
+                marks[str(path)] = (r.message_hex if r.detected else "none", round(r.probability, 4))
+            except Exception as e:  # noqa: BLE001 - the spoof verdict still stands; say why the mark is unknown
+                marks[str(path)] = (f"error: {type(e).__name__}", None)
+        return audio, info
+
     scored = score_files(loaded.detector, files, calibration=loaded.calibration, threshold=threshold, hop=hop,
-                         aggregate=aggregate, workers=workers)
+                         aggregate=aggregate, workers=workers, decode=decode_and_check)
     for s in tqdm(scored, total=len(files), desc="scan", unit="file", file=sys.stderr, disable=not progress):
         if s.result is None:
             rows.append(ScanRow(s.source, "error", model=loaded.name, error=s.error))
             continue
         r = s.result
         spans = ";".join(f"{a:.2f}-{b:.2f}" for a, b in merge_flagged(r.segments))
+        mark, wm_p = marks.get(str(s.source), (None, None))
         rows.append(ScanRow(s.source, "ok", r.verdict, round(r.p_spoof, 4), round(r.llr, 3), s.duration_s,
                             s.info.sample_rate if s.info else None, s.info.channels if s.info else None,
-                            spans or None, loaded.name, None, None, r.segments))
+                            spans or None, loaded.name, watermark=mark, wm_probability=wm_p, segments=r.segments))
     return rows
 
 
@@ -115,15 +131,18 @@ def _model_options(f):
               help="window hop in seconds, at most one window [default: half a window]")
 @click.option("--segments", is_flag=True, help="include per-window scores (json/jsonl)")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="decoding threads")
+@click.option("--watermark/--no-watermark", "check_watermark", default=True, show_default=True,
+              help="also detect watermarks (shipped AudioSeal-format model): message or 'none' per file")
 @click.option("--progress/--no-progress", default=None, help="progress bar on stderr [default: when a terminal]")
-def scan_command(paths, model, checkpoint, fmt, threshold, aggregate, hop_seconds, segments, workers, progress):
+def scan_command(paths, model, checkpoint, fmt, threshold, aggregate, hop_seconds, segments, check_watermark, workers,
+                 progress):
     """Scan audio files, folders (recursive) or globs for spoofed speech.
 
     Every file is decoded through the shared audio path (any format, rate,
     channels), scored in sliding windows over its whole length, and reported
     with a calibrated spoof probability, LLR (bona fide vs spoof), verdict and
-    the flagged segments. Unreadable files are reported in their row; the scan
-    goes on.
+    the flagged segments, and (unless --no-watermark) the watermark message found
+    in it or 'none'. Unreadable files are reported in their row; the scan goes on.
 
     Exit code: 0 all files bona fide, 1 spoof found, 2 some files could not be scanned.
     """
@@ -135,8 +154,13 @@ def scan_command(paths, model, checkpoint, fmt, threshold, aggregate, hop_second
                                  f"{loaded.detector.input_samples / 16000:g} s", param_hint="--hop")
     thr = resolve_threshold(threshold, loaded)
     show = sys.stderr.isatty() if progress is None else progress
+    watermarker = None
+    if check_watermark:
+        from voiceguard.watermark import load_watermarker
+
+        watermarker = load_watermarker("audioseal", generator=None)
     rows = scan_paths(list(paths), loaded, threshold=thr, aggregate=aggregate, hop_seconds=hop_seconds,
-                      workers=workers, progress=show)
+                      workers=workers, progress=show, watermarker=watermarker)
     dicts = [r.to_dict(segments and fmt in ("json", "jsonl")) for r in rows]
     click.echo(writers.render(dicts, fmt, COLUMNS if fmt == "table" else ALL_COLUMNS), nl=False)
     n_err = sum(r.status == "error" for r in rows)

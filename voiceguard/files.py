@@ -29,6 +29,15 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = True) -> Iterato
     os.close(fd)
     try:
         yield tmp
+        # mkstemp makes the file private (0600): give it the mode a plain open() would, or keep the
+        # replaced file's mode
+        if path.exists():
+            mode = path.stat().st_mode & 0o777
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -1,9 +1,226 @@
-"""CLI of the watermark package."""
+"""CLI of the watermark package: ``watermark embed|detect|train|calibrate|list``."""
 from __future__ import annotations
 
+import shlex
+import sys
+
 import click
+
+from voiceguard import writers
+
+EXIT_FOUND, EXIT_ERRORS = 1, 2
+DETECT_COLUMNS = ["path", "status", "detected", "probability", "message", "p_value", "segments", "error"]
+DETECT_ALL = DETECT_COLUMNS[:-1] + ["bits_matched", "duration_s", "engine", "model", "threshold", "error"]
+
+
+def _engine_options(f):
+    f = click.option("--key", type=int, default=None, help="spread-spectrum: the secret key (int)")(f)
+    f = click.option("--detector", "detector", default=None,
+                     help="audioseal: detector card name or audioseal-format .pth [default: the shipped one]")(f)
+    f = click.option("--generator", "generator", default=None,
+                     help="audioseal: generator card name or audioseal-format .pth [default: the shipped one]")(f)
+    return click.option("--engine", type=click.Choice(["audioseal", "spread-spectrum"]), default="audioseal",
+                        show_default=True, help="watermark engine")(f)
+
+
+def load_engine(engine: str, generator: str | None = None, detector: str | None = None, key: int | None = None,
+                strength: float | None = None, threshold: float | None = None, need: str = "both"):
+    """The engine the options name (only the generator for embedding, only the detector for detection)."""
+    from .base import get_watermarker
+    from .models import DEFAULT_DETECTOR, DEFAULT_GENERATOR
+
+    if engine == "spread-spectrum":
+        kw = {"key": key} if key is not None else {}
+        return get_watermarker(engine, strength=strength, threshold=threshold, **kw)
+    gen = (generator or DEFAULT_GENERATOR) if need in ("both", "generator") else None
+    det = (detector or DEFAULT_DETECTOR) if need in ("both", "detector") else None
+    return get_watermarker(engine, generator=gen, detector=det, strength=strength, threshold=threshold)
 
 
 @click.group("watermark")
 def watermark_group() -> None:
-    """Embed and detect audio watermarks (engines arrive with issue #5)."""
+    """Embed and detect audio watermarks (16-bit messages), train and calibrate the model."""
+
+
+@watermark_group.command("embed")
+@click.argument("source", type=click.Path())
+@click.argument("output", type=click.Path(), required=False)
+@click.option("--message", default=None, help="16-bit message: 0xBEEF, 48879 or 0b... [default: random]")
+@_engine_options
+@click.option("--strength", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="watermark amplitude factor [default: the model card's]")
+@click.option("--in-place", is_flag=True, help="replace the input file(s) (atomically)")
+@click.option("--overwrite", is_flag=True, help="replace existing output files")
+@click.option("--format", "fmt", type=click.Choice(writers.FORMATS), default="table", show_default=True)
+def embed_command(source, output, message, engine, generator, detector, key, strength, in_place, overwrite, fmt):
+    """Watermark SOURCE into OUTPUT (file -> file, or folder -> folder keeping relative paths).
+
+    Output keeps the input's format, sample rate, channels and length; it is
+    written atomically and an input is never replaced unless --in-place.
+    Exit code: 0 all files done, 2 some files failed (listed in their rows).
+    """
+    from .base import parse_message
+    from .batch import embed_paths
+
+    try:
+        parse_message(message)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--message") from None
+    if output is not None and in_place:
+        raise click.UsageError("give OUTPUT or --in-place, not both")
+    if output is None and not in_place:
+        raise click.UsageError("no output given (pass OUTPUT, or --in-place to replace the input)")
+    wm = load_engine(engine, generator, detector, key, strength, need="generator")
+    rows = embed_paths(wm, source, output, message=message, overwrite=overwrite, in_place=in_place)
+    click.echo(writers.render([r.to_dict() for r in rows], fmt,
+                              ["source", "output", "status", "message", "duration_s", "error"]), nl=False)
+    n_err = sum(r.status == "error" for r in rows)
+    click.echo(f"voiceguard: watermarked {len(rows) - n_err} file(s) with {wm.model}, {n_err} error(s)", err=True)
+    if n_err:
+        sys.exit(EXIT_ERRORS)
+
+
+@watermark_group.command("detect")
+@click.argument("paths", nargs=-1, required=True)
+@_engine_options
+@click.option("--expect", default=None, help="the message you expect: adds bits matched and a p-value")
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="detection threshold on the 1 s window presence [default: the card's calibrated one]")
+@click.option("--presence", is_flag=True, help="include per-frame presence (json/jsonl, 50 frames/s)")
+@click.option("--format", "fmt", type=click.Choice(writers.FORMATS), default="table", show_default=True)
+def detect_command(paths, engine, generator, detector, key, expect, threshold, presence, fmt):
+    """Detect watermarks in files, folders (recursive) or globs: detected, probability, message,
+    p-value (with --expect) and watermarked segments.
+
+    Exit code: 0 no watermark found, 1 a watermark found, 2 some files could not be read.
+    """
+    from .base import parse_message
+    from .batch import detect_paths
+
+    try:
+        parse_message(expect)
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="--expect") from None
+    wm = load_engine(engine, generator, detector, key, threshold=threshold, need="detector")
+    rows = detect_paths(wm, list(paths), expected=expect)
+    dicts = [r.to_dict(presence=presence and fmt in ("json", "jsonl")) for r in rows]
+    click.echo(writers.render(dicts, fmt, DETECT_COLUMNS if fmt == "table" else DETECT_ALL), nl=False)
+    n_err = sum(r.status == "error" for r in rows)
+    n_found = sum(bool(r.result and r.result.detected) for r in rows)
+    click.echo(f"voiceguard: {n_found} of {len(rows)} file(s) watermarked ({wm.model}, threshold "
+               f"{wm.threshold:.4f}), {n_err} error(s)", err=True)
+    sys.exit(EXIT_ERRORS if n_err else EXIT_FOUND if n_found else 0)
+
+
+@watermark_group.command("list")
+def list_command() -> None:
+    """Watermark engines and model cards."""
+    from voiceguard.cards import load_card
+
+    from . import audioseal_engine, dsp  # noqa: F401  (the engines register on import)
+    from .base import WATERMARKERS
+    from .models import CARDS_DIR, DEFAULT_DETECTOR, DEFAULT_GENERATOR
+
+    rows = []
+    for p in sorted(CARDS_DIR.glob("*.yaml")):
+        c = load_card(p)
+        shipped = bool(c.checkpoint and (c.path.parent / c.checkpoint).is_file())
+        default = " (default)" if c.name in (DEFAULT_GENERATOR, DEFAULT_DETECTOR) else ""
+        rows.append({"name": c.name + default, "kind": c.kind, "weights": "shipped" if shipped else "download",
+                     "fpr": (c.extra.get("calibration") or {}).get("fpr", "-")})
+    click.echo(writers.render(rows, "table", ["name", "kind", "weights", "fpr"]), nl=False)
+    click.echo(f"\nengines: {', '.join(sorted(WATERMARKERS))}")
+
+
+@watermark_group.command("train")
+@click.option("--data", multiple=True, required=True, type=click.Path(exists=True),
+              help="speech files or folders (recursive); repeatable")
+@click.option("--out", "out_dir", default="runs/watermark", show_default=True, type=click.Path(file_okay=False))
+@click.option("--steps", type=click.IntRange(1), default=3000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--lr", type=float, default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--n-filters", type=click.IntRange(1), default=12, show_default=True, help="SEANet width")
+@click.option("--dimension", type=click.IntRange(1), default=48, show_default=True, help="SEANet latent size")
+@click.option("--target-snr", "target_snr_db", type=float, default=28.0, show_default=True,
+              help="the watermark's level below the host (dB), reached after 3000 steps")
+@click.option("--threads", type=click.IntRange(0), default=0, show_default=True, help="torch threads (0: default)")
+@click.option("--device", default="auto", show_default=True, help="auto (GPU when present), cpu, cuda, cuda:1")
+@click.option("--resume", is_flag=True, help="continue OUT from its last checkpoint")
+def train_command(data, out_dir, steps, batch_size, lr, seed, n_filters, dimension, target_snr_db, threads, device,
+                  resume):
+    """Train an AudioSeal generator + detector jointly; writes OUT/generator.pth and OUT/detector.pth
+    (audioseal's checkpoint format), OUT/state.pt (resume) and OUT/log.jsonl (per-step metrics)."""
+    from .train import WatermarkTrainConfig, train_watermark
+
+    cfg = WatermarkTrainConfig(data=tuple(data), out=out_dir, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                               n_filters=n_filters, dimension=dimension, target_snr_db=target_snr_db,
+                               threads=threads, device=device)
+    command = "voiceguard watermark " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    res = train_watermark(cfg, resume=resume, progress=sys.stderr.isatty(), command=command)
+    click.echo(f"trained to step {res['step']}: " + ", ".join(f"{k} {v:.3f}" for k, v in res["running"].items())
+               + f"; checkpoints in {res['out']}")
+
+
+@watermark_group.command("calibrate")
+@_engine_options
+@click.option("--speech", multiple=True, type=click.Path(exists=True),
+              help="clean speech files or folders (half the windows); repeatable")
+@click.option("--windows", type=click.IntRange(100), default=10000, show_default=True,
+              help="clean 1 s windows to set the threshold on (as many again measure the rate)")
+@click.option("--target-fpr", type=click.FloatRange(0, 1, min_open=True), default=1e-3, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
+              help="write the calibration as JSON here")
+@click.option("--update-card", is_flag=True, help="store threshold and measured FPR in the detector's card")
+def calibrate_command(engine, generator, detector, key, speech, windows, target_fpr, seed, out_file, update_card):
+    """Set the detection threshold for a target false-positive rate on clean 1 s windows (speech, noise,
+    tones, music-like) and measure the rate on as many independent windows."""
+    from voiceguard.files import atomic_write_text
+
+    from .calibrate import calibrate_fpr
+    from .train import load_training_audio
+
+    wm = load_engine(engine, generator, detector, key, need="detector")
+    clips = load_training_audio(list(speech)) if speech else None
+    cal = calibrate_fpr(wm, n_windows=windows, n_heldout=windows, target_fpr=target_fpr, speech=clips, seed=seed,
+                        progress=sys.stderr.isatty())
+    text = writers.to_json(cal.to_dict())
+    if out_file:
+        atomic_write_text(out_file, text)
+    if update_card:
+        from .models import DEFAULT_DETECTOR, update_card as write_card
+
+        if engine != "audioseal":
+            raise click.UsageError("--update-card needs the audioseal engine (the DSP engine has no card)")
+        command = "voiceguard watermark " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+        path = write_card(detector or DEFAULT_DETECTOR, calibration={**cal.to_dict(), "command": command})
+        click.echo(f"voiceguard: calibration written to {path}", err=True)
+    click.echo(text, nl=False)
+
+
+@watermark_group.command("export")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--to", "dest", type=click.Path(file_okay=False), required=True, help="folder for checkpoints + cards")
+@click.option("--generator-name", default=None, help="[default: vg_wm_16bits_small]")
+@click.option("--detector-name", default=None, help="[default: vg_detector_16bits_small]")
+@click.option("--command", "train_command_text", default=None,
+              help="the training command to record in the cards [default: the one in RUN/train.json]")
+def export_command(run_dir, dest, generator_name, detector_name, train_command_text):
+    """Turn a training run into audioseal-format checkpoints with cards (sha256, training summary)."""
+    import json
+    from pathlib import Path
+
+    from .models import DEFAULT_DETECTOR, DEFAULT_GENERATOR, export_model
+
+    info_path = Path(run_dir) / "train.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    cfg = info.get("config", {})
+    training = {"data": list(cfg.get("data", [])), "steps": info.get("step"), "seconds": info.get("seconds"),
+                "seed": cfg.get("seed"), "torch_threads": info.get("torch_threads"),
+                "device": info.get("device", "cpu"), "config": cfg,
+                "final_running_metrics": info.get("running"),
+                "command": train_command_text or info.get("command")}
+    for p in export_model(run_dir, dest, generator_name=generator_name or DEFAULT_GENERATOR,
+                          detector_name=detector_name or DEFAULT_DETECTOR, training=training):
+        click.echo(str(p))

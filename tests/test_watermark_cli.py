@@ -1,0 +1,117 @@
+"""The watermark CLI end to end (real subprocesses: exit codes, stderr, files on disk)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import soundfile as sf
+from helpers import run_cli, synthetic_speaker_folder
+from test_watermark import speechlike
+
+DSP = ("--engine", "spread-spectrum")
+
+
+def _write(path, x, sr, subtype="PCM_16"):
+    sf.write(path, np.asarray(x).T, sr, subtype=subtype)
+    return path
+
+
+def test_embed_then_detect_round_trips_a_message_keeping_the_format(tmp_path):
+    src = _write(tmp_path / "in.flac", np.stack([speechlike(4.0, 44100), speechlike(4.0, 44100, 1)]), 44100,
+                 "PCM_24")
+    before = src.read_bytes()
+    out = tmp_path / "out" / "marked.flac"
+    r = run_cli("watermark", "embed", str(src), str(out), "--message", "0xBEEF", *DSP)
+    assert r.returncode == 0 and "watermarked 1 file(s)" in r.stderr and "0xBEEF" in r.stdout
+    assert src.read_bytes() == before
+    info_in, info_out = sf.info(src), sf.info(out)
+    assert (info_out.samplerate, info_out.channels, info_out.frames, info_out.subtype) == \
+        (44100, 2, info_in.frames, "PCM_24")
+    r = run_cli("watermark", "detect", str(out), str(src), "--expect", "0xBEEF", "--format", "json", *DSP)
+    assert r.returncode == 1, r.stderr
+    rows = {row["path"].split("/")[-1]: row for row in json.loads(r.stdout)}
+    assert rows["marked.flac"]["detected"] and rows["marked.flac"]["message"] == "0xBEEF"
+    assert rows["marked.flac"]["bits_matched"] == 16 and rows["marked.flac"]["p_value"] < 1e-4
+    assert not rows["in.flac"]["detected"] and rows["in.flac"]["message"] is None
+    assert "1 of 2 file(s) watermarked" in r.stderr
+    r = run_cli("watermark", "detect", str(src), *DSP)
+    assert r.returncode == 0 and "0 of 1 file(s) watermarked" in r.stderr
+
+
+def test_embed_never_overwrites_unless_asked(tmp_path):
+    src = _write(tmp_path / "a.wav", speechlike(2.0), 16000)
+    dst = _write(tmp_path / "b.wav", speechlike(1.0), 16000)
+    old = dst.read_bytes()
+    r = run_cli("watermark", "embed", str(src), str(dst), *DSP)
+    assert r.returncode == 2 and "already exists (pass --overwrite" in r.stdout and dst.read_bytes() == old
+    r = run_cli("watermark", "embed", str(src), str(src), *DSP)
+    assert r.returncode == 2 and "pass --in-place" in r.stdout
+    r = run_cli("watermark", "embed", str(src), str(dst), "--overwrite", "--message", "7", *DSP)
+    assert r.returncode == 0 and dst.read_bytes() != old
+    before = src.read_bytes()
+    r = run_cli("watermark", "embed", str(src), "--in-place", "--message", "0x0102", *DSP)
+    assert r.returncode == 0 and src.read_bytes() != before
+    r = run_cli("watermark", "detect", str(src), "--format", "jsonl", *DSP)
+    assert r.returncode == 1 and json.loads(r.stdout)["message"] == "0x0102"
+    assert not list(tmp_path.glob("*.tmp*")) and not list(tmp_path.glob(".*"))  # no temp files left
+
+
+def test_folder_mode_keeps_going_past_bad_files(tmp_path):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    _write(src / "one.wav", speechlike(2.0), 16000)
+    _write(src / "sub" / "two.ogg", speechlike(1.5, 22050), 22050, "VORBIS")
+    (src / "bad.wav").write_text("not audio\n" * 20)
+    r = run_cli("watermark", "embed", str(src), str(tmp_path / "out"), "--format", "json", *DSP)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    rows = {row["source"].split("/")[-1]: row for row in json.loads(r.stdout)}
+    assert rows["one.wav"]["status"] == "ok" and rows["two.ogg"]["status"] == "ok"
+    assert rows["bad.wav"]["status"] == "error" and "not a readable audio file" in rows["bad.wav"]["error"]
+    assert (tmp_path / "out" / "one.wav").is_file() and (tmp_path / "out" / "sub" / "two.ogg").is_file()
+    assert sf.info(tmp_path / "out" / "sub" / "two.ogg").samplerate == 22050
+    assert "watermarked 2 file(s)" in r.stderr and "1 error(s)" in r.stderr
+
+
+def test_bad_options_are_one_line_errors(tmp_path):
+    src = _write(tmp_path / "a.wav", speechlike(1.0), 16000)
+    for args, fragment in [(("--message", "0x1FFFF"), "does not fit in 16 bits"),
+                           (("--message", "hello"), "not a number"),
+                           ((str(tmp_path / "o.wav"), "--in-place"), "not both")]:
+        r = run_cli("watermark", "embed", str(src), *args, *DSP)
+        assert r.returncode == 2 and fragment in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("watermark", "embed", str(src))
+    assert r.returncode == 2 and "no output given" in r.stderr
+    r = run_cli("watermark", "detect", str(tmp_path / "missing.wav"), *DSP)
+    assert r.returncode == 2 and "no such file or folder" in r.stdout
+
+
+def test_train_resume_export_and_load(tmp_path):
+    data = synthetic_speaker_folder(tmp_path / "speech", n_speakers=2, files_per_speaker=1, seconds=2.0)
+    (data / "junk.wav").write_text("junk")
+    out = tmp_path / "run"
+    common = ("--data", str(data), "--out", str(out), "--n-filters", "4", "--dimension", "16", "--batch-size", "2",
+              "--threads", "1")
+    r = run_cli("watermark", "train", *common, "--steps", "2")
+    assert r.returncode == 0, r.stderr
+    assert "skipped" in r.stderr and "junk.wav" in r.stderr
+    assert (out / "generator.pth").is_file() and (out / "detector.pth").is_file()
+    assert len((out / "log.jsonl").read_text().splitlines()) == 2
+    r = run_cli("watermark", "train", *common, "--steps", "3")
+    assert r.returncode == 2 and "--resume" in r.stderr
+    r = run_cli("watermark", "train", *common, "--steps", "3", "--resume")
+    assert r.returncode == 0 and "trained to step 3" in r.stdout
+    assert [json.loads(x)["step"] for x in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
+    r = run_cli("watermark", "train", *common[:-2], "--threads", "1", "--steps", "4", "--resume", "--lr", "1")
+    assert r.returncode == 2 and "another config" in r.stderr
+    r = run_cli("watermark", "export", str(out), "--to", str(tmp_path / "cards"), "--generator-name", "g",
+                "--detector-name", "d")
+    assert r.returncode == 0
+    import yaml
+
+    card = yaml.safe_load((tmp_path / "cards" / "g.yaml").read_text())
+    assert card["kind"] == "watermark-generator" and len(card["sha256"]) == 64 and card["training"]["steps"] == 3
+    from voiceguard.watermark import load_watermarker
+
+    wm = load_watermarker("audioseal", generator=str(tmp_path / "cards" / "g.pth"),
+                          detector=str(tmp_path / "cards" / "d.pth"))
+    assert wm.embed(speechlike(1.0), 16000, 3).shape == (16000,)

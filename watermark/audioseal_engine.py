@@ -1,0 +1,92 @@
+"""The AudioSeal engine: audioseal's own ``AudioSealWM`` / ``AudioSealDetector`` behind the shared interface.
+
+Defaults to the project's small model shipped in ``watermark/cards/`` (offline); the official cards
+(``audioseal_wm_16bits`` + ``audioseal_detector_16bits``, and the streaming pair) load the same way
+when their weights are cached or downloadable.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .base import HOP, MODEL_RATE, Watermarker, register
+from .models import DEFAULT_DETECTOR, DEFAULT_GENERATOR, eager, load_detector, load_generator
+
+
+@register
+class AudioSealEngine(Watermarker):
+    name = "audioseal"
+    chunk_seconds = 10.0  # detection runs on chunks this long ...
+    context_seconds = 1.0  # ... with this much audio either side, dropped afterwards
+
+    def __init__(self, generator=None, detector=None, snr_db: float | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.detector = detector
+        self.snr_db = snr_db  # scale each block's watermark to this level below the host (None: raw output)
+        if detector is not None:
+            self.nbits = int(detector.nbits)
+
+    @classmethod
+    def load(cls, generator: str | None = DEFAULT_GENERATOR, detector: str | None = DEFAULT_DETECTOR,
+             threshold: float | None = None, strength: float | None = None, **kwargs) -> "AudioSealEngine":
+        """Engine from card names or audioseal-format checkpoint paths; the detector card's calibration
+        supplies the threshold and the generator card the default strength unless given."""
+        gen = load_generator(generator) if generator else (None, None, None)
+        det = load_detector(detector) if detector else (None, None, None)
+        det_card, gen_card = det[1], gen[1]
+        calib = (det_card.extra.get("calibration") or {}) if det_card is not None else {}
+        if threshold is None:
+            threshold = float(calib.get("threshold", 0.5))
+        if strength is None:
+            strength = float(gen_card.extra.get("strength", 1.0)) if gen_card is not None else 1.0
+        snr_db = kwargs.pop("snr_db", None)
+        if snr_db is None and gen[2] is not None:
+            snr_db = (gen_card.extra.get("snr_db") if gen_card is not None else None) or gen[2].get("snr_db")
+        names = [c.name for c in (gen_card, det_card) if c is not None]
+        return cls(gen[0], det[0], snr_db=snr_db, threshold=threshold, strength=strength, calibration=calib,
+                   model=kwargs.pop("model", None) or "+".join(names) or "audioseal", **kwargs)
+
+    def watermark_blocks(self, x: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        import torch
+
+        if self.generator is None:
+            raise RuntimeError("this engine was loaded without a generator (detection only)")
+        with torch.inference_mode(), eager():
+            xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[:, None, :]
+            msg = torch.from_numpy(np.asarray(bits, dtype=np.int64))[None, :].repeat(len(x), 1)
+            w = self.generator.get_watermark(xt, message=msg)[:, 0].numpy()
+        if self.snr_db is not None:  # as in training: the level follows the host, block by block
+            rx = np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=-1, keepdims=True))
+            rw = np.sqrt(np.mean(np.square(w, dtype=np.float64), axis=-1, keepdims=True))
+            w = (w * (rx * 10 ** (-self.snr_db / 20) / np.maximum(rw, 1e-9))).astype(np.float32)
+        return w
+
+    def frame_scores(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per-frame presence probability and bit logits; long audio in chunks with context either side,
+        pooled to frames chunk by chunk (memory stays at one chunk's worth of per-sample outputs)."""
+        import torch
+
+        if self.detector is None:
+            raise RuntimeError("this engine was loaded without a detector (embedding only)")
+        chunk = int(self.chunk_seconds * MODEL_RATE)  # a multiple of HOP: frames never straddle chunks
+        ctx = int(self.context_seconds * MODEL_RATE)
+        n = len(x)
+        presence, logits = [], []
+        with torch.inference_mode(), eager():
+            for s in range(0, n, chunk):
+                a, b = max(0, s - ctx), min(n, s + chunk + ctx)
+                xt = torch.from_numpy(np.ascontiguousarray(x[a:b], dtype=np.float32))[None, None, :]
+                out = self.detector.detector(xt)[0]  # [2 + nbits, len]
+                keep = slice(s - a, s - a + min(chunk, n - s))
+                p = torch.softmax(out[:2, keep], dim=0)[1]
+                bits = out[2:, keep]
+                frames = p.shape[-1] // HOP
+                if frames == 0:  # a tail shorter than one frame: dropped, unless it is all the audio
+                    if s > 0:
+                        continue
+                    presence.append(p.mean(-1, keepdim=True).numpy())
+                    logits.append(bits.mean(-1)[None].numpy())
+                    continue
+                presence.append(p[:frames * HOP].reshape(frames, HOP).mean(-1).numpy())
+                logits.append(bits[:, :frames * HOP].reshape(self.nbits, frames, HOP).mean(-1).T.numpy())
+        return np.concatenate(presence), np.concatenate(logits)

@@ -1,0 +1,325 @@
+"""The watermark engine protocol, its registry, and the machinery every engine shares.
+
+An engine only implements two things at the model rate (16 kHz, mono):
+
+* ``watermark_blocks(x [B, n], bits [nbits]) -> w [B, n]``: the watermark signal for audio blocks;
+* ``frame_scores(x [n]) -> (presence [F], bit_logits [F, nbits])``: per-frame (50 Hz) watermark
+  presence probability and bit logits.
+
+Everything else lives here once: any sample rate (the watermark is made at 16 kHz and added, resampled,
+at the native rate, so the band above 8 kHz is untouched), multichannel input (the same mark on every
+channel, computed from the mix), int and float input, long files in fixed blocks cross-faded into each
+other (bounded memory, and the same blocks a stream uses, so a streamed embed equals a whole-file one),
+and detection: 1-second sliding windows, a calibrated threshold, message decoding pooled over the
+frames where the mark is present, a binomial p-value against an expected message, and segments.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from voiceguard.audio import as_channels_first, resample
+
+WATERMARKERS: dict[str, type["Watermarker"]] = {}
+
+MODEL_RATE = 16000
+FRAME_RATE = 50  # presence frames per second (hop 320 samples at 16 kHz)
+HOP = MODEL_RATE // FRAME_RATE
+
+
+def register(cls: type["Watermarker"]) -> type["Watermarker"]:
+    if cls.name in WATERMARKERS:
+        raise ValueError(f"watermark engine {cls.name!r} registered twice")
+    WATERMARKERS[cls.name] = cls
+    return cls
+
+
+# --------------------------------------------------------------------------- messages
+def parse_message(message: int | str | None, nbits: int = 16) -> int | None:
+    """``0xBEEF``, ``48879``, ``0b1011`` or an int -> int in [0, 2**nbits); None stays None."""
+    if message is None:
+        return None
+    if isinstance(message, str):
+        text = message.strip().lower().replace("_", "")
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise ValueError(f"message {message!r} is not a number (use e.g. 0xBEEF or 48879)") from None
+    else:
+        value = int(message)
+    if not 0 <= value < 2 ** nbits:
+        raise ValueError(f"message {message!r} does not fit in {nbits} bits (0 to {2 ** nbits - 1})")
+    return value
+
+
+def message_bits(value: int, nbits: int = 16) -> np.ndarray:
+    """Bits of ``value``, most significant first."""
+    return np.array([(value >> (nbits - 1 - i)) & 1 for i in range(nbits)], dtype=np.int64)
+
+
+def bits_value(bits: np.ndarray) -> int:
+    return int("".join(str(int(b)) for b in bits), 2)
+
+
+def match_p_value(matches: int, nbits: int) -> float:
+    """P(at least ``matches`` of ``nbits`` fair coin flips agree): the chance a random message matches as well."""
+    return float(sum(math.comb(nbits, i) for i in range(matches, nbits + 1)) / 2 ** nbits)
+
+
+# --------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class WatermarkSegment:
+    start: float
+    end: float
+    presence: float  # mean presence probability inside
+
+    def to_dict(self) -> dict:
+        return {"start": round(self.start, 3), "end": round(self.end, 3), "presence": round(self.presence, 4)}
+
+
+@dataclass(frozen=True)
+class DetectionResult:
+    """What a detector says of one piece of audio."""
+
+    engine: str
+    model: str
+    detected: bool
+    probability: float  # highest mean presence over any 1-second window (whole clip if shorter)
+    threshold: float
+    message: int | None  # decoded message (None when no watermark was detected)
+    bits: tuple[int, ...]
+    bit_confidence: tuple[float, ...]  # |2 p(bit=1) - 1| per bit
+    p_value: float | None  # chance that a random message matches ``expected`` as well (None: nothing expected)
+    expected: int | None
+    segments: tuple[WatermarkSegment, ...]
+    duration: float
+    frame_rate: int = FRAME_RATE
+    presence: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False, compare=False)
+
+    @property
+    def message_hex(self) -> str | None:
+        return None if self.message is None else f"0x{self.message:0{len(self.bits) // 4}X}"
+
+    @property
+    def bits_matched(self) -> int | None:
+        if self.expected is None:
+            return None
+        return int(sum(int(b) == int(e) for b, e in zip(self.bits, message_bits(self.expected, len(self.bits)))))
+
+    def to_dict(self, *, presence: bool = False) -> dict:
+        d: dict[str, Any] = {
+            "engine": self.engine, "model": self.model, "detected": self.detected,
+            "probability": round(self.probability, 5), "threshold": round(self.threshold, 5),
+            "message": self.message_hex, "bits": "".join(map(str, self.bits)),
+            "bit_confidence": [round(c, 3) for c in self.bit_confidence],
+            "expected": None if self.expected is None else f"0x{self.expected:0{len(self.bits) // 4}X}",
+            "bits_matched": self.bits_matched, "p_value": self.p_value,
+            "segments": [s.to_dict() for s in self.segments], "duration": round(self.duration, 3),
+        }
+        if presence:
+            d["frame_rate"] = self.frame_rate
+            d["presence"] = [round(float(p), 4) for p in self.presence]
+        return d
+
+
+# --------------------------------------------------------------------------- blocks
+def block_starts(n: int, block: int, hop: int) -> list[int]:
+    """Starts of the blocks covering ``n`` samples; the last block is the first reaching the end."""
+    starts = [0]
+    while starts[-1] + block < n:
+        starts.append(starts[-1] + hop)
+    return starts
+
+
+def crossfade_weights(length: int, overlap: int, first: bool, last: bool) -> np.ndarray:
+    """Raised-cosine ramps over ``overlap`` samples at the inner edges; adjacent blocks' ramps sum to 1
+    (smooth, so the cross-fade adds nothing audible, nor anything above the model's band)."""
+    w = np.ones(length, dtype=np.float32)
+    if overlap > 0:
+        ramp = (0.5 - 0.5 * np.cos(np.pi * (np.arange(overlap) + 0.5) / overlap)).astype(np.float32)
+        if not first:
+            w[:min(overlap, length)] *= ramp[:min(overlap, length)]
+        if not last and length >= overlap:
+            w[-overlap:] *= ramp[::-1]
+    return w
+
+
+def smooth_segments(presence: np.ndarray, frame_rate: int, *, threshold: float = 0.5, median: int = 5,
+                    min_seconds: float = 0.2) -> tuple[WatermarkSegment, ...]:
+    """Runs of frames with presence above ``threshold`` (median-smoothed), at least ``min_seconds`` long."""
+    if presence.size == 0:
+        return ()
+    on = presence > threshold
+    if median > 1 and on.size >= median:
+        from scipy.ndimage import median_filter
+
+        on = median_filter(on.astype(np.uint8), size=median, mode="nearest").astype(bool)
+    segments = []
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(np.int8), [0]])))
+    for a, b in zip(edges[::2], edges[1::2]):
+        if (b - a) / frame_rate >= min_seconds:
+            segments.append(WatermarkSegment(float(a / frame_rate), float(b / frame_rate), float(presence[a:b].mean())))
+    return tuple(segments)
+
+
+def window_score(presence: np.ndarray, frames: int) -> float:
+    """Highest mean presence over ``frames`` consecutive frames (the mean of all when shorter)."""
+    if presence.size == 0:
+        return 0.0
+    if presence.size <= frames:
+        return float(presence.mean())
+    c = np.concatenate([[0.0], np.cumsum(presence, dtype=np.float64)])
+    return float(np.max(c[frames:] - c[:-frames]) / frames)
+
+
+# --------------------------------------------------------------------------- engine base
+class Watermarker:
+    """Base class of every engine (see the module docstring for what subclasses implement)."""
+
+    name: ClassVar[str] = "watermarker"
+    nbits: int = 16
+    block_seconds: float = 1.0
+    overlap_seconds: float = 0.1
+    window_seconds: float = 1.0
+    max_batch: int = 16
+
+    def __init__(self, *, threshold: float = 0.5, strength: float = 1.0, model: str = "",
+                 calibration: dict | None = None):
+        if strength <= 0:
+            raise ValueError(f"strength must be > 0, got {strength}")
+        self.threshold = float(threshold)
+        self.strength = float(strength)
+        self.model = model or self.name
+        self.calibration = calibration or {}
+
+    # ---- what engines implement
+    def watermark_blocks(self, x: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def frame_scores(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    # ---- embedding
+    def random_message(self, seed: int | None = None) -> int:
+        return int(np.random.default_rng(seed).integers(0, 2 ** self.nbits))
+
+    def block_sizes(self, sample_rate: int) -> tuple[int, int]:
+        block = int(round(self.block_seconds * sample_rate))
+        overlap = int(round(self.overlap_seconds * sample_rate))
+        return block, overlap
+
+    def block_watermarks(self, blocks: list[np.ndarray], sample_rate: int, bits: np.ndarray) -> list[np.ndarray]:
+        """Watermark (native rate, mono) for each mono block, each padded to the full block at the model rate."""
+        block, _ = self.block_sizes(sample_rate)
+        n16 = int(round(self.block_seconds * MODEL_RATE))
+        out: list[np.ndarray] = []
+        for i in range(0, len(blocks), self.max_batch):
+            group = blocks[i:i + self.max_batch]
+            x16 = np.zeros((len(group), n16), dtype=np.float32)
+            for j, b in enumerate(group):
+                padded = np.zeros(block, dtype=np.float32)
+                padded[:len(b)] = b
+                r = resample(padded, sample_rate, MODEL_RATE)
+                x16[j, :min(n16, len(r))] = r[:n16]
+            w16 = self.watermark_blocks(x16, bits) * self.strength
+            for j, b in enumerate(group):
+                w = resample(np.ascontiguousarray(w16[j]), MODEL_RATE, sample_rate)
+                w = np.pad(w, (0, max(0, block - len(w))))[:block]
+                out.append(w[:len(b)].astype(np.float32))
+        return out
+
+    def embed(self, audio: np.ndarray, sample_rate: int, message: int | str | None = None) -> np.ndarray:
+        """Watermarked copy of ``audio`` (``[n]`` or ``[C, n]``, float or int), same shape and dtype.
+
+        ``message`` (16-bit int or ``"0xBEEF"``); None embeds a random one (read it back with ``detect``).
+        """
+        value = parse_message(message, self.nbits)
+        value = self.random_message() if value is None else value
+        x = np.asarray(audio)
+        xf = as_channels_first(x)
+        if xf.shape[-1] == 0:
+            raise ValueError("cannot watermark empty audio")
+        mono = xf.mean(axis=0) if xf.shape[0] > 1 else xf[0]
+        block, overlap = self.block_sizes(sample_rate)
+        starts = block_starts(len(mono), block, block - overlap)
+        w = np.zeros(len(mono), dtype=np.float32)
+        blocks = [mono[s:s + block] for s in starts]
+        marks = self.block_watermarks(blocks, sample_rate, message_bits(value, self.nbits))
+        for k, (s, m) in enumerate(zip(starts, marks)):
+            w[s:s + len(m)] += m * crossfade_weights(len(m), overlap, k == 0, k == len(starts) - 1)
+        return restore_dtype(xf + w[None, :], x)
+
+    def embed_batch(self, audios: list[np.ndarray], sample_rate: int,
+                    messages: list[int | str | None] | None = None) -> list[np.ndarray]:
+        messages = messages if messages is not None else [None] * len(audios)
+        if len(messages) != len(audios):
+            raise ValueError(f"{len(audios)} clips but {len(messages)} messages")
+        return [self.embed(a, sample_rate, m) for a, m in zip(audios, messages)]
+
+    def stream(self, sample_rate: int, message: int | str | None = None, channels: int = 1):
+        """A ``StreamingEmbedder``: push chunks, get watermarked chunks (latency under one block)."""
+        from .stream import StreamingEmbedder
+
+        value = parse_message(message, self.nbits)
+        return StreamingEmbedder(self, sample_rate, self.random_message() if value is None else value, channels)
+
+    # ---- detection
+    def detect(self, audio: np.ndarray, sample_rate: int, expected: int | str | None = None) -> DetectionResult:
+        """Is ``audio`` watermarked, where, and with which message."""
+        xf = as_channels_first(np.asarray(audio))
+        if xf.shape[-1] == 0:
+            raise ValueError("cannot detect a watermark in empty audio")
+        mono = xf.mean(axis=0) if xf.shape[0] > 1 else xf[0]
+        x16 = resample(np.ascontiguousarray(mono), sample_rate, MODEL_RATE)
+        presence, bit_logits = self.frame_scores(x16)
+        return self.result(presence, bit_logits, len(mono) / sample_rate, parse_message(expected, self.nbits))
+
+    def detect_batch(self, audios: list[np.ndarray], sample_rate: int,
+                     expected: int | str | None = None) -> list[DetectionResult]:
+        return [self.detect(a, sample_rate, expected) for a in audios]
+
+    def result(self, presence: np.ndarray, bit_logits: np.ndarray, duration: float,
+               expected: int | None) -> DetectionResult:
+        score = window_score(presence, int(self.window_seconds * FRAME_RATE))
+        detected = score >= self.threshold
+        on = presence > 0.5
+        weights = presence * on if on.any() else presence
+        if weights.sum() <= 0:
+            weights = np.ones_like(presence)
+        pooled = (bit_logits * weights[:, None]).sum(0) / weights.sum()
+        p1 = 1 / (1 + np.exp(-np.clip(pooled, -50, 50)))
+        bits = (p1 > 0.5).astype(np.int64)
+        p_value = None
+        if expected is not None:
+            p_value = match_p_value(int((bits == message_bits(expected, self.nbits)).sum()), self.nbits)
+        return DetectionResult(
+            engine=self.name, model=self.model, detected=bool(detected), probability=score,
+            threshold=self.threshold, message=bits_value(bits) if detected else None,
+            bits=tuple(int(b) for b in bits), bit_confidence=tuple(float(abs(2 * p - 1)) for p in p1),
+            p_value=p_value, expected=expected, segments=smooth_segments(presence, FRAME_RATE),
+            duration=duration, presence=presence.astype(np.float32))
+
+
+def restore_dtype(y: np.ndarray, like: np.ndarray) -> np.ndarray:
+    """``[C, n]`` float result back to the input's layout (``[n]`` or ``[C, n]``) and dtype."""
+    y = y[0] if like.ndim == 1 else y
+    if np.issubdtype(like.dtype, np.integer):
+        info = np.iinfo(like.dtype)
+        if info.min < 0:
+            scale = float(max(abs(info.min), info.max + 1))
+            return np.clip(np.round(y * scale), info.min, info.max).astype(like.dtype)
+        half = (info.max + 1) / 2
+        return np.clip(np.round(y * half + half), info.min, info.max).astype(like.dtype)
+    return y.astype(like.dtype if np.issubdtype(like.dtype, np.floating) else np.float32, copy=False)
+
+
+def get_watermarker(name: str, **kwargs: Any) -> Watermarker:
+    """An engine by registry name (``audioseal``, ``spread-spectrum``)."""
+    from . import audioseal_engine, dsp  # noqa: F401  (register the engines)
+
+    if name not in WATERMARKERS:
+        raise KeyError(f"unknown watermark engine {name!r}; known: {', '.join(sorted(WATERMARKERS))}")
+    return WATERMARKERS[name].load(**kwargs)

@@ -1,0 +1,107 @@
+"""Files in, files out: embed into files/folders and detect in many files; a bad file never stops a batch."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from voiceguard.audio import audio_info, find_audio_files, load_audio, save_audio
+from voiceguard.errors import OutputError, VoiceguardError
+from voiceguard.files import same_file
+
+from .base import DetectionResult, Watermarker, parse_message
+
+
+@dataclass(frozen=True)
+class EmbedRow:
+    source: str
+    output: str | None
+    status: str  # "ok" | "error"
+    message: str | None = None
+    duration_s: float | None = None
+    sample_rate: int | None = None
+    channels: int | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class DetectRow:
+    path: str
+    status: str
+    result: DetectionResult | None = None
+    error: str | None = None
+
+    def to_dict(self, presence: bool = False) -> dict:
+        d: dict = {"path": self.path, "status": self.status}
+        if self.result is not None:
+            r = self.result.to_dict(presence=presence)
+            d.update(detected=r["detected"], probability=r["probability"], message=r["message"],
+                     bits_matched=r["bits_matched"], p_value=r["p_value"],
+                     segments=";".join(f"{s['start']:.2f}-{s['end']:.2f}" for s in r["segments"]) or None,
+                     duration_s=r["duration"], engine=r["engine"], model=r["model"], threshold=r["threshold"],
+                     bit_confidence=r["bit_confidence"], **({"presence": r["presence"]} if presence else {}))
+        d["error"] = self.error
+        return d
+
+
+def embed_file(engine: Watermarker, source: str | os.PathLike, output: str | os.PathLike, *,
+               message: int | str | None = None, overwrite: bool = False, in_place: bool = False) -> EmbedRow:
+    """Watermark one file into ``output`` (same format, rate, channels, length), written atomically."""
+    src, out = Path(source), Path(output)
+    try:
+        if out.exists() and same_file(src, out) and not in_place:
+            raise OutputError("output is the input file; pass --in-place to replace it", source=out)
+        if out.exists() and not (overwrite or in_place):
+            raise OutputError("already exists (pass --overwrite to replace it)", source=out)
+        info = audio_info(src)
+        audio, sr = load_audio(src)
+        value = parse_message(message, engine.nbits)
+        value = engine.random_message() if value is None else value
+        marked = engine.embed(audio, sr, value)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_audio(out, marked, sr, like=info, overwrite=True)
+        return EmbedRow(str(src), str(out), "ok", f"0x{value:04X}", round(audio.shape[-1] / sr, 3), sr,
+                        audio.shape[0])
+    except VoiceguardError as e:
+        return EmbedRow(str(src), str(out), "error", error=e.reason if hasattr(e, "reason") else str(e))
+    except ValueError as e:
+        return EmbedRow(str(src), str(out), "error", error=str(e))
+
+
+def embed_paths(engine: Watermarker, source: str | os.PathLike, output: str | os.PathLike | None, *,
+                message: int | str | None = None, overwrite: bool = False, in_place: bool = False
+                ) -> list[EmbedRow]:
+    """File -> file, or folder -> folder (relative paths kept); ``in_place`` writes over the inputs."""
+    src = Path(source)
+    if output is None and not in_place:
+        raise OutputError("no output given (pass OUT, or --in-place to replace the input)", source=src)
+    if src.is_dir():
+        files, problems = find_audio_files([src])
+        rows = [EmbedRow(p.path, None, "error", error=p.reason) for p in problems]
+        out_dir = Path(output) if output is not None else src
+        if output is not None and out_dir.exists() and not out_dir.is_dir():
+            raise OutputError("input is a folder, so the output must be a folder", source=out_dir)
+        for f in files:
+            rows.append(embed_file(engine, f, out_dir / f.relative_to(src), message=message, overwrite=overwrite,
+                                   in_place=in_place))
+        return rows
+    out = Path(output) if output is not None else src
+    if out.is_dir():
+        out = out / src.name
+    return [embed_file(engine, src, out, message=message, overwrite=overwrite, in_place=in_place)]
+
+
+def detect_paths(engine: Watermarker, inputs: list[str], *, expected: int | str | None = None) -> list[DetectRow]:
+    """Detect in files, folders (recursive) and globs; unreadable files become error rows."""
+    files, problems = find_audio_files(list(inputs))
+    rows = [DetectRow(p.path, "error", error=p.reason) for p in problems]
+    for f in files:
+        try:
+            audio, sr = load_audio(f)
+            rows.append(DetectRow(str(f), "ok", engine.detect(audio, sr, expected)))
+        except VoiceguardError as e:
+            rows.append(DetectRow(str(f), "error", error=e.reason if hasattr(e, "reason") else str(e)))
+    return rows

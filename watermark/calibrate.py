@@ -1,0 +1,138 @@
+"""False-positive calibration: the detection threshold from scores on clean (never watermarked) 1 s windows.
+
+Clean windows are speech (from the given files) plus synthetic signals a detector meets in the wild:
+white/pink/brown noise, pure tones, chords, sweeps, music-like note sequences with percussion, near
+silence, and speech mixed with noise.  The threshold is the lowest value at which at most
+``target_fpr`` of one set of windows scores at or above it; the false-positive rate is then measured on a
+second, independent set (another seed), which is the figure to trust.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Iterator
+
+import numpy as np
+
+from .base import MODEL_RATE, Watermarker
+
+KINDS = ("speech", "white", "pink", "brown", "tone", "chord", "sweep", "music", "silence", "speech+noise")
+
+
+def _colored(n: int, rng: np.random.Generator, exponent: float) -> np.ndarray:
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.fft.rfftfreq(n)
+    f[0] = f[1]
+    x = np.fft.irfft(spec / f ** (exponent / 2), n=n)
+    return x / (x.std() + 1e-12)
+
+
+def _music(n: int, rng: np.random.Generator) -> np.ndarray:
+    t = np.arange(n) / MODEL_RATE
+    x = np.zeros(n)
+    pos = 0
+    while pos < n:  # a sequence of harmonic notes with decaying envelopes
+        length = int(rng.uniform(0.1, 0.5) * MODEL_RATE)
+        f0 = 110 * 2 ** (rng.integers(0, 36) / 12)
+        seg = t[:min(length, n - pos)]
+        note = sum(rng.uniform(0.2, 1) / k * np.sin(2 * np.pi * f0 * k * seg + rng.uniform(0, 6.3))
+                   for k in range(1, 8) if f0 * k < MODEL_RATE / 2)
+        x[pos:pos + len(seg)] += note * np.exp(-seg * rng.uniform(2, 10))
+        pos += len(seg)
+    for _ in range(int(rng.integers(0, 5))):  # percussion: noise bursts
+        s = int(rng.integers(0, n))
+        burst = rng.standard_normal(min(1600, n - s)) * np.exp(-np.arange(min(1600, n - s)) / 200)
+        x[s:s + len(burst)] += burst * rng.uniform(0.3, 1)
+    return x / (x.std() + 1e-12)
+
+
+def clean_windows(n: int, seed: int, speech: list[np.ndarray] | None = None
+                  ) -> Iterator[tuple[str, np.ndarray]]:
+    """``n`` (kind, 1 s float32 window at 16 kHz) pairs; speech is half of them when ``speech`` is given."""
+    rng = np.random.default_rng(seed)
+    length = MODEL_RATE
+    speech = [s for s in (speech or []) if len(s) >= length]
+    synthetic = [k for k in KINDS if not k.startswith("speech")]
+    for _ in range(n):
+        if speech and rng.random() < 0.5:
+            kind = "speech+noise" if rng.random() < 0.2 else "speech"
+        else:
+            kind = str(rng.choice(synthetic))
+        t = np.arange(length) / MODEL_RATE
+        if kind in ("speech", "speech+noise"):
+            clip = speech[int(rng.integers(len(speech)))]
+            s = int(rng.integers(0, len(clip) - length + 1))
+            x = clip[s:s + length].astype(np.float64)
+            x = x / (x.std() + 1e-12)
+            if kind == "speech+noise":
+                x = x + 10 ** (-rng.uniform(0, 20) / 20) * _colored(length, rng, rng.uniform(0, 2))
+        elif kind == "white":
+            x = rng.standard_normal(length)
+        elif kind == "pink":
+            x = _colored(length, rng, 1.0)
+        elif kind == "brown":
+            x = _colored(length, rng, 2.0)
+        elif kind == "tone":
+            x = np.sin(2 * np.pi * rng.uniform(50, 7500) * t + rng.uniform(0, 6.3))
+        elif kind == "chord":
+            x = sum(np.sin(2 * np.pi * rng.uniform(80, 4000) * t) for _ in range(int(rng.integers(2, 6))))
+        elif kind == "sweep":
+            f0, f1 = rng.uniform(50, 7900, size=2)
+            x = np.sin(2 * np.pi * (f0 * t + (f1 - f0) * t ** 2 / 2))
+        elif kind == "music":
+            x = _music(length, rng)
+        else:  # near silence: faint noise, maybe DC and a hum
+            x = rng.standard_normal(length) * 1e-3 + rng.uniform(-0.01, 0.01) + \
+                1e-3 * np.sin(2 * np.pi * 50 * t) * rng.random()
+        level = 10 ** (rng.uniform(-45, -10) / 20) if kind != "silence" else 1.0
+        x = x / (np.sqrt(np.mean(x ** 2)) + 1e-12) * level if kind != "silence" else x * 0.05
+        yield kind, np.clip(x, -1, 1).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class FprCalibration:
+    threshold: float
+    target_fpr: float
+    n_windows: int  # windows the threshold was set on
+    n_heldout: int  # independent windows the rate was measured on
+    fpr: float  # measured on the held-out windows
+    false_positives: int
+    by_kind: dict  # kind -> [windows, false positives] on the held-out set
+    seed: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def window_scores(engine: Watermarker, windows: Iterator[tuple[str, np.ndarray]]) -> tuple[list[str], np.ndarray]:
+    kinds, scores = [], []
+    for kind, x in windows:
+        kinds.append(kind)
+        scores.append(engine.detect(x, MODEL_RATE).probability)
+    return kinds, np.asarray(scores)
+
+
+def threshold_for_fpr(scores: np.ndarray, target_fpr: float) -> float:
+    """Lowest threshold with at most ``floor(target_fpr * n)`` scores at or above it (never below 0.5)."""
+    allowed = int(np.floor(target_fpr * len(scores)))
+    desc = np.sort(scores)[::-1]
+    t = float(np.nextafter(desc[allowed], np.inf)) if allowed < len(desc) else 0.0
+    return max(t, 0.5)
+
+
+def calibrate_fpr(engine: Watermarker, *, n_windows: int = 10000, n_heldout: int = 10000,
+                  target_fpr: float = 1e-3, speech: list[np.ndarray] | None = None, seed: int = 0,
+                  progress: bool = False) -> FprCalibration:
+    """Set ``engine.threshold`` for ``target_fpr`` and measure the rate on held-out clean windows."""
+    from tqdm import tqdm
+
+    wrap = (lambda it, n, d: tqdm(it, total=n, desc=d, disable=not progress))
+    _, fit_scores = window_scores(engine, wrap(clean_windows(n_windows, seed, speech), n_windows, "calibrate"))
+    threshold = threshold_for_fpr(fit_scores, target_fpr)
+    kinds, held = window_scores(engine, wrap(clean_windows(n_heldout, seed + 1, speech), n_heldout, "measure"))
+    positives = held >= threshold
+    by_kind = {k: [int(sum(1 for kk in kinds if kk == k)),
+                   int(sum(1 for kk, p in zip(kinds, positives) if kk == k and p))] for k in sorted(set(kinds))}
+    engine.threshold = threshold
+    return FprCalibration(threshold=threshold, target_fpr=target_fpr, n_windows=n_windows, n_heldout=n_heldout,
+                          fpr=float(positives.mean()), false_positives=int(positives.sum()), by_kind=by_kind,
+                          seed=seed)

@@ -1,0 +1,78 @@
+"""Streaming embedding for generators that emit audio chunk by chunk (a TTS server).
+
+The stream cuts the audio into exactly the blocks a whole-file ``embed`` uses and cross-fades them the
+same way, so the concatenated output equals the whole-file result (to float rounding).  A block is
+processed as soon as one sample past it has arrived (then it is known not to be the last), so output
+lags input by at most one block (``block_seconds``, 1 s by default) plus the chunk size.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from voiceguard.audio import as_channels_first
+
+from .base import Watermarker, crossfade_weights, message_bits, restore_dtype
+
+
+class StreamingEmbedder:
+    """``push(chunk) -> watermarked samples ready so far``; ``flush() -> the rest``; state across chunks."""
+
+    def __init__(self, engine: Watermarker, sample_rate: int, message: int, channels: int = 1):
+        self.engine = engine
+        self.sample_rate = sample_rate
+        self.message = message
+        self.channels = channels
+        self.block, self.overlap = engine.block_sizes(sample_rate)
+        self.hop = self.block - self.overlap
+        self._bits = message_bits(message, engine.nbits)
+        self._buffer = np.zeros((channels, 0), dtype=np.float32)  # input from the current block start on
+        self._carry = np.zeros(0, dtype=np.float32)  # previous block's faded-out tail over the overlap
+        self._index = 0  # blocks done
+        self._like: np.ndarray | None = None
+        self.closed = False
+
+    @property
+    def latency_samples(self) -> int:
+        """Samples held back at most (one block plus one sample)."""
+        return self.block + 1
+
+    def _finish(self, n_out: int, last: bool) -> np.ndarray:
+        """Watermark the block at the buffer's start and return its first ``n_out`` final samples."""
+        x = self._buffer[:, :self.block]
+        mono = x.mean(axis=0) if x.shape[0] > 1 else x[0]
+        mark = self.engine.block_watermarks([mono], self.sample_rate, self._bits)[0]
+        mark = mark * crossfade_weights(len(mark), self.overlap, self._index == 0, last)
+        mark[:len(self._carry)] += self._carry
+        out = x[:, :n_out] + mark[None, :n_out]
+        self._carry = mark[n_out:].copy()
+        self._buffer = self._buffer[:, n_out:]
+        self._index += 1
+        return out
+
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        """Add a chunk (``[n]`` or ``[C, n]``, float or int); returns the samples now final (maybe none)."""
+        if self.closed:
+            raise RuntimeError("stream already flushed")
+        c = as_channels_first(np.asarray(chunk))
+        if c.shape[0] != self.channels:
+            raise ValueError(f"stream has {self.channels} channel(s), chunk has {c.shape[0]}")
+        if self._like is None:
+            self._like = np.asarray(chunk)
+        self._buffer = np.concatenate([self._buffer, c], axis=1)
+        outs = []
+        while self._buffer.shape[1] > self.block:
+            outs.append(self._finish(self.hop, last=False))
+        return self._out(outs)
+
+    def flush(self) -> np.ndarray:
+        """Watermark what is left (the last block) and close the stream."""
+        if self.closed:
+            raise RuntimeError("stream already flushed")
+        self.closed = True
+        outs = [self._finish(self._buffer.shape[1], last=True)] if self._buffer.shape[1] else []
+        return self._out(outs)
+
+    def _out(self, outs: list[np.ndarray]) -> np.ndarray:
+        y = np.concatenate(outs, axis=1) if outs else np.zeros((self.channels, 0), np.float32)
+        like = self._like if self._like is not None else np.zeros((self.channels, 0), np.float32)
+        return restore_dtype(y, like)
