@@ -19,9 +19,9 @@ import numpy as np
 
 from voiceguard.attacks import ATTACKS, get_attack
 from voiceguard.audio import audio_info, load_audio
-from voiceguard.cards import sha256_file
+from voiceguard.cards import load_verified, save_verified, sha256_file
 from voiceguard.errors import VoiceguardError, preview
-from voiceguard.files import atomic_output, atomic_write_text
+from voiceguard.files import atomic_write_text
 from voiceguard.protocols import Trial, check_audio_files, read_protocol
 
 from .batch import score_files
@@ -283,7 +283,7 @@ def train_detector(config: TrainConfig, train_protocol: str | os.PathLike, audio
     start_epoch, best, best_epoch, history = 0, math.inf, -1, []
     if resume:
         try:
-            state = torch.load(last, map_location=device, weights_only=True)
+            state = load_verified(last, map_location=device)
             same = state.get("config") == _resume_key(config)
             if same:
                 module.load_state_dict(state["model"])
@@ -391,10 +391,7 @@ def _train_gmm(det, config: TrainConfig, train, audio_dir, dev, dev_dir, ext, ou
 
 
 def _save(obj: Any, path: Path) -> None:
-    import torch
-
-    with atomic_output(path, overwrite=True) as tmp:
-        torch.save(obj, tmp)
+    save_verified(obj, path)
 
 
 def write_card(out: Path, name: str, config: TrainConfig, checkpoint: Path, calibration: Calibration,

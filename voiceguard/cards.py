@@ -136,3 +136,31 @@ def load_state_dict(path: str | os.PathLike, sha256: str | None = None) -> dict[
     if not isinstance(obj, dict):
         raise ModelCardError(f"checkpoint holds a {type(obj).__name__}, not a state_dict", source=path)
     return obj
+
+
+def save_verified(obj: Any, path: str | os.PathLike) -> str:
+    """``torch.save`` atomically plus a ``PATH.sha256`` sidecar (training state that ``load_verified`` reads)."""
+    import torch
+
+    from .files import atomic_output, atomic_write_text
+
+    path = Path(path)
+    with atomic_output(path, overwrite=True) as tmp:
+        torch.save(obj, tmp)
+    digest = sha256_file(path)
+    atomic_write_text(path.with_name(path.name + ".sha256"), digest + "\n")
+    return digest
+
+
+def load_verified(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """Load what ``save_verified`` wrote: its sha256 must match the sidecar; weights-only (plain data)."""
+    import torch
+
+    path = Path(path)
+    side = path.with_name(path.name + ".sha256")
+    if not side.is_file():
+        raise ModelCardError(f"no {side.name} beside it: not written by voiceguard, refusing to load", source=path)
+    want, got = side.read_text().strip(), sha256_file(path)
+    if got != want:
+        raise ModelCardError(f"sha256 mismatch with {side.name}: expected {want}, got {got}", source=path)
+    return torch.load(path, map_location=map_location, weights_only=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .base import HOP, MODEL_RATE, Watermarker, register
-from .models import DEFAULT_DETECTOR, DEFAULT_GENERATOR, eager, load_detector, load_generator
+from .models import DEFAULT_DETECTOR, DEFAULT_GENERATOR, eager, load_detector, load_generator, scale_to_snr
 
 
 @register
@@ -54,12 +54,10 @@ class AudioSealEngine(Watermarker):
         with torch.inference_mode(), eager():
             xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[:, None, :]
             msg = torch.from_numpy(np.asarray(bits, dtype=np.int64))[None, :].repeat(len(x), 1)
-            w = self.generator.get_watermark(xt, message=msg)[:, 0].numpy()
-        if self.snr_db is not None:  # as in training: the level follows the host, block by block
-            rx = np.sqrt(np.mean(np.square(x, dtype=np.float64), axis=-1, keepdims=True))
-            rw = np.sqrt(np.mean(np.square(w, dtype=np.float64), axis=-1, keepdims=True))
-            w = (w * (rx * 10 ** (-self.snr_db / 20) / np.maximum(rw, 1e-9))).astype(np.float32)
-        return w
+            w = self.generator.get_watermark(xt, message=msg)
+            if self.snr_db is not None:  # as in training: the level follows the host, block by block
+                w = scale_to_snr(w, xt, self.snr_db)
+        return w[:, 0].numpy()
 
     def frame_scores(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per-frame presence probability and bit logits; long audio in chunks with context either side,

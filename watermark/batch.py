@@ -66,7 +66,7 @@ def embed_file(engine: Watermarker, source: str | os.PathLike, output: str | os.
         return EmbedRow(str(src), str(out), "ok", f"0x{value:04X}", round(audio.shape[-1] / sr, 3), sr,
                         audio.shape[0])
     except VoiceguardError as e:
-        return EmbedRow(str(src), str(out), "error", error=e.reason if hasattr(e, "reason") else str(e))
+        return EmbedRow(str(src), str(out), "error", error=e.reason)
     except ValueError as e:
         return EmbedRow(str(src), str(out), "error", error=str(e))
 
@@ -103,5 +103,5 @@ def detect_paths(engine: Watermarker, inputs: list[str], *, expected: int | str 
             audio, sr = load_audio(f)
             rows.append(DetectRow(str(f), "ok", engine.detect(audio, sr, expected)))
         except VoiceguardError as e:
-            rows.append(DetectRow(str(f), "error", error=e.reason if hasattr(e, "reason") else str(e)))
+            rows.append(DetectRow(str(f), "error", error=e.reason))
     return rows

@@ -84,8 +84,9 @@ class SpreadSpectrumEngine(Watermarker):
             y = np.pad(y, (0, L - len(y)))
         corr = fftconvolve(y, seq[0][::-1], mode="valid")  # lag l: <y[l:l+L], s0>
         energy = np.concatenate([[0.0], np.cumsum(y.astype(np.float64) ** 2)])
-        norm = np.sqrt(np.maximum(energy[L:] - energy[:-L], 1e-12)) * np.linalg.norm(seq[0])
-        z = corr / norm * np.sqrt(L)  # ~N(0, 1) without a mark
+        seg_norm = np.sqrt(np.maximum(energy[L:] - energy[:-L], 1e-12))  # ||y[l:l+L]||
+        unit = np.sqrt(L) / np.linalg.norm(seq, axis=1)  # normalised correlation * sqrt(L): ~N(0, 1) unmarked
+        z = corr / seg_norm * unit[0]
         lags = np.arange(len(z))
         folded = np.zeros(min(hop, len(z)))
         counts = np.zeros_like(folded)
@@ -93,8 +94,8 @@ class SpreadSpectrumEngine(Watermarker):
         np.add.at(counts, lags % len(folded), 1)
         r = int(np.argmax(folded / np.sqrt(counts)))
         starts = np.arange(r, len(z), len(folded))
-        zb = np.array([[float(y[s:s + L] @ q) for q in seq[1:]] for s in starts])
-        zb = zb / (norm[starts][:, None] / np.linalg.norm(seq[0])) / np.linalg.norm(seq[1:], axis=1) * np.sqrt(L)
+        segments = np.stack([y[s:s + L] for s in starts])
+        zb = segments @ seq[1:].T / seg_norm[starts][:, None] * unit[1:]
         presence = np.zeros(n_frames, dtype=np.float32)
         logits = np.zeros((n_frames, self.nbits), dtype=np.float32)
         for k, s in enumerate(starts):  # frames of block k: from its start to the next block's start

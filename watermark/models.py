@@ -52,6 +52,14 @@ def eager() -> Iterator[None]:
         yield
 
 
+def scale_to_snr(w, x, snr_db: float):
+    """Scale each item's watermark so that it sits ``snr_db`` below the host (RMS over the item); silent
+    hosts get no watermark.  Training applies it per 1 s crop, the engine per 1 s block."""
+    rx = x.pow(2).mean(-1, keepdim=True).sqrt()
+    rw = w.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-9)
+    return w * (rx * 10 ** (-snr_db / 20) / rw)
+
+
 def build_generator(config: dict[str, Any]):
     from audioseal.builder import AudioSealWMConfig, create_generator
     from audioseal.loader import AudioSeal
@@ -85,7 +93,8 @@ def audioseal_keys(state: dict) -> dict:
 
 
 def read_checkpoint(path: str | os.PathLike, sha256: str | None, *, warn: bool = True) -> tuple[dict, dict]:
-    """(config, state_dict) of an audioseal-format checkpoint, loaded weights-only after the sha256 check."""
+    """(config, state_dict with the in-memory key names) of an audioseal-format checkpoint, loaded
+    weights-only after the sha256 check."""
     import torch
 
     path = Path(path)
@@ -124,6 +133,10 @@ def read_checkpoint(path: str | os.PathLike, sha256: str | None, *, warn: bool =
         from omegaconf import OmegaConf
 
         cfg = OmegaConf.to_container(cfg, resolve=True)
+    if not any(".inner_conv." in k for k in state):  # stored as audioseal stores it: rename as its loader does
+        from audioseal.loader import convert_state_dict_for_scriptable_model
+
+        state = convert_state_dict_for_scriptable_model(state)
     return cfg, state
 
 
@@ -135,7 +148,7 @@ def _merged(base: dict, over: dict) -> dict:
 
 
 def _load(kind: str, name_or_path: str, sha256: str | None = None):
-    from audioseal.loader import convert_state_dict_for_scriptable_model, load_state_dict
+    from audioseal.loader import load_state_dict
 
     card: ModelCard | None = None
     path = Path(name_or_path)
@@ -156,9 +169,7 @@ def _load(kind: str, name_or_path: str, sha256: str | None = None):
         raise ModelCardError("no seanet config in the checkpoint or its card", source=ckpt)
     model = build_generator(cfg) if kind == "generator" else build_detector(cfg)
     try:
-        if not any(".inner_conv." in k for k in state):
-            state = convert_state_dict_for_scriptable_model(state)
-        load_state_dict(model, state)
+        load_state_dict(model, state)  # audioseal's: also folds weight-norm pairs of official checkpoints
     except (RuntimeError, AssertionError) as e:
         raise ModelCardError(f"weights do not fit the {kind} config ({str(e)[:300]})", source=ckpt) from None
     model.eval()
@@ -186,10 +197,6 @@ def export_model(run_dir: str | os.PathLike, dest: str | os.PathLike, *, generat
     for kind, name in (("generator", generator_name), ("detector", detector_name)):
         cfg, state = read_checkpoint(run / f"{kind}.pth", sha256=None, warn=False)
         model = build_generator(cfg) if kind == "generator" else build_detector(cfg)
-        if not any(".inner_conv." in k for k in state):
-            from audioseal.loader import convert_state_dict_for_scriptable_model
-
-            state = convert_state_dict_for_scriptable_model(state)
         model.load_state_dict(state)
         ckpt = dest / f"{name}.pth"
         sha = save_checkpoint(ckpt, model, cfg)

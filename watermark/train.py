@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from voiceguard.cards import load_verified, save_verified
 from voiceguard.errors import VoiceguardError
 
-from .models import build_detector, build_generator, eager, save_checkpoint, seanet_config
+from .models import build_detector, build_generator, eager, save_checkpoint, scale_to_snr, seanet_config
 
 SAMPLE_RATE = 16000
 
@@ -88,6 +89,10 @@ class WatermarkTrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def resume_key(self) -> dict:
+        """What a resumed run must share with the original (the step budget and the hardware may change)."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("steps", "threads", "device")}
 
 
 def load_training_audio(paths: list[str], *, min_seconds: float = 1.0) -> list[np.ndarray]:
@@ -185,14 +190,6 @@ def init_weights(model) -> None:
                 torch.nn.init.zeros_(m.bias)
 
 
-def scale_to_snr(w, x, snr_db: float):
-    """Scale each item's watermark so that it sits ``snr_db`` below the host (RMS over the item); silent
-    hosts get no watermark.  The engine does the same per 1 s block, so training and use agree."""
-    rx = x.pow(2).mean(-1, keepdim=True).sqrt()
-    rw = w.pow(2).mean(-1, keepdim=True).sqrt().clamp_min(1e-9)
-    return w * (rx * 10 ** (-snr_db / 20) / rw)
-
-
 def _snr_db(x, w):
     import torch
 
@@ -253,8 +250,13 @@ def train_watermark(config: WatermarkTrainConfig, *, resume: bool = False, progr
     opt = torch.optim.Adam(list(gen.parameters()) + list(det.parameters()), lr=config.lr)
     step = 0
     if resume and state_path.is_file():
-        st = torch.load(state_path, map_location=device, weights_only=False)  # our own training state
-        if st["config"] != {k: v for k, v in config.to_dict().items() if k not in ("steps", "threads", "device")}:
+        from voiceguard.errors import ModelCardError
+
+        try:
+            st = load_verified(state_path, map_location=device)
+        except (ModelCardError, RuntimeError, OSError) as e:
+            raise WatermarkTrainError(f"cannot resume from {state_path}: {e}") from None
+        if st["config"] != config.resume_key():
             raise WatermarkTrainError(f"{out} was trained with another config; resume needs the same options")
         gen.load_state_dict(st["generator"])
         det.load_state_dict(st["detector"])
@@ -311,8 +313,11 @@ def train_watermark(config: WatermarkTrainConfig, *, resume: bool = False, progr
             msg_loss = (F.binary_cross_entropy_with_logits(bit_logits[has], msg[has].float())
                         if has.any() else det_loss * 0)
             snr = _snr_db(x[:, 0], w[:, 0])
-            percept = losses.mel(x[:, 0], (x + w)[:, 0]) + 0.1 * losses.loudness(x[:, 0], w[:, 0])
-            loss = det_loss + config.msg_weight * msg_loss + config.percept_weight * ramp * percept
+            loss = det_loss + config.msg_weight * msg_loss
+            percept = 0.0
+            if ramp > 0:  # weight 0 before warmup_steps: not computed
+                percept = losses.mel(x[:, 0], (x + w)[:, 0]) + 0.1 * losses.loudness(x[:, 0], w[:, 0])
+                loss = loss + config.percept_weight * ramp * percept
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(gen.parameters()) + list(det.parameters()), 5.0)
@@ -341,15 +346,13 @@ def _save(out: Path, gen, det, opt, step: int, config: WatermarkTrainConfig, mod
           running: dict, seconds: float, command: str | None = None) -> None:
     import torch
 
-    from voiceguard.files import atomic_output
+    from voiceguard.files import atomic_write_text
 
     save_checkpoint(out / "generator.pth", gen, {**model_cfg, "snr_db": config.target_snr_db})
     save_checkpoint(out / "detector.pth", det, model_cfg)
-    with atomic_output(out / "state.pt") as tmp:
-        torch.save({"generator": gen.state_dict(), "detector": det.state_dict(), "optim": opt.state_dict(),
-                    "step": step, "config": {k: v for k, v in config.to_dict().items()
-                                             if k not in ("steps", "threads", "device")}}, tmp)
+    save_verified({"generator": gen.state_dict(), "detector": det.state_dict(), "optim": opt.state_dict(),
+                   "step": step, "config": config.resume_key()}, out / "state.pt")
     info = {"config": config.to_dict(), "step": step, "running": running, "seconds": round(seconds, 1),
             "torch_threads": torch.get_num_threads(), "seed": config.seed,
             "device": str(next(gen.parameters()).device), "command": command}
-    (out / "train.json").write_text(json.dumps(info, indent=2))
+    atomic_write_text(out / "train.json", json.dumps(info, indent=2))
