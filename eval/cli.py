@@ -174,9 +174,4 @@ def attacks_apply_command(attack: str, inp: Path, out: Path, params: tuple[str, 
     click.echo(f"{res.output}: {res.attack} {res.parameters} ({res.in_seconds:.2f} s -> {res.out_seconds:.2f} s)")
 
 
-@click.group("risk")
-def risk_group() -> None:
-    """Voiceprint re-identification risk and ASV-under-spoofing checks (arrive with issue #6)."""
-
-
-__all__ = ["eval_group", "data_group", "attacks_group", "risk_group"]
+__all__ = ["eval_group", "data_group", "attacks_group"]

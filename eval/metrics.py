@@ -262,18 +262,23 @@ def min_cllr(bonafide: np.ndarray, spoof: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- extras
+def bootstrap_ci(stat, arrays: tuple[np.ndarray, ...], n_boot: int = 1000, confidence: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``stat(*arrays)``, resampling each array on its own with ``seed``."""
+    rng = np.random.default_rng(seed)
+    values = np.empty(n_boot)
+    for b in range(n_boot):
+        values[b] = stat(*(a[rng.integers(0, a.size, a.size)] for a in arrays))
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(values, [alpha, 1 - alpha])
+    return float(lo), float(hi)
+
+
 def bootstrap_eer(bonafide: np.ndarray, spoof: np.ndarray, n_boot: int = 1000, confidence: float = 0.95,
                   seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap CI of the EER, resampling each class separately with ``seed``."""
     bona, spoof = _check_pair(bonafide, spoof)
-    rng = np.random.default_rng(seed)
-    values = np.empty(n_boot)
-    for b in range(n_boot):
-        values[b] = compute_eer(bona[rng.integers(0, bona.size, bona.size)],
-                                spoof[rng.integers(0, spoof.size, spoof.size)])[0]
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(values, [alpha, 1 - alpha])
-    return float(lo), float(hi)
+    return bootstrap_ci(lambda b, s: compute_eer(b, s)[0], (bona, spoof), n_boot, confidence, seed)
 
 
 def polarity_warning(bonafide: np.ndarray, spoof: np.ndarray, margin: float = 0.1) -> str | None:

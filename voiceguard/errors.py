@@ -70,6 +70,10 @@ class ScoreError(VoiceguardError):
     """Scores unusable for a metric: NaN/Inf, too few distinct values, missing labels."""
 
 
+class RiskError(VoiceguardError):
+    """A voiceprint-risk check cannot run on this input (too few speakers, mismatched labels, ...)."""
+
+
 class ModelCardError(VoiceguardError):
     """A model card or checkpoint is missing, malformed or fails its checksum."""
 
