@@ -234,7 +234,8 @@ def watermark_check(files: list[LabeledFile] | list[str], watermarker, *, messag
     wm = embed_arrays(marked, embedder, list(orig.paths), cache=cache)
     keep = [p for p in orig.paths if p in set(wm.paths)]
     if not keep:
-        raise RiskError(f"no file could be embedded: {preview([f'{p.path}: {p.reason}' for p in orig.problems])}")
+        raise RiskError(f"no file could be embedded: "
+                        f"{preview([f'{p.path}: {p.reason}' for p in _problems(orig, wm)])}")
     oi, wi = orig.index(), wm.index()
     a = orig.embeddings[[oi[p] for p in keep]]
     b = wm.embeddings[[wi[p] for p in keep]]
@@ -245,7 +246,7 @@ def watermark_check(files: list[LabeledFile] | list[str], watermarker, *, messag
     after = _pair_eer(a, b, speakers) if before else None
     passed = bool(cos.mean() >= 0.98 and (before is None or after[0] - before[0] <= 0.01))
     return WatermarkRiskResult(
-        embedder.info(), type(watermarker).name, len(keep), float(cos.mean()), float(cos.min()),
+        embedder.info(), getattr(watermarker, "name", type(watermarker).__name__), len(keep), float(cos.mean()), float(cos.min()),
         float(np.quantile(cos, 0.05)), before[0] if before else None, after[0] if after else None,
         before[1] if before else 0, before[2] if before else 0, passed,
         tuple(zip(keep, map(float, cos))), _problems(orig, wm))
@@ -320,12 +321,12 @@ def risk_level(attackers: tuple[AttackerResult, ...]) -> tuple[str, str]:
 
 
 def reid_check(enroll: list[LabeledFile], probe: list[LabeledFile], embedder: SpeakerEmbedder, *,
-               lazy_enroll: list[LabeledFile] | None = None, n_boot: int = 0, seed: int = 0,
-               cache: bool = True, progress=None) -> ReidResult:
+               lazy_enroll: list[LabeledFile] | None = None, min_enroll_files: int = 1, n_boot: int = 0,
+               seed: int = 0, cache: bool = True, progress=None) -> ReidResult:
     """Ignorant attacker: enrol on ``enroll`` (originals). Lazy-informed: enrol on ``lazy_enroll`` (processed
     like the probes) when given, else leave-one-out within the probe set (each probe against the mean of its
     speaker's other probes)."""
-    enroll_by = check_labels(enroll, what="enrolment set", min_speakers=2)
+    enroll_by = check_labels(enroll, what="enrolment set", min_speakers=2, min_per_speaker=min_enroll_files)
     probe_by = check_labels(probe, what="probe set", min_speakers=1)
     unknown = sorted(set(probe_by) - set(enroll_by))
     if unknown:
@@ -349,7 +350,8 @@ def reid_check(enroll: list[LabeledFile], probe: list[LabeledFile], embedder: Sp
                          n_boot, seed)]
     problems = list(_problems(e, p))
     if lazy_enroll:
-        check_labels(lazy_enroll, what="lazy-informed enrolment set", min_speakers=2)
+        check_labels(lazy_enroll, what="lazy-informed enrolment set", min_speakers=2,
+                     min_per_speaker=min_enroll_files)
         le = embed_files([f.path for f in lazy_enroll], embedder, cache=cache, progress=progress)
         spk_l = {f.path: f.speaker for f in lazy_enroll}
         lnames, lmodels = _speaker_models(le.embeddings, [spk_l[x] for x in le.paths])

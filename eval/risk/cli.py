@@ -189,12 +189,14 @@ def watermark_command(source, labels, speaker_from, engine, message, backend, mo
 @click.option("--enroll-labels", default=None, help="CSV path,speaker or a protocol for --enroll")
 @click.option("--probe-labels", default=None, help="CSV path,speaker or a protocol for --probe")
 @click.option("--speaker-from", type=click.Choice(["folder", "prefix"]), default="folder", show_default=True)
+@click.option("--min-enroll", type=click.IntRange(min=1), default=1, show_default=True,
+              help="enrolment files every speaker must have")
 @click.option("--bootstrap", type=int, default=0, show_default=True, help="resamples for 95 % intervals")
 @click.option("--seed", type=int, default=0, show_default=True)
 @_backend_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def reid_command(enroll, probe, lazy_enroll, enroll_labels, probe_labels, speaker_from, bootstrap, seed, backend,
-                 model, no_cache, fmt):
+def reid_command(enroll, probe, lazy_enroll, enroll_labels, probe_labels, speaker_from, min_enroll, bootstrap, seed,
+                 backend, model, no_cache, fmt):
     """Re-identification risk of PROBE speakers against enrolled originals, for two attackers."""
     from .checks import reid_check
 
@@ -203,7 +205,7 @@ def reid_command(enroll, probe, lazy_enroll, enroll_labels, probe_labels, speake
     le = _files(lazy_enroll, None, speaker_from, (None, ".flac")) if lazy_enroll else None
     emb = _embedder(backend, model)
     bar, tick = _progress(len(e) + len(p) + len(le or []), "embed")
-    res = reid_check(e, p, emb, lazy_enroll=le, n_boot=bootstrap, seed=seed, cache=not no_cache, progress=tick)
+    res = reid_check(e, p, emb, lazy_enroll=le, min_enroll_files=min_enroll, n_boot=bootstrap, seed=seed, cache=not no_cache, progress=tick)
     bar.close()
     _warn_skipped(res.skipped)
     if fmt == "json":
