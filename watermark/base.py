@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from voiceguard.audio import as_channels_first, resample
+from voiceguard.registry import registrar
 
 WATERMARKERS: dict[str, type["Watermarker"]] = {}
 
@@ -30,11 +31,7 @@ FRAME_RATE = 50  # presence frames per second (hop 320 samples at 16 kHz)
 HOP = MODEL_RATE // FRAME_RATE
 
 
-def register(cls: type["Watermarker"]) -> type["Watermarker"]:
-    if cls.name in WATERMARKERS:
-        raise ValueError(f"watermark engine {cls.name!r} registered twice")
-    WATERMARKERS[cls.name] = cls
-    return cls
+register = registrar(WATERMARKERS, "watermark engine")  # class decorator: WATERMARKERS[cls.name] = cls
 
 
 # --------------------------------------------------------------------------- messages

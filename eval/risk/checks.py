@@ -336,8 +336,10 @@ def reid_check(enroll: list[LabeledFile], probe: list[LabeledFile], embedder: Sp
     p = embed_files([f.path for f in probe], embedder, cache=cache, progress=progress)
     spk_e = {f.path: f.speaker for f in enroll}
     spk_p = {f.path: f.speaker for f in probe}
-    if len(p.paths) == 0:
-        raise RiskError(f"no probe file could be embedded: {preview([f'{x.path}: {x.reason}' for x in p.problems])}")
+    for name, got in (("enrolment", e), ("probe", p)):
+        if len(got.paths) == 0:
+            raise RiskError(f"no {name} file could be embedded: "
+                            f"{preview([f'{x.path}: {x.reason}' for x in got.problems])}")
     names, models = _speaker_models(e.embeddings, [spk_e[x] for x in e.paths])
     probe_spk = [spk_p[x] for x in p.paths]
     lost = sorted(set(probe_spk) - set(names))

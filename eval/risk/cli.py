@@ -107,7 +107,7 @@ def asv_command(corpus, split, enroll, trials, audio_dir, ext, out, overwrite, s
         raise click.UsageError("--snorm without --corpus needs --cohort DIR")
     emb = _embedder(backend, model)
     enrollment, trial_list = read_asv_enrollment(enroll), read_asv_trials(trials)
-    bar, tick = _progress(len({t.utt_id for t in trial_list}), "asv")
+    bar, tick = _progress(len({t.utt_id for t in trial_list} | {u for us in enrollment.values() for u in us}), "asv")
     res = asv_check(enrollment, trial_list, audio_dir, emb, ext=ext, cohort=cohort_files, top_n=top_n, out=out,
                     overwrite=overwrite, cache=not no_cache, progress=tick)
     bar.close()

@@ -20,6 +20,7 @@ import numpy as np
 
 from voiceguard.cards import ModelCard, cache_dir, find_card, load_state_dict, sha256_file
 from voiceguard.errors import AudioTooShortError, EmptyAudioError, ModelCardError
+from voiceguard.registry import registrar
 
 SAMPLE_RATE = 16000
 CARDS_DIR = Path(__file__).parent / "cards"
@@ -30,11 +31,7 @@ SILENCE_PEAK = 1e-4  # -80 dBFS: below this a clip holds no speech to embed
 EMBEDDERS: dict[str, type["SpeakerEmbedder"]] = {}
 
 
-def register(cls: type["SpeakerEmbedder"]) -> type["SpeakerEmbedder"]:
-    if cls.name in EMBEDDERS:
-        raise ValueError(f"speaker embedder {cls.name!r} registered twice")
-    EMBEDDERS[cls.name] = cls
-    return cls
+register = registrar(EMBEDDERS, "speaker embedder")  # class decorator: EMBEDDERS[cls.name] = cls
 
 
 def check_speech(wav: np.ndarray, source: str | None = None, min_seconds: float = MIN_SECONDS) -> None:

@@ -16,16 +16,12 @@ from typing import Any, ClassVar
 import numpy as np
 
 from voiceguard.audio import as_channels_first
+from voiceguard.registry import registrar
 
 ATTACKS: dict[str, type["Attack"]] = {}
 
 
-def register(cls: type["Attack"]) -> type["Attack"]:
-    """Class decorator: add an attack to the registry under ``cls.name``."""
-    if cls.name in ATTACKS:
-        raise ValueError(f"attack {cls.name!r} registered twice")
-    ATTACKS[cls.name] = cls
-    return cls
+register = registrar(ATTACKS, "attack")  # class decorator: ATTACKS[cls.name] = cls
 
 
 class AttackUnavailable(RuntimeError):
