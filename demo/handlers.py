@@ -1,0 +1,287 @@
+"""Pure handlers of the Gradio demo: file paths and plain values in, frozen views (text + figures) out.
+
+They know nothing of Gradio, so they are unit-tested directly; ``app.py`` only wires them to widgets and
+turns a ``VoiceguardError`` into a message in the page. Models load once, lazily, offline (shipped ones).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voiceguard.audio import AudioInfo, audio_info, load_audio, save_audio
+from voiceguard.errors import VoiceguardError
+
+MAX_MB = 50.0
+MAX_SECONDS = 600.0
+SR = 16000
+
+
+class DemoInputError(VoiceguardError):
+    """An upload the demo will not process (none, too large, too long, not audio)."""
+
+
+@lru_cache(maxsize=None)
+def detector():
+    from voiceguard.detect.models import load_model
+
+    return load_model()
+
+
+ENGINES = ("audioseal", "spread-spectrum")
+
+
+@lru_cache(maxsize=None)
+def watermarker(engine: str = "audioseal"):
+    from voiceguard.watermark import load_watermarker
+
+    if engine not in ENGINES:
+        raise DemoInputError(f"unknown watermark engine {engine!r} ({', '.join(ENGINES)})")
+    return load_watermarker(engine)
+
+
+@lru_cache(maxsize=None)
+def embedder():
+    from voiceguard.eval.risk import get_embedder
+
+    return get_embedder("resemblyzer")
+
+
+def check_upload(path: str | os.PathLike | None, *, what: str = "clip", max_mb: float = MAX_MB,
+                 max_seconds: float = MAX_SECONDS) -> AudioInfo:
+    """The upload exists, is audio, and is within the demo's size and duration limits."""
+    if not path:
+        raise DemoInputError(f"upload or record a {what} first")
+    p = Path(path)
+    if not p.is_file():
+        raise DemoInputError(f"the uploaded {what} is gone (upload it again)")
+    mb = p.stat().st_size / 1e6
+    if mb > max_mb:
+        raise DemoInputError(f"the {what} is {mb:.0f} MB; the demo takes files up to {max_mb:.0f} MB "
+                             "(use the voiceguard CLI for larger ones)")
+    info = audio_info(p)
+    if info.duration > max_seconds:
+        raise DemoInputError(f"the {what} is {info.duration / 60:.1f} min long; the demo takes up to "
+                             f"{max_seconds / 60:.0f} min (use the voiceguard CLI for longer ones)")
+    return info
+
+
+def _figure(width: float = 7.0, height: float = 2.4):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height), dpi=100)
+    return fig, ax
+
+
+def presence_figure(result, title: str = "watermark presence"):
+    fig, ax = _figure()
+    t = np.arange(result.presence.size) / result.frame_rate
+    ax.plot(t, result.presence, lw=1, color="tab:blue")
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    for s in result.segments:
+        ax.axvspan(s.start, s.end, color="tab:green", alpha=0.15)
+    ax.set(ylim=(-0.02, 1.02), xlabel="time (s)", ylabel="presence", title=title)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- Scan tab
+@dataclass(frozen=True)
+class ScanView:
+    verdict: str
+    p_spoof: float
+    llr: float
+    flagged: tuple[tuple[float, float], ...]
+    watermark: str  # message hex or "none"
+    wm_probability: float
+    summary: str  # markdown
+    window_plot: Any = field(repr=False, compare=False)
+    presence_plot: Any = field(repr=False, compare=False)
+
+
+def scan_clip(path: str | os.PathLike | None) -> ScanView:
+    """Spoof verdict with per-window scores and flagged segments, plus watermark detection."""
+    from voiceguard.detect.batch import score_files
+    from voiceguard.detect.scoring import merge_flagged
+
+    check_upload(path)
+    loaded = detector()
+    scored = list(score_files(loaded.detector, [str(path)], calibration=loaded.calibration, workers=1))[0]
+    if scored.result is None:
+        raise DemoInputError(scored.error or "could not scan the clip", source=Path(path).name)
+    r = scored.result
+    audio, _ = load_audio(path, SR, mono=True)
+    mark = watermarker().detect(audio[0], SR)
+    flagged = tuple(merge_flagged(r.segments))
+    fig, ax = _figure()
+    mids = [(s.start_s + s.end_s) / 2 for s in r.segments]
+    ax.plot(mids, [s.p_spoof for s in r.segments], marker="o", ms=3, lw=1, color="tab:red")
+    for a, b in flagged:
+        ax.axvspan(a, b, color="tab:red", alpha=0.15)
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set(ylim=(-0.02, 1.02), xlabel="time (s)", ylabel="P(spoof)", title=f"{loaded.name}: per-window score")
+    fig.tight_layout()
+    wm = mark.message_hex if mark.detected else "none"
+    spans = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in flagged) or "none"
+    summary = (f"**Verdict: {r.verdict}** (P(spoof) {r.p_spoof:.3f}, LLR {r.llr:+.2f}, model `{loaded.name}`)\n\n"
+               f"Flagged segments: {spans}\n\n"
+               f"**Watermark: {wm}** (presence {mark.probability:.3f}, threshold {mark.threshold:.3f})")
+    return ScanView(r.verdict, float(r.p_spoof), float(r.llr), flagged, wm, float(mark.probability), summary, fig,
+                    presence_figure(mark))
+
+
+# --------------------------------------------------------------------------- Watermark tab
+@dataclass(frozen=True)
+class EmbedView:
+    output: str  # path of the watermarked file (same format family as a WAV download)
+    message: str
+    summary: str
+
+
+def embed_clip(path: str | os.PathLike | None, message: str, out_dir: str | os.PathLike | None = None,
+               engine: str = "audioseal") -> EmbedView:
+    """Watermark an upload with ``message`` (hex or int); the result is a new WAV file, the upload is untouched."""
+    from voiceguard.watermark import parse_message
+
+    info = check_upload(path)
+    try:
+        value = parse_message((message or "").strip() or None)
+    except ValueError as e:
+        raise DemoInputError(str(e)) from None
+    if value is None:
+        raise DemoInputError("type a message to embed, e.g. 0xBEEF or 48879")
+    audio, sr = load_audio(path)
+    marked = watermarker(engine).embed(audio, sr, value)
+    out_dir = Path(out_dir or tempfile.mkdtemp(prefix="voiceguard-demo-"))
+    out = out_dir / f"{Path(path).stem}.watermarked.wav"
+    save_audio(out, marked, sr, overwrite=True)
+    hexmsg = f"0x{value:04X}"
+    return EmbedView(str(out), hexmsg, f"Embedded **{hexmsg}** with `{engine}` into {info.duration:.1f} s at "
+                                       f"{sr} Hz ({info.channels} channel(s)); download it below.")
+
+
+@dataclass(frozen=True)
+class DetectView:
+    detected: bool
+    message: str
+    probability: float
+    summary: str
+    plot: Any = field(repr=False, compare=False)
+
+
+def detect_clip(path: str | os.PathLike | None, expected: str | None = None, engine: str = "audioseal"
+                ) -> DetectView:
+    from voiceguard.watermark import parse_message
+
+    check_upload(path)
+    try:
+        exp = parse_message((expected or "").strip() or None)
+    except ValueError as e:
+        raise DemoInputError(str(e)) from None
+    audio, sr = load_audio(path)
+    r = watermarker(engine).detect(audio, sr, expected=exp)
+    msg = r.message_hex if r.detected else "none"
+    text = (f"**Watermark: {msg}** (presence {r.probability:.3f}, threshold {r.threshold:.3f})"
+            + (f"; {r.bits_matched}/16 bits match {expected}, p-value {r.p_value:.2g}" if exp is not None and
+               r.detected else ""))
+    return DetectView(r.detected, msg, float(r.probability), text, presence_figure(r))
+
+
+# --------------------------------------------------------------------------- Attack lab
+@dataclass(frozen=True)
+class AttackView:
+    output: str
+    rows: tuple[tuple[str, str, str], ...]  # (measure, before, after)
+    summary: str
+
+
+def attack_names() -> list[str]:
+    from voiceguard.attacks import ATTACKS, get_attack
+
+    out = []
+    for name in sorted(ATTACKS):
+        try:
+            get_attack(name).check_available()
+            out.append(name)
+        except Exception:  # noqa: BLE001 - unavailable here (e.g. an ffmpeg without AMR): not offered
+            continue
+    return [n for n in out if n not in ("chain", "background_noise", "splice")]
+
+
+def parse_params(text: str | None) -> dict:
+    """``key=value, key=value`` -> dict (numbers parsed, the rest kept as text)."""
+    out: dict[str, Any] = {}
+    for item in (text or "").replace(";", ",").split(","):
+        if not item.strip():
+            continue
+        if "=" not in item:
+            raise DemoInputError(f"parameter {item.strip()!r} is not key=value")
+        k, v = (s.strip() for s in item.split("=", 1))
+        try:
+            out[k] = float(v) if any(c in v for c in ".e") else int(v)
+        except ValueError:
+            out[k] = v
+    return out
+
+
+def attack_clip(path: str | os.PathLike | None, attack: str, params: str = "", seed: int = 0,
+                out_dir: str | os.PathLike | None = None) -> AttackView:
+    """Apply an attack, then compare the detector's verdict and the watermark before and after."""
+    from voiceguard.attacks import get_attack
+
+    check_upload(path)
+    try:
+        atk = get_attack(attack, seed=int(seed), **parse_params(params))
+    except (KeyError, TypeError, ValueError) as e:
+        raise DemoInputError(f"attack {attack!r}: {e}") from None
+    audio, _ = load_audio(path, SR, mono=True)
+    attacked = np.asarray(atk(audio[0], SR), dtype=np.float32)
+    out_dir = Path(out_dir or tempfile.mkdtemp(prefix="voiceguard-demo-"))
+    out = out_dir / f"{Path(path).stem}.{attack}.wav"
+    save_audio(out, attacked[None], SR, overwrite=True)
+    before, after = scan_clip(path), scan_clip(out)
+    rows = (("spoof verdict", before.verdict, after.verdict),
+            ("P(spoof)", f"{before.p_spoof:.3f}", f"{after.p_spoof:.3f}"),
+            ("watermark", before.watermark, after.watermark),
+            ("watermark presence", f"{before.wm_probability:.3f}", f"{after.wm_probability:.3f}"))
+    shown = ", ".join(f"{k}={v}" for k, v in atk.params.items())
+    return AttackView(str(out), rows, f"Applied **{attack}** ({shown or 'defaults'}; seed {int(seed)}).")
+
+
+# --------------------------------------------------------------------------- Voiceprint risk
+@dataclass(frozen=True)
+class VoiceView:
+    cosine: float
+    same_speaker: bool | None
+    summary: str
+
+
+def compare_voices(a: str | os.PathLike | None, b: str | os.PathLike | None) -> VoiceView:
+    """Similarity of two clips and the same-speaker decision at the backend's calibrated threshold."""
+    from voiceguard.eval.risk import compare_clips
+
+    check_upload(a, what="first clip")
+    check_upload(b, what="second clip")
+    r = compare_clips(a, b, embedder())
+    if r.same_speaker is None:
+        verdict, risk = "no calibrated threshold", "unknown"
+    elif r.same_speaker:
+        verdict, risk = "same speaker", "high: the second clip links to the first speaker's voiceprint"
+    else:
+        verdict, risk = "different speakers", "low for this pair: the voices do not link"
+    thr = "" if r.threshold is None else f" (threshold {r.threshold:.3f}, EER point on held-out speech)"
+    return VoiceView(r.cosine, r.same_speaker, f"**{verdict}**: cosine {r.cosine:.3f}{thr}\n\nRe-identification "
+                                                f"risk: {risk}")
+
+
+__all__ = ["check_upload", "scan_clip", "embed_clip", "detect_clip", "attack_clip", "attack_names",
+           "compare_voices", "parse_params", "DemoInputError", "ENGINES", "ScanView", "EmbedView", "DetectView",
+           "AttackView", "VoiceView", "MAX_MB", "MAX_SECONDS"]
