@@ -38,7 +38,7 @@ from voiceguard.eval.metrics import bootstrap_eer, compute_eer
 from voiceguard.eval.risk import (asv_check, corpus_asv_paths, embed_files, get_embedder, labels_from_folder,
                                   read_asv_enrollment, read_asv_trials, reid_check, watermark_check)
 from voiceguard.eval.risk.labels import LabeledFile
-from voiceguard.eval.risk.metrics import linkability, rank_k_rates
+from voiceguard.eval.risk.metrics import linkability, pair_scores, rank_k_rates
 from voiceguard.files import atomic_write_text
 from voiceguard.watermark import load_watermarker
 
@@ -47,11 +47,7 @@ OUT = Path(__file__).parent / "results" / "risk.json"
 
 
 def pairs_eer(emb: np.ndarray, speakers: list[str], n_boot: int = 1000) -> dict:
-    spk = np.asarray(speakers)
-    s = emb @ emb.T
-    iu = np.triu_indices(len(spk), 1)
-    same = spk[iu[0]] == spk[iu[1]]
-    tgt, non = s[iu][same], s[iu][~same]
+    tgt, non = pair_scores(emb, emb, speakers, symmetric=True)
     eer, thr = compute_eer(tgt, non)
     return {"eer": eer, "threshold": thr, "eer_ci95": bootstrap_eer(tgt, non, n_boot, seed=0),
             "n_target": int(tgt.size), "n_nontarget": int(non.size)}
@@ -128,12 +124,9 @@ def main() -> int:
             "rank1": rank[1], "rank5": rank[5], "d_sys": linkability(tgt, non)[0], "n_speakers": n,
             "n_target": int(tgt.size), "n_nontarget": int(non.size)}
         # the calibrated threshold applied to the other (held-out) set
-        so = e.embeddings @ e.embeddings.T
-        spk_o = np.asarray([f.speaker for f in files])
-        iu = np.triu_indices(len(spk_o), 1)
-        same = spk_o[iu[0]] == spk_o[iu[1]]
+        tgt_o, non_o = pair_scores(e.embeddings, e.embeddings, [f.speaker for f in files], symmetric=True)
         res["train_clean_halves"]["test_other_at_this_threshold"] = {
-            "p_miss": float(np.mean(so[iu][same] < thr)), "p_fa": float(np.mean(so[iu][~same] >= thr))}
+            "p_miss": float(np.mean(tgt_o < thr)), "p_fa": float(np.mean(non_o >= thr))}
         print(f"train-clean halves: EER {eer * 100:.2f} %, rank-1 {rank[1] * 100:.1f} %", flush=True)
 
         speed_files = (first + second)[:500]

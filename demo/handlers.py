@@ -6,6 +6,7 @@ turns a ``VoiceguardError`` into a message in the page. Models load once, lazily
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from voiceguard.audio import AudioInfo, audio_info, load_audio, save_audio
+from voiceguard.audio import AudioInfo, audio_info
 from voiceguard.errors import VoiceguardError
 
 MAX_MB = 50.0
@@ -108,18 +109,25 @@ class ScanView:
 
 
 def scan_clip(path: str | os.PathLike | None) -> ScanView:
-    """Spoof verdict with per-window scores and flagged segments, plus watermark detection."""
-    from voiceguard.detect.batch import score_files
+    """Spoof verdict with per-window scores and flagged segments, plus watermark detection (one decode)."""
+    from voiceguard.detect.batch import decode, score_files
     from voiceguard.detect.scoring import merge_flagged
 
     check_upload(path)
     loaded = detector()
-    scored = list(score_files(loaded.detector, [str(path)], calibration=loaded.calibration, workers=1))[0]
+    decoded: dict[str, np.ndarray] = {}
+
+    def decode_once(p):  # the detector's decode also hands the 16 kHz audio to the watermark detector
+        audio, info = decode(p)
+        decoded["audio"] = audio
+        return audio, info
+
+    scored = next(iter(score_files(loaded.detector, [str(path)], calibration=loaded.calibration, workers=1,
+                                   decode=decode_once)))
     if scored.result is None:
         raise DemoInputError(scored.error or "could not scan the clip", source=Path(path).name)
     r = scored.result
-    audio, _ = load_audio(path, SR, mono=True)
-    mark = watermarker().detect(audio[0], SR)
+    mark = watermarker().detect(decoded["audio"], SR)
     flagged = tuple(merge_flagged(r.segments))
     fig, ax = _figure()
     mids = [(s.start_s + s.end_s) / 2 for s in r.segments]
@@ -141,31 +149,37 @@ def scan_clip(path: str | os.PathLike | None) -> ScanView:
 # --------------------------------------------------------------------------- Watermark tab
 @dataclass(frozen=True)
 class EmbedView:
-    output: str  # path of the watermarked file (same format family as a WAV download)
+    output: str  # the watermarked copy (same format, rate, channels and length as the upload)
     message: str
     summary: str
 
 
-def embed_clip(path: str | os.PathLike | None, message: str, out_dir: str | os.PathLike | None = None,
-               engine: str = "audioseal") -> EmbedView:
-    """Watermark an upload with ``message`` (hex or int); the result is a new WAV file, the upload is untouched."""
+def _message(text: str | None) -> int | None:
     from voiceguard.watermark import parse_message
 
-    info = check_upload(path)
     try:
-        value = parse_message((message or "").strip() or None)
+        return parse_message((text or "").strip() or None)
     except ValueError as e:
         raise DemoInputError(str(e)) from None
+
+
+def embed_clip(path: str | os.PathLike | None, message: str, out_dir: str | os.PathLike | None = None,
+               engine: str = "audioseal") -> EmbedView:
+    """Watermark an upload with ``message`` (hex or int) into a new file; the upload is untouched."""
+    from voiceguard.watermark.batch import embed_file
+
+    info = check_upload(path)
+    value = _message(message)
     if value is None:
         raise DemoInputError("type a message to embed, e.g. 0xBEEF or 48879")
-    audio, sr = load_audio(path)
-    marked = watermarker(engine).embed(audio, sr, value)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="voiceguard-demo-"))
-    out = out_dir / f"{Path(path).stem}.watermarked.wav"
-    save_audio(out, marked, sr, overwrite=True)
-    hexmsg = f"0x{value:04X}"
-    return EmbedView(str(out), hexmsg, f"Embedded **{hexmsg}** with `{engine}` into {info.duration:.1f} s at "
-                                       f"{sr} Hz ({info.channels} channel(s)); download it below.")
+    row = embed_file(watermarker(engine), path, out_dir / f"{Path(path).stem}.watermarked{Path(path).suffix}",
+                     message=value, overwrite=True)
+    if row.status != "ok":
+        raise DemoInputError(row.error or "could not watermark the clip", source=Path(path).name)
+    return EmbedView(row.output, row.message, f"Embedded **{row.message}** with `{engine}` into "
+                                              f"{info.duration:.1f} s at {row.sample_rate} Hz ({row.channels} "
+                                              "channel(s)); download it below.")
 
 
 @dataclass(frozen=True)
@@ -173,26 +187,26 @@ class DetectView:
     detected: bool
     message: str
     probability: float
+    bits_matched: int | None  # of 16, against the expected message (None: none expected or no mark)
     summary: str
     plot: Any = field(repr=False, compare=False)
 
 
 def detect_clip(path: str | os.PathLike | None, expected: str | None = None, engine: str = "audioseal"
                 ) -> DetectView:
-    from voiceguard.watermark import parse_message
+    from voiceguard.watermark.batch import detect_paths
 
     check_upload(path)
-    try:
-        exp = parse_message((expected or "").strip() or None)
-    except ValueError as e:
-        raise DemoInputError(str(e)) from None
-    audio, sr = load_audio(path)
-    r = watermarker(engine).detect(audio, sr, expected=exp)
+    exp = _message(expected)
+    row = detect_paths(watermarker(engine), [str(path)], expected=exp)[0]
+    if row.result is None:
+        raise DemoInputError(row.error or "could not read the clip", source=Path(path).name)
+    r = row.result
     msg = r.message_hex if r.detected else "none"
+    matched = r.bits_matched if exp is not None and r.detected else None
     text = (f"**Watermark: {msg}** (presence {r.probability:.3f}, threshold {r.threshold:.3f})"
-            + (f"; {r.bits_matched}/16 bits match {expected}, p-value {r.p_value:.2g}" if exp is not None and
-               r.detected else ""))
-    return DetectView(r.detected, msg, float(r.probability), text, presence_figure(r))
+            + (f"; {matched}/16 bits match {expected}, p-value {r.p_value:.2g}" if matched is not None else ""))
+    return DetectView(r.detected, msg, float(r.probability), matched, text, presence_figure(r))
 
 
 # --------------------------------------------------------------------------- Attack lab
@@ -203,57 +217,39 @@ class AttackView:
     summary: str
 
 
-def attack_names() -> list[str]:
-    from voiceguard.attacks import ATTACKS, get_attack
+NEEDS_OTHER_AUDIO = ("chain", "background_noise", "splice")  # need a second recording or a recipe: CLI only
 
-    out = []
-    for name in sorted(ATTACKS):
-        try:
-            get_attack(name).check_available()
-            out.append(name)
-        except Exception:  # noqa: BLE001 - unavailable here (e.g. an ffmpeg without AMR): not offered
-            continue
-    return [n for n in out if n not in ("chain", "background_noise", "splice")]
+
+def attack_names() -> list[str]:
+    """Attacks the lab offers: those available on this machine that work on one clip."""
+    from voiceguard.eval.attack_files import attack_catalogue
+
+    return [r["name"] for r in attack_catalogue() if r["available"] == "yes" and r["name"] not in NEEDS_OTHER_AUDIO]
 
 
 def parse_params(text: str | None) -> dict:
-    """``key=value, key=value`` -> dict (numbers parsed, the rest kept as text)."""
-    out: dict[str, Any] = {}
-    for item in (text or "").replace(";", ",").split(","):
-        if not item.strip():
-            continue
-        if "=" not in item:
-            raise DemoInputError(f"parameter {item.strip()!r} is not key=value")
-        k, v = (s.strip() for s in item.split("=", 1))
-        try:
-            out[k] = float(v) if any(c in v for c in ".e") else int(v)
-        except ValueError:
-            out[k] = v
-    return out
+    """``key=value, key=value`` (commas or semicolons; ``[lo, hi]`` ranges kept whole) -> parameters."""
+    from voiceguard.eval.attack_files import parse_attack_params
+
+    return parse_attack_params(t for t in re.split(r"[,;](?![^\[]*\])", text or "") if t.strip())
 
 
 def attack_clip(path: str | os.PathLike | None, attack: str, params: str = "", seed: int = 0,
                 out_dir: str | os.PathLike | None = None) -> AttackView:
-    """Apply an attack, then compare the detector's verdict and the watermark before and after."""
-    from voiceguard.attacks import get_attack
+    """Apply an attack (native rate and channels), then compare the detector verdict and the watermark."""
+    from voiceguard.eval.attack_files import apply_attack_file
 
     check_upload(path)
-    try:
-        atk = get_attack(attack, seed=int(seed), **parse_params(params))
-    except (KeyError, TypeError, ValueError) as e:
-        raise DemoInputError(f"attack {attack!r}: {e}") from None
-    audio, _ = load_audio(path, SR, mono=True)
-    attacked = np.asarray(atk(audio[0], SR), dtype=np.float32)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="voiceguard-demo-"))
-    out = out_dir / f"{Path(path).stem}.{attack}.wav"
-    save_audio(out, attacked[None], SR, overwrite=True)
-    before, after = scan_clip(path), scan_clip(out)
+    res = apply_attack_file(attack, path, out_dir / f"{Path(path).stem}.{attack}{Path(path).suffix}",
+                            parse_params(params), seed=int(seed), overwrite=True)
+    before, after = scan_clip(path), scan_clip(res.output)
     rows = (("spoof verdict", before.verdict, after.verdict),
             ("P(spoof)", f"{before.p_spoof:.3f}", f"{after.p_spoof:.3f}"),
             ("watermark", before.watermark, after.watermark),
             ("watermark presence", f"{before.wm_probability:.3f}", f"{after.wm_probability:.3f}"))
-    shown = ", ".join(f"{k}={v}" for k, v in atk.params.items())
-    return AttackView(str(out), rows, f"Applied **{attack}** ({shown or 'defaults'}; seed {int(seed)}).")
+    shown = ", ".join(f"{k}={v}" for k, v in res.parameters.items())
+    return AttackView(res.output, rows, f"Applied **{attack}** ({shown or 'no parameters'}; seed {int(seed)}).")
 
 
 # --------------------------------------------------------------------------- Voiceprint risk

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from voiceguard.attacks import ATTACKS, AttackUnavailable, get_attack, load_suite
 from voiceguard.audio import audio_info, load_audio, save_audio
@@ -18,6 +18,19 @@ class AttackedFile:
     parameters: dict
     in_seconds: float
     out_seconds: float
+
+
+def parse_attack_params(items: Iterable[str]) -> dict[str, Any]:
+    """``key=value`` items -> parameters; values read as YAML (numbers, ``[lo, hi]`` ranges, strings)."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise VoiceguardError(f"attack parameter needs key=value, got {item.strip()!r}")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
 
 
 def build_attack(name: str, params: dict[str, Any], seed: int | None):

@@ -5,14 +5,12 @@ from pathlib import Path
 
 import click
 
-import yaml
-
 from voiceguard import writers
 from voiceguard.attacks import list_suites, load_suite
 from voiceguard.errors import VoiceguardError
 from voiceguard.protocols import READERS, check_audio_files, read_protocol, summarize
 
-from .attack_files import apply_attack_file, apply_suite_file, attack_catalogue
+from .attack_files import apply_attack_file, apply_suite_file, attack_catalogue, parse_attack_params
 from .scores import evaluate_score_file
 
 
@@ -150,16 +148,6 @@ def attacks_run_suite_command(suite: str, inp: Path, out_dir: Path, seed: int, o
         raise SystemExit(2)
 
 
-def _parse_params(items: tuple[str, ...]) -> dict:
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise VoiceguardError(f"--param needs key=value, got {item!r}")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)  # numbers, [lo, hi] ranges, strings
-    return out
-
-
 @attacks_group.command("apply")
 @click.argument("attack")
 @click.argument("inp", metavar="IN", type=click.Path(path_type=Path))
@@ -170,7 +158,7 @@ def _parse_params(items: tuple[str, ...]) -> dict:
 def attacks_apply_command(attack: str, inp: Path, out: Path, params: tuple[str, ...], seed: int,
                           overwrite: bool) -> None:
     """Apply ATTACK to the file IN and write OUT (same rate, channels and subtype)."""
-    res = apply_attack_file(attack, inp, out, _parse_params(params), seed=seed, overwrite=overwrite)
+    res = apply_attack_file(attack, inp, out, parse_attack_params(params), seed=seed, overwrite=overwrite)
     click.echo(f"{res.output}: {res.attack} {res.parameters} ({res.in_seconds:.2f} s -> {res.out_seconds:.2f} s)")
 
 

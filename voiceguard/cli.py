@@ -56,14 +56,14 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from voiceguard.demo.cli import demo_group
+    from voiceguard.demo.cli import demo_command
     from voiceguard.detect.cli import detect_group, scan_command
     from voiceguard.eval.cli import attacks_group, data_group, eval_group
     from voiceguard.eval.risk.cli import risk_group
     from voiceguard.watermark.cli import watermark_group
 
     for cmd in (scan_command, data_group, detect_group, watermark_group, attacks_group, eval_group,
-                risk_group, demo_group):
+                risk_group, demo_command):
         cli.add_command(cmd)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from voiceguard.audio import FileProblem, load_audio
-from voiceguard.errors import RiskError, preview
+from voiceguard.errors import RiskError, VoiceguardError, preview
 from voiceguard.eval.metrics import bootstrap_ci
 from voiceguard.files import atomic_write_text
 from voiceguard.protocols import BONAFIDE
@@ -27,7 +27,8 @@ from voiceguard.protocols import BONAFIDE
 from .embed import EmbeddingSet, embed_arrays, embed_files
 from .embedders import SAMPLE_RATE, SpeakerEmbedder, normalize_rows
 from .labels import LabeledFile, check_labels
-from .metrics import AsvMetrics, LinkMetrics, asv_metrics, cosine_matrix, link_metrics, rank_k_rates, snorm
+from .metrics import (AsvMetrics, LinkMetrics, asv_metrics, cosine_matrix, link_metrics, pair_scores, rank_k_rates,
+                      snorm)
 
 FOOLS_ASV = 0.5  # an attack "fools the ASV" when at least half of its spoofs pass the ASV EER threshold
 
@@ -207,38 +208,49 @@ class WatermarkRiskResult:
 
 
 def _pair_eer(a: np.ndarray, b: np.ndarray, speakers: list[str]) -> tuple[float, int, int] | None:
-    """EER over all ordered pairs i != j, enrolment side ``a[i]``, test side ``b[j]``."""
-    spk = np.asarray(speakers)
+    """EER over all ordered pairs i != j, enrolment side ``a[i]``, test side ``b[j]`` (None: no pairs)."""
     if len(set(speakers)) < 2:
         return None
-    s = cosine_matrix(a, b)
-    same = spk[:, None] == spk[None, :]
-    off = ~np.eye(len(spk), dtype=bool)
-    tgt, non = s[same & off], s[~same]
+    tgt, non = pair_scores(a, b, speakers)
     if tgt.size == 0:
         return None
     return asv_metrics(tgt, non).eer, int(tgt.size), int(non.size)
 
 
 def watermark_check(files: list[LabeledFile] | list[str], watermarker, *, message: int | str | None = 0xBEEF,
-                    embedder: SpeakerEmbedder, cache: bool = True, progress=None) -> WatermarkRiskResult:
+                    embedder: SpeakerEmbedder, cache: bool = True, progress=None, chunk: int = 32
+                    ) -> WatermarkRiskResult:
     """Embed each file's original and watermarked version (at 16 kHz) and compare the voices."""
     labeled = [f if isinstance(f, LabeledFile) else LabeledFile(str(f), "-") for f in files]
     if not labeled:
         raise RiskError("no files to check")
-    orig = embed_files([f.path for f in labeled], embedder, cache=cache, progress=progress)
-    marked = []
-    for p in orig.paths:
-        audio, _ = load_audio(p, SAMPLE_RATE, mono=True)
-        marked.append(watermarker.embed(audio[0], SAMPLE_RATE, message))
-    wm = embed_arrays(marked, embedder, list(orig.paths), cache=cache)
-    keep = [p for p in orig.paths if p in set(wm.paths)]
+    keep: list[str] = []
+    rows_a, rows_b, problems = [], [], []
+    for k in range(0, len(labeled), chunk):  # each file decoded once; memory bounded by one chunk of clips
+        originals, marked, names = [], [], []
+        for f in labeled[k:k + chunk]:
+            try:
+                audio, _ = load_audio(f.path, SAMPLE_RATE, mono=True)
+            except VoiceguardError as e:
+                problems.append(FileProblem(f.path, e.reason))
+                continue
+            originals.append(audio[0])
+            marked.append(watermarker.embed(audio[0], SAMPLE_RATE, message))
+            names.append(f.path)
+        orig = embed_arrays(originals, embedder, names, cache=cache)
+        wm = embed_arrays(marked, embedder, names, cache=cache)
+        problems += _problems(orig, wm)
+        oi, wi = orig.index(), wm.index()
+        for n in names:
+            if n in oi and n in wi:
+                keep.append(n)
+                rows_a.append(orig.embeddings[oi[n]])
+                rows_b.append(wm.embeddings[wi[n]])
+        if progress:
+            progress(len(labeled[k:k + chunk]))
     if not keep:
-        raise RiskError(f"no file could be embedded: "
-                        f"{preview([f'{p.path}: {p.reason}' for p in _problems(orig, wm)])}")
-    oi, wi = orig.index(), wm.index()
-    a = orig.embeddings[[oi[p] for p in keep]]
-    b = wm.embeddings[[wi[p] for p in keep]]
+        raise RiskError(f"no file could be embedded: {preview([f'{p.path}: {p.reason}' for p in problems])}")
+    a, b = np.stack(rows_a), np.stack(rows_b)
     cos = np.sum(a * b, axis=1)
     spk_of = {f.path: f.speaker for f in labeled}
     speakers = [spk_of[p] for p in keep]
@@ -246,10 +258,10 @@ def watermark_check(files: list[LabeledFile] | list[str], watermarker, *, messag
     after = _pair_eer(a, b, speakers) if before else None
     passed = bool(cos.mean() >= 0.98 and (before is None or after[0] - before[0] <= 0.01))
     return WatermarkRiskResult(
-        embedder.info(), getattr(watermarker, "name", type(watermarker).__name__), len(keep), float(cos.mean()), float(cos.min()),
-        float(np.quantile(cos, 0.05)), before[0] if before else None, after[0] if after else None,
+        embedder.info(), getattr(watermarker, "name", type(watermarker).__name__), len(keep), float(cos.mean()),
+        float(cos.min()), float(np.quantile(cos, 0.05)), before[0] if before else None, after[0] if after else None,
         before[1] if before else 0, before[2] if before else 0, passed,
-        tuple(zip(keep, map(float, cos))), _problems(orig, wm))
+        tuple(zip(keep, map(float, cos))), tuple(problems))
 
 
 # --------------------------------------------------------------------------- re-identification

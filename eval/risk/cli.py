@@ -41,14 +41,14 @@ def _warn_skipped(skipped) -> None:
         click.echo(f"voiceguard: warning: {p.path}: {p.reason} (left out)", err=True)
 
 
-def _files(source: str, labels: str | None, speaker_from: str, protocol_audio: tuple[str | None, str]):
+def _files(source: str, labels: str | None, speaker_from: str):
+    """Labelled files of SOURCE: from a CSV or protocol (paths relative to SOURCE) or from the folder layout."""
     from .labels import labels_from_csv, labels_from_folder, labels_from_protocol
 
-    audio_dir, ext = protocol_audio
     if labels:
         if labels.endswith(".csv"):
-            return labels_from_csv(labels, root=source if source and Path(source).is_dir() else None)
-        return labels_from_protocol(labels, audio_dir or source, ext)
+            return labels_from_csv(labels, root=source if Path(source).is_dir() else None)
+        return labels_from_protocol(labels, source)
     return labels_from_folder(source, speaker_from)
 
 
@@ -153,7 +153,7 @@ def watermark_command(source, labels, speaker_from, engine, message, backend, mo
     from .checks import watermark_check
 
     if labels or speaker_from != "none":
-        files = _files(source, labels, speaker_from, (None, ".flac"))
+        files = _files(source, labels, speaker_from)
     else:
         found, problems = find_audio_files([source])
         _warn_skipped(problems)
@@ -200,9 +200,9 @@ def reid_command(enroll, probe, lazy_enroll, enroll_labels, probe_labels, speake
     """Re-identification risk of PROBE speakers against enrolled originals, for two attackers."""
     from .checks import reid_check
 
-    e = _files(enroll, enroll_labels, speaker_from, (None, ".flac"))
-    p = _files(probe, probe_labels, speaker_from, (None, ".flac"))
-    le = _files(lazy_enroll, None, speaker_from, (None, ".flac")) if lazy_enroll else None
+    e = _files(enroll, enroll_labels, speaker_from)
+    p = _files(probe, probe_labels, speaker_from)
+    le = _files(lazy_enroll, None, speaker_from) if lazy_enroll else None
     emb = _embedder(backend, model)
     bar, tick = _progress(len(e) + len(p) + len(le or []), "embed")
     res = reid_check(e, p, emb, lazy_enroll=le, min_enroll_files=min_enroll, n_boot=bootstrap, seed=seed, cache=not no_cache, progress=tick)

@@ -7,7 +7,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-from voiceguard.audio import AUDIO_EXTENSIONS
+from voiceguard.audio import find_audio_files
 from voiceguard.errors import RiskError, preview
 from voiceguard.protocols import read_protocol
 
@@ -23,10 +23,6 @@ class LabeledFile:
     key: str = "bonafide"  # bonafide | spoof: spoofs claim ``speaker``
 
 
-def _audio_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-
-
 def labels_from_folder(folder: str | os.PathLike, speaker_from: str = "folder") -> list[LabeledFile]:
     """``folder``: speaker = the first sub-folder under DIR (``DIR/SPEAKER/**/file``);
     ``prefix``: speaker = the file name up to its first ``-`` or ``_`` (``SPK-CHAPTER-UTT.flac``)."""
@@ -35,9 +31,9 @@ def labels_from_folder(folder: str | os.PathLike, speaker_from: str = "folder") 
         raise RiskError("no such folder", source=root)
     if speaker_from not in SPEAKER_FROM:
         raise RiskError(f"unknown speaker source {speaker_from!r} (folder or prefix)")
-    files = _audio_in(root)
+    files, problems = find_audio_files([root])
     if not files:
-        raise RiskError("folder holds no audio files", source=root)
+        raise RiskError(problems[0].reason if problems else "folder holds no audio files", source=root)
     out = []
     if speaker_from == "folder":
         loose = [str(f) for f in files if f.parent == root]

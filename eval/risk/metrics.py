@@ -55,6 +55,21 @@ def cosine_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a @ b.T
 
 
+def pair_scores(a: np.ndarray, b: np.ndarray, speakers: list[str] | np.ndarray, symmetric: bool = False
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """(same-speaker, different-speaker) cosines of rows ``a[i]`` vs ``b[j]`` for i != j.
+
+    ``symmetric`` (``b`` is ``a``): each unordered pair once; else every ordered pair."""
+    spk = np.asarray(speakers)
+    s = cosine_matrix(a, b)
+    if symmetric:
+        i, j = np.triu_indices(len(spk), 1)
+    else:
+        i, j = np.nonzero(~np.eye(len(spk), dtype=bool))
+    same = spk[i] == spk[j]
+    return s[i, j][same], s[i, j][~same]
+
+
 def cohort_stats(x: np.ndarray, cohort: np.ndarray, top_n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Mean and std of each row's cosine against the cohort (its ``top_n`` closest when given)."""
     if cohort.shape[0] < 2:
@@ -154,5 +169,5 @@ def link_metrics(mated: np.ndarray, nonmated: np.ndarray, n_boot: int = 0, seed:
                        n_mated=int(mated.size), n_nonmated=int(nonmated.size), **ci)
 
 
-__all__ = ["AsvMetrics", "LinkMetrics", "cosine_matrix", "cohort_stats", "snorm", "asv_metrics", "linkability", "rank_k_rates",
+__all__ = ["AsvMetrics", "LinkMetrics", "cosine_matrix", "pair_scores", "cohort_stats", "snorm", "asv_metrics", "linkability", "rank_k_rates",
            "link_metrics"]
