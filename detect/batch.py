@@ -11,7 +11,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from voiceguard.audio import AudioInfo, audio_info, load_audio
-from voiceguard.errors import VoiceguardError
+from voiceguard.errors import VoiceguardError, per_file
 
 from .scoring import Calibration, FileScore, fit_window, summarize_windows, window_starts
 
@@ -36,16 +36,6 @@ def decode(path: str | os.PathLike) -> tuple[np.ndarray, AudioInfo]:
     """The file at 16 kHz mono, and its header."""
     info = audio_info(path)
     return load_audio(path, SR, mono=True, min_seconds=MIN_SECONDS, purpose="spoof detection")[0], info
-
-
-def _safe(fn: Callable, path) -> object:
-    """``fn(path)``, or the error as a VoiceguardError: one bad file never stops a batch."""
-    try:
-        return fn(path)
-    except VoiceguardError as e:
-        return e
-    except Exception as e:  # noqa: BLE001 - anything else (out of memory, a failing decoder) is this file's row
-        return VoiceguardError(f"unexpected decoding failure ({type(e).__name__}: {e})", source=path)
 
 
 def _prefetched(sources: Sequence, fn: Callable, workers: int) -> Iterator[tuple[object, object]]:
@@ -95,7 +85,7 @@ def score_files(detector, sources: Sequence[str | os.PathLike], *, calibration: 
             yield Scored(src, round(audio.size / SR, 3), fs, None, info)
         pending, n_windows = [], 0
 
-    for src, got in _prefetched(list(sources), lambda p: _safe(decode, p), workers):
+    for src, got in _prefetched(list(sources), lambda p: per_file(decode, p, "decoding"), workers):
         if isinstance(got, VoiceguardError):
             yield from flush()  # keep the output in input order
             yield Scored(str(src), None, None, got.reason)

@@ -24,7 +24,7 @@ from voiceguard.errors import VoiceguardError, preview
 from voiceguard.files import atomic_write_text
 from voiceguard.protocols import Trial, check_audio_files, read_protocol
 
-from .batch import score_files
+from .batch import MIN_SECONDS, score_files
 from .models import build_detector
 from .scoring import Calibration, fit_calibration, fit_window
 
@@ -165,8 +165,8 @@ def load_trials(protocol: str | os.PathLike, audio_dir: str | os.PathLike | None
         path = t.audio_path(audio_dir, ext)
         try:
             info = audio_info(path)
-            if info.frames is not None and info.frames < 0.25 * info.sample_rate:
-                bad.append(f"{path} (shorter than 0.25 s)")
+            if info.frames is not None and info.frames < MIN_SECONDS * info.sample_rate:
+                bad.append(f"{path} (shorter than {MIN_SECONDS:g} s, the shortest audio scoring accepts)")
         except VoiceguardError as e:
             bad.append(f"{path} ({e.reason})")
     if bad:

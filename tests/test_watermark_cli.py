@@ -98,6 +98,8 @@ def test_train_resume_export_and_load(tmp_path):
     assert len((out / "log.jsonl").read_text().splitlines()) == 2
     r = run_cli("watermark", "train", *common, "--steps", "3")
     assert r.returncode == 2 and "--resume" in r.stderr
+    with open(out / "log.jsonl", "a") as f:  # a step logged after the last checkpoint, then the run was killed
+        f.write(json.dumps({"step": 3, "loss": 9.9}) + "\n")
     r = run_cli("watermark", "train", *common, "--steps", "3", "--resume")
     assert r.returncode == 0 and "trained to step 3" in r.stdout
     assert [json.loads(x)["step"] for x in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]

@@ -71,5 +71,7 @@ def test_scan_shows_the_watermark_column(tmp_path, utterances):
     rows = {row["path"].split("/")[-1]: row for row in json.loads(r.stdout)}
     assert rows["clean.wav"]["watermark"] == "none"
     assert rows["marked.wav"]["watermark"] not in (None, "none") and rows["marked.wav"]["wm_probability"] > 0.5
+    # bit accuracy 0.935 (issue #5): the decoded message is 0xBEEF up to at most 2 flipped bits
+    assert bin(int(rows["marked.wav"]["watermark"], 16) ^ 0xBEEF).count("1") <= 2
     r = run_cli("scan", str(tmp_path), "--format", "json", "--no-watermark")
     assert all(row["watermark"] is None for row in json.loads(r.stdout))

@@ -113,23 +113,36 @@ def resolve_checkpoint(card: ModelCard, *, download: bool = True) -> Path:
     return cached
 
 
-def load_state_dict(path: str | os.PathLike, sha256: str | None = None) -> dict[str, Any]:
-    """Verify ``sha256`` (when given) and load a checkpoint weights-only on the CPU."""
+def load_checkpoint(path: str | os.PathLike, sha256: str | None = None, *, allowed_globals: list | None = None,
+                    warn_unpinned: bool = False) -> Any:
+    """Verify ``sha256`` (when given) and ``torch.load`` weights-only on the CPU; ``allowed_globals`` lists the
+    plain-data classes a format needs (e.g. omegaconf's config containers). Returns what the file holds."""
+    import sys
+
     import torch
 
     path = Path(path)
     if not path.is_file():
         raise ModelCardError("no such checkpoint", source=path)
-    if sha256:
+    if sha256 or warn_unpinned:
         got = sha256_file(path)
-        if got != sha256.lower():
+        if sha256 and got != sha256.lower():
             raise ModelCardError(f"sha256 mismatch: expected {sha256}, got {got} (corrupt or a different file)",
                                  source=path)
+        if not sha256:
+            print(f"voiceguard: warning: {path} has no sha256 pinned in its card; its sha256 is {got}",
+                  file=sys.stderr)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(allowed_globals or [])):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ModelCardError(f"not a loadable weights-only checkpoint ({type(e).__name__}: {str(e)[:200]})",
                              source=path) from None
+
+
+def load_state_dict(path: str | os.PathLike, sha256: str | None = None) -> dict[str, Any]:
+    """Verify ``sha256`` (when given) and load a checkpoint weights-only on the CPU; unwrap the state_dict."""
+    obj = load_checkpoint(path, sha256)
     for key in ("state_dict", "model", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
@@ -139,16 +152,22 @@ def load_state_dict(path: str | os.PathLike, sha256: str | None = None) -> dict[
 
 
 def save_verified(obj: Any, path: str | os.PathLike) -> str:
-    """``torch.save`` atomically plus a ``PATH.sha256`` sidecar (training state that ``load_verified`` reads)."""
+    """``torch.save`` atomically plus a ``PATH.sha256`` sidecar (training state that ``load_verified`` reads).
+
+    The sidecar names the new digest before the file is replaced and keeps the previous one until it is, so
+    a run killed at any moment leaves a file that matches its sidecar (resume never gets locked out)."""
     import torch
 
     from .files import atomic_output, atomic_write_text
 
     path = Path(path)
+    side = path.with_name(path.name + ".sha256")
+    previous = side.read_text().split()[:1] if side.is_file() else []
     with atomic_output(path, overwrite=True) as tmp:
         torch.save(obj, tmp)
-    digest = sha256_file(path)
-    atomic_write_text(path.with_name(path.name + ".sha256"), digest + "\n")
+        digest = sha256_file(tmp)
+        atomic_write_text(side, "\n".join([digest, *previous]) + "\n")
+    atomic_write_text(side, digest + "\n")
     return digest
 
 
@@ -160,7 +179,8 @@ def load_verified(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     side = path.with_name(path.name + ".sha256")
     if not side.is_file():
         raise ModelCardError(f"no {side.name} beside it: not written by voiceguard, refusing to load", source=path)
-    want, got = side.read_text().strip(), sha256_file(path)
-    if got != want:
-        raise ModelCardError(f"sha256 mismatch with {side.name}: expected {want}, got {got}", source=path)
+    want, got = side.read_text().split(), sha256_file(path)
+    if got not in want:
+        raise ModelCardError(f"sha256 mismatch with {side.name}: expected {' or '.join(want) or 'a digest'}, "
+                             f"got {got}", source=path)
     return torch.load(path, map_location=map_location, weights_only=True)

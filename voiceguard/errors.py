@@ -78,6 +78,16 @@ class ModelCardError(VoiceguardError):
     """A model card or checkpoint is missing, malformed or fails its checksum."""
 
 
+def per_file(fn, path, what: str = "processing"):
+    """``fn(path)``, or its failure as a ``VoiceguardError`` naming ``path``: one bad file never stops a batch."""
+    try:
+        return fn(path)
+    except VoiceguardError as e:
+        return e
+    except Exception as e:  # noqa: BLE001 - anything else (a failing decoder, a model on odd input) is this file's row
+        return VoiceguardError(f"unexpected failure while {what} ({type(e).__name__}: {e})", source=path)
+
+
 def preview(items: list[str], limit: int = 5) -> str:
     """``'a, b, c and 7 more'`` -- for messages that list offending items."""
     shown = ", ".join(str(i) for i in items[:limit])

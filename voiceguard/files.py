@@ -10,6 +10,10 @@ from typing import Iterator
 from .errors import OutputError, VoiceguardError
 
 
+_UMASK = os.umask(0)  # read once, at import (single-threaded): os.umask can only be read by setting it
+os.umask(_UMASK)
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[str]:
     """Yield a temporary path beside ``path``; on success it replaces ``path`` in one rename.
@@ -34,9 +38,7 @@ def atomic_output(path: str | os.PathLike, *, overwrite: bool = True) -> Iterato
         if path.exists():
             mode = path.stat().st_mode & 0o777
         else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
+            mode = 0o666 & ~_UMASK
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     finally:

@@ -9,7 +9,8 @@ An engine only implements two things at the model rate (16 kHz, mono):
 Everything else lives here once: any sample rate (the watermark is made at 16 kHz and added, resampled,
 at the native rate, so the band above 8 kHz is untouched), multichannel input (the same mark on every
 channel, computed from the mix), int and float input, long files in fixed blocks cross-faded into each
-other (bounded memory, and the same blocks a stream uses, so a streamed embed equals a whole-file one),
+other (the model sees one block at a time; the array API holds the whole input, ``stream()`` does not, and
+it uses the same blocks, so a streamed embed equals a whole-file one),
 and detection: 1-second sliding windows, a calibrated threshold, message decoding pooled over the
 frames where the mark is present, a binomial p-value against an expected message, and segments.
 """

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voiceguard.audio import audio_info, find_audio_files, load_audio, save_audio
-from voiceguard.errors import OutputError, VoiceguardError
+from voiceguard.errors import OutputError, VoiceguardError, per_file
 from voiceguard.files import same_file
 
 from .base import DetectionResult, Watermarker, parse_message
@@ -49,26 +49,30 @@ class DetectRow:
 
 def embed_file(engine: Watermarker, source: str | os.PathLike, output: str | os.PathLike, *,
                message: int | str | None = None, overwrite: bool = False, in_place: bool = False) -> EmbedRow:
-    """Watermark one file into ``output`` (same format, rate, channels, length), written atomically."""
+    """Watermark one file into ``output`` (same format, rate, channels, length), written atomically.
+    Any failure becomes the file's error row."""
     src, out = Path(source), Path(output)
-    try:
+
+    def run(_) -> EmbedRow:
         if out.exists() and same_file(src, out) and not in_place:
             raise OutputError("output is the input file; pass --in-place to replace it", source=out)
         if out.exists() and not (overwrite or in_place):
             raise OutputError("already exists (pass --overwrite to replace it)", source=out)
+        try:
+            value = parse_message(message, engine.nbits)
+        except ValueError as e:
+            raise VoiceguardError(str(e)) from None
         info = audio_info(src)
         audio, sr = load_audio(src)
-        value = parse_message(message, engine.nbits)
         value = engine.random_message() if value is None else value
         marked = engine.embed(audio, sr, value)
         out.parent.mkdir(parents=True, exist_ok=True)
         save_audio(out, marked, sr, like=info, overwrite=True)
         return EmbedRow(str(src), str(out), "ok", f"0x{value:04X}", round(audio.shape[-1] / sr, 3), sr,
                         audio.shape[0])
-    except VoiceguardError as e:
-        return EmbedRow(str(src), str(out), "error", error=e.reason)
-    except ValueError as e:
-        return EmbedRow(str(src), str(out), "error", error=str(e))
+
+    got = per_file(run, src, "watermarking")
+    return EmbedRow(str(src), str(out), "error", error=got.reason) if isinstance(got, VoiceguardError) else got
 
 
 def embed_paths(engine: Watermarker, source: str | os.PathLike, output: str | os.PathLike | None, *,
@@ -99,9 +103,7 @@ def detect_paths(engine: Watermarker, inputs: list[str], *, expected: int | str 
     files, problems = find_audio_files(list(inputs))
     rows = [DetectRow(p.path, "error", error=p.reason) for p in problems]
     for f in files:
-        try:
-            audio, sr = load_audio(f)
-            rows.append(DetectRow(str(f), "ok", engine.detect(audio, sr, expected)))
-        except VoiceguardError as e:
-            rows.append(DetectRow(str(f), "error", error=e.reason))
+        got = per_file(lambda p: engine.detect(*load_audio(p), expected), f, "detecting")
+        rows.append(DetectRow(str(f), "error", error=got.reason) if isinstance(got, VoiceguardError)
+                    else DetectRow(str(f), "ok", got))
     return rows

@@ -176,11 +176,18 @@ def train_command(data, out_dir, steps, batch_size, lr, seed, n_filters, dimensi
 def calibrate_command(engine, generator, detector, key, speech, windows, target_fpr, seed, out_file, update_card):
     """Set the detection threshold for a target false-positive rate on clean 1 s windows (speech, noise,
     tones, music-like) and measure the rate on as many independent windows."""
+    from voiceguard.cards import find_card
     from voiceguard.files import atomic_write_text
 
     from .calibrate import calibrate_fpr
+    from .models import CARDS_DIR, DEFAULT_DETECTOR, update_card as write_card
     from .train import load_training_audio
 
+    card = None
+    if update_card:  # check before the long calibration, not after it
+        if engine != "audioseal":
+            raise click.UsageError("--update-card needs the audioseal engine (the DSP engine has no card)")
+        card = find_card(detector or DEFAULT_DETECTOR, [CARDS_DIR])  # a card name or .yaml, not a bare .pth
     wm = load_engine(engine, generator, detector, key, need="detector")
     clips = load_training_audio(list(speech)) if speech else None
     cal = calibrate_fpr(wm, n_windows=windows, n_heldout=windows, target_fpr=target_fpr, speech=clips, seed=seed,
@@ -188,13 +195,9 @@ def calibrate_command(engine, generator, detector, key, speech, windows, target_
     text = writers.to_json(cal.to_dict())
     if out_file:
         atomic_write_text(out_file, text)
-    if update_card:
-        from .models import DEFAULT_DETECTOR, update_card as write_card
-
-        if engine != "audioseal":
-            raise click.UsageError("--update-card needs the audioseal engine (the DSP engine has no card)")
+    if card is not None:
         command = "voiceguard watermark " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-        path = write_card(detector or DEFAULT_DETECTOR, calibration={**cal.to_dict(), "command": command})
+        path = write_card(str(card.path), calibration={**cal.to_dict(), "command": command})
         click.echo(f"voiceguard: calibration written to {path}", err=True)
     click.echo(text, nl=False)
 

@@ -22,13 +22,14 @@ def _whiten(x: np.ndarray) -> np.ndarray:
     """Unit-magnitude STFT inside ``BAND``, zero outside (phase transform)."""
     import torch
 
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    n = len(x)
+    xt = torch.from_numpy(np.ascontiguousarray(np.pad(x, (0, max(0, NFFT - n))), dtype=np.float32))  # >= 1 frame
     win = torch.hann_window(NFFT)
     spec = torch.stft(xt, NFFT, NFFT // 4, window=win, return_complex=True, center=True)
     freqs = torch.arange(spec.shape[0]) * MODEL_RATE / NFFT
     band = ((freqs >= BAND[0]) & (freqs <= BAND[1])).float()[:, None]
     spec = spec / (spec.abs() + 1e-6) * band
-    return torch.istft(spec, NFFT, NFFT // 4, window=win, length=len(x), center=True).numpy()
+    return torch.istft(spec, NFFT, NFFT // 4, window=win, length=len(xt), center=True).numpy()[:n]
 
 
 @register
@@ -50,14 +51,11 @@ class SpreadSpectrumEngine(Watermarker):
         self.sequences = (seqs / seqs.std(axis=-1, keepdims=True)).astype(np.float32)  # [1 + nbits, n]
 
     @classmethod
-    def load(cls, **kwargs) -> "SpreadSpectrumEngine":
-        kwargs.pop("generator", None)
-        kwargs.pop("detector", None)
-        if kwargs.get("threshold") is None:
-            kwargs.pop("threshold", None)
-        if kwargs.get("strength") is None:
-            kwargs.pop("strength", None)
-        return cls(**kwargs)
+    def load(cls, key: int = 0x5EED, snr_db: float = 28.0, threshold: float | None = None,
+             strength: float | None = None) -> "SpreadSpectrumEngine":
+        """None for ``threshold`` / ``strength`` means the engine's default (as for every engine's ``load``)."""
+        extra = {k: v for k, v in (("threshold", threshold), ("strength", strength)) if v is not None}
+        return cls(key=key, snr_db=snr_db, **extra)
 
     def watermark_blocks(self, x: np.ndarray, bits: np.ndarray) -> np.ndarray:
         signs = 2.0 * np.asarray(bits, dtype=np.float32) - 1.0
@@ -87,13 +85,11 @@ class SpreadSpectrumEngine(Watermarker):
         seg_norm = np.sqrt(np.maximum(energy[L:] - energy[:-L], 1e-12))  # ||y[l:l+L]||
         unit = np.sqrt(L) / np.linalg.norm(seq, axis=1)  # normalised correlation * sqrt(L): ~N(0, 1) unmarked
         z = corr / seg_norm * unit[0]
-        lags = np.arange(len(z))
-        folded = np.zeros(min(hop, len(z)))
-        counts = np.zeros_like(folded)
-        np.add.at(folded, lags % len(folded), z)
-        np.add.at(counts, lags % len(folded), 1)
-        r = int(np.argmax(folded / np.sqrt(counts)))
-        starts = np.arange(r, len(z), len(folded))
+        period = min(hop, len(z))
+        phase = np.arange(len(z)) % period
+        folded = np.bincount(phase, weights=z, minlength=period)  # lags one block apart add up
+        r = int(np.argmax(folded / np.sqrt(np.bincount(phase, minlength=period))))
+        starts = np.arange(r, len(z), period)
         segments = np.stack([y[s:s + L] for s in starts])
         zb = segments @ seq[1:].T / seg_norm[starts][:, None] * unit[1:]
         presence = np.zeros(n_frames, dtype=np.float32)

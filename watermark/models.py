@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from voiceguard.cards import ModelCard, find_card, resolve_checkpoint, sha256_file
+from voiceguard.cards import ModelCard, find_card, load_checkpoint, resolve_checkpoint, sha256_file
 from voiceguard.errors import ModelCardError
 
 CARDS_DIR = Path(__file__).parent / "cards"
@@ -95,34 +95,17 @@ def audioseal_keys(state: dict) -> dict:
 def read_checkpoint(path: str | os.PathLike, sha256: str | None, *, warn: bool = True) -> tuple[dict, dict]:
     """(config, state_dict with the in-memory key names) of an audioseal-format checkpoint, loaded
     weights-only after the sha256 check."""
-    import torch
+    import collections
+    import typing
+
+    import omegaconf
 
     path = Path(path)
-    if not path.is_file():
-        raise ModelCardError("no such checkpoint", source=path)
-    got = sha256_file(path)
-    if sha256 and got != sha256.lower():
-        raise ModelCardError(f"sha256 mismatch: expected {sha256}, got {got} (corrupt or a different file)",
-                             source=path)
-    if not sha256 and warn:
-        print(f"voiceguard: warning: {path} has no sha256 pinned in its card; its sha256 is {got}",
-              file=sys.stderr)
-    try:
-        import collections
-        import typing
-
-        import omegaconf
-
-        # official checkpoints store their cfg as an omegaconf DictConfig: allow exactly the plain-data
-        # classes it unpickles to (no code objects, no reduce-to-arbitrary-callable)
-        safe = [omegaconf.dictconfig.DictConfig, omegaconf.listconfig.ListConfig, omegaconf.base.ContainerMetadata,
-                omegaconf.base.Metadata, omegaconf.nodes.AnyNode, typing.Any, dict, list, int,
-                collections.defaultdict]
-        with torch.serialization.safe_globals(safe):
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ModelCardError(f"not a loadable weights-only checkpoint ({type(e).__name__}: {str(e)[:200]})",
-                             source=path) from None
+    # official checkpoints store their cfg as an omegaconf DictConfig: allow exactly the plain-data
+    # classes it unpickles to (no code objects, no reduce-to-arbitrary-callable)
+    safe = [omegaconf.dictconfig.DictConfig, omegaconf.listconfig.ListConfig, omegaconf.base.ContainerMetadata,
+            omegaconf.base.Metadata, omegaconf.nodes.AnyNode, typing.Any, dict, list, int, collections.defaultdict]
+    obj = load_checkpoint(path, sha256, allowed_globals=safe, warn_unpinned=warn)
     if not isinstance(obj, dict):
         raise ModelCardError(f"checkpoint holds a {type(obj).__name__}, not a dict", source=path)
     state = obj.get("best_state", {}).get("model") if isinstance(obj.get("best_state"), dict) else obj.get("model")

@@ -270,7 +270,13 @@ def train_watermark(config: WatermarkTrainConfig, *, resume: bool = False, progr
     losses = _Losses(device=str(device))
     attacks = [a for a in config.attacks if a not in CODEC_ATTACKS]
     codecs = [a for a in config.attacks if a in CODEC_ATTACKS]
-    log = open(out / "log.jsonl", "a")
+    log_path = out / "log.jsonl"
+    if log_path.is_file():  # keep the log up to the step resumed from: the steps after it are trained again
+        from voiceguard.files import atomic_write_text
+
+        kept = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        atomic_write_text(log_path, "".join(ln + "\n" for ln in kept))
+    log = open(log_path, "a")
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="watermark train", unit="step")
     running: dict[str, float] = {}
     info_path = out / "train.json"

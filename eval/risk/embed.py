@@ -15,7 +15,7 @@ import numpy as np
 
 from voiceguard.audio import FileProblem, load_audio
 from voiceguard.cards import cache_dir, sha256_file
-from voiceguard.errors import VoiceguardError
+from voiceguard.errors import VoiceguardError, per_file
 from voiceguard.files import atomic_output
 
 from .embedders import SAMPLE_RATE, SpeakerEmbedder, array_key, check_speech
@@ -96,12 +96,12 @@ def embed_files(paths: list[str | os.PathLike], embedder: SpeakerEmbedder, *, ca
         for i in range(0, len(todo), batch):
             chunk = todo[i:i + batch]
             wavs, ok = [], []
-            for p, fut in zip(chunk, [pool.submit(_decode, p) for p in chunk]):
-                try:
-                    wavs.append(fut.result())
+            for p, got in zip(chunk, pool.map(lambda q: per_file(_decode, q, "decoding"), chunk)):
+                if isinstance(got, VoiceguardError):
+                    problems.append(FileProblem(p, got.reason))
+                else:
+                    wavs.append(got)
                     ok.append(p)
-                except VoiceguardError as e:
-                    problems.append(FileProblem(p, e.reason))
             for p, emb in _embed_each(embedder, wavs, ok, problems):
                 results[p] = emb
                 if store:
@@ -120,13 +120,14 @@ def _embed_each(embedder: SpeakerEmbedder, wavs: list[np.ndarray], names: list[s
         return []
     try:
         return list(zip(names, embedder.embed_batch(wavs, names)))
-    except VoiceguardError:
+    except Exception:  # noqa: BLE001 - one clip failed: embed one by one so only that clip is reported
         out = []
         for w, n in zip(wavs, names):
-            try:
-                out.append((n, embedder.embed(w, n)))
-            except VoiceguardError as e:
-                problems.append(FileProblem(n, e.reason))
+            got = per_file(lambda _: embedder.embed(w, n), n, "embedding")
+            if isinstance(got, VoiceguardError):
+                problems.append(FileProblem(n, got.reason))
+            else:
+                out.append((n, got))
         return out
 
 
