@@ -293,6 +293,9 @@ def test_asv_check_writes_scores_that_eval_eer_reads(resemblyzer, speakers, tmp_
     bad.write_text("spk9 spk0_utt1 bonafide target\n")
     with pytest.raises(RiskError, match="no enrolment: spk9"):
         asv_check(read_asv_enrollment(enroll), read_asv_trials(bad), audio, resemblyzer)
+    bad.write_text("spk0 spk0_utt1 bonafide target\nspk0 spk1_utt2 A99 spoof\n")
+    with pytest.raises(RiskError, match="needs target and non-target trials.*1 target and 0 non-target"):
+        asv_check(read_asv_enrollment(enroll), read_asv_trials(bad), audio, resemblyzer)
     bad.write_text("spk0 spk0_utt1 bonafide maybe\n")
     with pytest.raises(RiskError, match="line 1: unknown key 'maybe'"):
         read_asv_trials(bad)

@@ -156,15 +156,17 @@ def asv_check(enrollment: dict[str, list[str]], trials: list[AsvTrial], audio_di
         scores = snorm(scores, enr, tst, coh.embeddings, top_n, paired=True)
         norm = f"s-norm (cohort {len(coh.paths)}{f', top {top_n}' if top_n else ''})"
     key = np.array([t.key for t in usable])
+    if not ((key == "target").any() and (key == "nontarget").any()):
+        raise RiskError(f"the ASV EER needs target and non-target trials; the scored trials hold "
+                        f"{int((key == 'target').sum())} target and {int((key == 'nontarget').sum())} non-target")
     m = asv_metrics(scores[key == "target"], scores[key == "nontarget"], scores[key == "spoof"])
     by_attack: dict[str, list[float]] = defaultdict(list)
     for t, s in zip(usable, scores):
         if t.key == "spoof":
             by_attack[t.source].append(float(s))
-    per_attack = tuple(
-        AttackAcceptance(a, len(v), float(np.mean(np.asarray(v) >= m.threshold)), float(np.mean(v)),
-                         bool(np.mean(np.asarray(v) >= m.threshold) >= FOOLS_ASV))
-        for a, v in sorted(by_attack.items()))
+    accepted = {a: float(np.mean(np.asarray(v) >= m.threshold)) for a, v in by_attack.items()}
+    per_attack = tuple(AttackAcceptance(a, len(v), accepted[a], float(np.mean(v)), accepted[a] >= FOOLS_ASV)
+                       for a, v in sorted(by_attack.items()))
     if out is not None:
         atomic_write_text(out, format_asv_scores(usable, scores), overwrite=True)
     return AsvCheckResult(embedder.info(), m, per_attack, len(trials), len(usable), norm,

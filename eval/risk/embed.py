@@ -92,6 +92,8 @@ def embed_files(paths: list[str | os.PathLike], embedder: SpeakerEmbedder, *, ca
         else:
             todo.append(p)
     cached = len(results)
+    if progress and len(paths) > len(todo):
+        progress(len(paths) - len(todo))  # cache hits and unreadable files are done already
     with ThreadPoolExecutor(max(1, workers)) as pool:
         for i in range(0, len(todo), batch):
             chunk = todo[i:i + batch]
