@@ -2,7 +2,7 @@
 # Installs everything voiceguard needs on a fresh Debian/Ubuntu machine: system tools, a venv, the package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-APT_PKGS="ffmpeg espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
+APT_PKGS="ffmpeg espeak-ng flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts chromium chromium-driver"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -32,6 +32,7 @@ import numpy as np
 
 from voiceguard.attacks import get_attack, load_suite
 from voiceguard.audio import find_audio_files, load_audio, save_audio
+from voiceguard.eval.report.stages import si_snr
 from voiceguard.files import atomic_write_text
 from voiceguard.watermark import load_watermarker, message_bits
 
@@ -68,13 +69,6 @@ def long_clips(paths: list[str], n: int, seconds: float, seed: int = 1) -> list[
             total += len(x)
         out.append(np.concatenate(parts)[:int(seconds * SR)])
     return out
-
-
-def si_snr(ref: np.ndarray, est: np.ndarray) -> float:
-    ref = ref - ref.mean()
-    est = est - est.mean()
-    proj = (est @ ref) / (ref @ ref) * ref
-    return float(10 * np.log10((proj @ proj) / ((est - proj) @ (est - proj) + 1e-20)))
 
 
 def attacks() -> list[tuple[str, object]]:

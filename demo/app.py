@@ -51,8 +51,14 @@ def _voices(a, b):
     return H.compare_voices(a, b).summary
 
 
-def build_demo():
-    """The ``gr.Blocks`` app with its tabs; call ``.launch()`` on it (``voiceguard demo`` does)."""
+def _report(folder):
+    v = H.report_view(folder)
+    return v.markdown, list(v.figures)
+
+
+def build_demo(report_dir: str | None = None):
+    """The ``gr.Blocks`` app with its tabs; call ``.launch()`` on it (``voiceguard demo`` does).
+    ``report_dir``: the Report tab's first choice (else the latest report found, see ``handlers.report_view``)."""
     import gradio as gr
 
     audio = dict(type="filepath", sources=["upload", "microphone"])
@@ -100,6 +106,12 @@ def build_demo():
             v_btn = gr.Button("Compare voices", variant="primary")
             v_out = gr.Markdown(elem_id="voice-result")
             v_btn.click(friendly(_voices), [va, vb], [v_out])
+        with gr.Tab("Report"):
+            rep_dir = gr.State(report_dir)
+            rep_btn = gr.Button("Load the latest report", elem_id="report-button")
+            rep_out = gr.Markdown(elem_id="report-result")
+            rep_gallery = gr.Gallery(label="figures", columns=2, height="auto", elem_id="report-figures")
+            rep_btn.click(friendly(_report), [rep_dir], [rep_out, rep_gallery])
     return demo
 
 

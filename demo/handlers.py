@@ -278,6 +278,55 @@ def compare_voices(a: str | os.PathLike | None, b: str | os.PathLike | None) -> 
                                                 f"risk: {risk}")
 
 
+# --------------------------------------------------------------------------- Report
+REPORT_ENV = "VOICEGUARD_REPORT"
+
+
+@dataclass(frozen=True)
+class ReportView:
+    folder: str
+    markdown: str  # report.md without its figure links (the figures are shown in a gallery)
+    figures: tuple[tuple[str, str], ...]  # (absolute PNG path, caption)
+
+
+def report_candidates(extra: str | os.PathLike | None = None) -> list[Path]:
+    """Folders that may hold a report: ``extra`` (``voiceguard demo --report``), ``$VOICEGUARD_REPORT``, every
+    ``reports/*`` under the current folder, and the committed ``docs/report``."""
+    out = [Path(p) for p in (extra, os.environ.get(REPORT_ENV)) if p]
+    reports = Path("reports")
+    if reports.is_dir():
+        out += sorted(p for p in reports.iterdir() if p.is_dir())
+    out.append(Path("docs") / "report")
+    return out
+
+
+def latest_report(candidates: list[Path]) -> Path | None:
+    """The candidate whose ``report.json`` was written last."""
+    found = [c for c in candidates if (c / "report.json").is_file() and (c / "report.md").is_file()]
+    return max(found, key=lambda c: (c / "report.json").stat().st_mtime) if found else None
+
+
+def report_view(folder: str | os.PathLike | None = None) -> ReportView:
+    """The tables and figures of ``folder``'s report when it holds one, else of the latest report found."""
+    import json
+
+    found = latest_report([Path(folder)]) if folder else None  # the folder asked for (--report) comes first
+    found = found or latest_report(report_candidates())
+    if found is None:
+        raise DemoInputError("no report found yet: run `voiceguard eval report --config configs/mini-la.yaml "
+                             "--out reports/mini-la` (or start the demo with --report DIR)")
+    try:
+        report = json.loads((found / "report.json").read_text())
+        md = (found / "report.md").read_text()
+    except (OSError, ValueError) as e:
+        raise DemoInputError(f"unreadable report ({e})", source=found) from None
+    figures = tuple((str((found / f["file"]).resolve()), f["title"]) for f in report.get("figures", [])
+                    if (found / f["file"]).is_file())
+    text = "\n".join(line for line in md.splitlines() if not line.startswith("!["))
+    return ReportView(str(found), f"_Report folder: `{found}`_\n\n" + text, figures)
+
+
 __all__ = ["check_upload", "scan_clip", "embed_clip", "detect_clip", "attack_clip", "attack_names",
            "compare_voices", "parse_params", "DemoInputError", "ENGINES", "ScanView", "EmbedView", "DetectView",
-           "AttackView", "VoiceView", "MAX_MB", "MAX_SECONDS"]
+           "AttackView", "VoiceView", "MAX_MB", "MAX_SECONDS", "ReportView", "report_view", "latest_report",
+           "report_candidates"]

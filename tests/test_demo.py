@@ -1,6 +1,8 @@
 """The demo's pure handlers (called directly) and build_demo() (built, not launched)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -90,6 +92,39 @@ def test_build_demo_has_the_tabs_and_friendly_errors():
 
     demo = build_demo()
     labels = {b.label for b in demo.blocks.values() if isinstance(b, gr.Tab)}
-    assert {"Scan", "Watermark", "Attack lab", "Voiceprint risk"} <= labels
+    assert {"Scan", "Watermark", "Attack lab", "Voiceprint risk", "Report"} <= labels
     with pytest.raises(gr.Error, match="upload or record a clip first"):
         friendly(H.scan_clip)(None)
+
+
+def _fake_report(folder, title):
+    import json
+    import os
+
+    (folder / "figures").mkdir(parents=True)
+    (folder / "figures" / "det.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (folder / "report.md").write_text(f"# {title}\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![DET](figures/det.png)\n")
+    (folder / "report.json").write_text(json.dumps({"figures": [{"file": "figures/det.png", "title": "DET"},
+                                                                {"file": "figures/lost.png", "title": "gone"}]}))
+    return folder
+
+
+def test_report_tab_shows_the_latest_report(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(H.REPORT_ENV, raising=False)
+    with pytest.raises(H.DemoInputError, match="no report found yet: run `voiceguard eval report"):
+        H.report_view()
+    old = _fake_report(tmp_path / "reports" / "old", "old report")
+    new = _fake_report(tmp_path / "reports" / "new", "new report")
+    os.utime(old / "report.json", (1e9, 1e9))
+    v = H.report_view()
+    assert v.folder == str(Path("reports") / "new") and "# new report" in v.markdown and "| 1 | 2 |" in v.markdown
+    assert "![" not in v.markdown  # figures go to the gallery; a missing one is left out
+    assert v.figures == ((str((new / "figures" / "det.png").resolve()), "DET"),)
+    os.utime(new / "report.json", (1e9 - 10, 1e9 - 10))
+    assert H.report_view().folder == str(Path("reports") / "old")
+    monkeypatch.setenv(H.REPORT_ENV, str(tmp_path / "elsewhere"))
+    assert H.report_view(str(new)).folder == str(new)  # the folder asked for wins
+    assert H.report_view(str(tmp_path / "empty")).folder == str(Path("reports") / "old")  # else the newest

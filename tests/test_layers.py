@@ -6,7 +6,8 @@ import ast
 from helpers import REPO
 
 FOLDERS = {"voiceguard": "voiceguard", "detect": "voiceguard.detect", "watermark": "voiceguard.watermark",
-           "eval": "voiceguard.eval", "demo": "voiceguard.demo"}
+           "eval": "voiceguard.eval", "demo": "voiceguard.demo",
+           "configs": "voiceguard.configs"}
 
 
 def layer_of(module: str) -> int:

@@ -8,7 +8,8 @@ import tomllib
 from helpers import REPO
 
 CODE_FOLDERS = {"voiceguard": "voiceguard", "detect": "voiceguard.detect", "watermark": "voiceguard.watermark",
-                "eval": "voiceguard.eval", "demo": "voiceguard.demo"}
+                "eval": "voiceguard.eval", "demo": "voiceguard.demo",
+                "configs": "voiceguard.configs"}
 
 
 def test_every_code_folder_is_a_listed_subpackage():
@@ -25,6 +26,6 @@ def test_every_code_folder_is_a_listed_subpackage():
 
 def test_no_top_level_detect_eval_watermark(tmp_path):
     code = ("import importlib.util as u, voiceguard.eval.metrics, voiceguard.detect, voiceguard.watermark;"
-            "print([n for n in ('detect', 'eval', 'watermark', 'demo') if u.find_spec(n)])")
+            "print([n for n in ('detect', 'eval', 'watermark', 'demo', 'configs') if u.find_spec(n)])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr

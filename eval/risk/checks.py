@@ -278,9 +278,12 @@ class AttackerResult:
     rank1_ci: tuple[float, float] | None
     n_probes: int
     n_speakers: int
+    # the scores behind the metrics (for histograms); not part of the serialised result
+    mated: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
+    nonmated: np.ndarray = field(default_factory=lambda: np.zeros(0), repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = {k: v for k, v in asdict(self).items() if k not in ("mated", "nonmated")}
         d["link"] = self.link.to_dict()
         return d
 
@@ -311,7 +314,8 @@ def _attack(scenario: str, enrollment: str, scores: np.ndarray, truth: np.ndarra
     if n_boot:
         hits = (scores > scores[own][:, None]).sum(1) == 0
         ci = bootstrap_ci(np.mean, (hits.astype(float),), n_boot, seed=seed)
-    return AttackerResult(scenario, enrollment, link, rank, ci, int(len(truth)), int(scores.shape[1]))
+    return AttackerResult(scenario, enrollment, link, rank, ci, int(len(truth)), int(scores.shape[1]),
+                          scores[own], scores[~own])
 
 
 def risk_level(attackers: tuple[AttackerResult, ...]) -> tuple[str, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from . import codecs, dsp, noise  # noqa: F401  (register the attacks)
 from .base import ATTACKS, Attack, AttackUnavailable, get_attack, register
-from .suites import Chain, Suite, SuiteRow, list_suites, load_suite
+from .suites import Chain, Suite, SuiteRow, list_suites, load_suite, suite_from_rows
 
 __all__ = ["ATTACKS", "Attack", "AttackUnavailable", "Chain", "Suite", "SuiteRow", "get_attack", "list_suites",
-           "load_suite", "register"]
+           "load_suite", "register", "suite_from_rows"]

@@ -90,19 +90,29 @@ def load_suite(name_or_path: str | os.PathLike) -> Suite:
         data = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
         raise VoiceguardError(f"not valid YAML ({e})", source=p) from None
-    rows = []
-    for i, row in enumerate(data.get("attacks") or []):
+    if not isinstance(data, dict):
+        raise VoiceguardError("a suite file must be a mapping with an 'attacks' list", source=p)
+    return suite_from_rows(data.get("name", p.stem), data.get("description", ""), data.get("attacks"), source=p)
+
+
+def suite_from_rows(name: str, description: str, rows: Any, *, source: str | os.PathLike | None = None) -> Suite:
+    """A suite from rows written as in a suite file (``attack: {params}``, optional ``label:``)."""
+    out = []
+    for i, row in enumerate(rows or []):
         label = None
         if isinstance(row, dict) and "label" in row:
             row = dict(row)
             label = row.pop("label")
-        name, params = _row_items(row)
-        if name not in ATTACKS:
-            raise VoiceguardError(f"row {i + 1}: unknown attack {name!r}", source=p)
-        rows.append(SuiteRow(label or _default_label(name, params), name, params))
-    if not rows:
-        raise VoiceguardError("suite has no attacks", source=p)
-    return Suite(data.get("name", p.stem), data.get("description", ""), tuple(rows))
+        try:
+            name_, params = _row_items(row)
+        except VoiceguardError as e:
+            raise VoiceguardError(f"row {i + 1}: {e.reason}", source=source) from None
+        if name_ not in ATTACKS:
+            raise VoiceguardError(f"row {i + 1}: unknown attack {name_!r}", source=source)
+        out.append(SuiteRow(str(label or _default_label(name_, params)), name_, params))
+    if not out:
+        raise VoiceguardError("suite has no attacks", source=source)
+    return Suite(name, description, tuple(out))
 
 
 def _default_label(name: str, params: dict) -> str:
@@ -111,4 +121,4 @@ def _default_label(name: str, params: dict) -> str:
     return name + "".join(f"_{v}" for v in params.values() if not isinstance(v, (list, dict)))
 
 
-__all__ = ["Chain", "Suite", "SuiteRow", "list_suites", "load_suite", "AttackUnavailable"]
+__all__ = ["Chain", "Suite", "SuiteRow", "list_suites", "load_suite", "suite_from_rows", "AttackUnavailable"]

@@ -1,0 +1,1 @@
+"""Shipped report configs (YAML): `voiceguard eval report --config NAME` finds them here."""

@@ -1,0 +1,192 @@
+"""``voiceguard eval report`` as a function: run (or reuse) every stage, then write the figures and the report."""
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from voiceguard.attacks import AttackUnavailable
+from voiceguard.audio import load_audio
+from voiceguard.protocols import BONAFIDE
+
+from .config import ReportConfig
+from .stages import (SR, ReportError, StageCache, _log, asv_stage, detector_identity, environment, reid_condition,
+                     reid_sets, resolve_data, score_condition, subset, watermark_stage)
+
+REPORT_FORMAT = 1
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_") or "x"
+
+
+def _available(row) -> str | None:
+    try:
+        row.build(seed=0)
+    except AttackUnavailable as e:
+        return str(e)
+    return None
+
+
+def _rows(trials, cond: dict) -> list:
+    from voiceguard.eval.scores import ScoredTrial
+
+    by = {t.utt_id: t for t in trials}
+    return [ScoredTrial(u, s, by[u].label, by[u].attack, by[u].condition) for u, s in zip(cond["utt"], cond["score"])]
+
+
+def _detection(cfg: ReportConfig, data, cache: StageCache, timings: dict, asv_arrays, work: Path, progress: bool,
+               arrays: dict) -> dict:
+    """Every detector on the clean eval set (all metrics) and under each attack condition (EER)."""
+    from voiceguard.eval.metrics import eer
+    from voiceguard.eval.scores import evaluate_cm, write_cm_scores
+
+    attacked = subset(list(data.trials), cfg.attack_trials, cfg.seed + 1)
+    fp_all, fp_att = data.fingerprint(), [t.utt_id for t in attacked]
+    out = {}
+    for det in cfg.detectors:
+        ident = detector_identity(det)
+        loaded = ident.pop("loaded")
+        key = slug(det.label)
+        clean = cache.run(f"detect.{key}.clean", {"det": ident["id"], "data": fp_all},
+                          lambda: score_condition(loaded, data, list(data.trials), None, cfg.seed, progress), timings)
+        rows = _rows(data.trials, clean)
+        write_cm_scores(work / "scores" / f"{key}.eval.txt", rows)
+        m = evaluate_cm(rows, asv_arrays)
+        conditions: dict[str, dict] = {}
+        for suite in cfg.attack_suites:
+            for row in suite.rows:
+                name = f"{suite.name}/{row.label}"
+                why = _available(row)
+                if why:
+                    conditions[name] = {"unavailable": why}
+                    continue
+                got = cache.run(f"detect.{key}.{slug(suite.name)}.{slug(row.label)}",
+                                {"det": ident["id"], "data": fp_att, "attack": [row.attack, row.params],
+                                 "seed": cfg.seed},
+                                lambda row=row: score_condition(loaded, data, attacked, row, cfg.seed, progress),
+                                timings)
+                r = _rows(data.trials, got)
+                bona = np.array([x.score for x in r if x.label == BONAFIDE])
+                spoof = np.array([x.score for x in r if x.label != BONAFIDE])
+                if bona.size < 2 or spoof.size < 2:
+                    conditions[name] = {"unavailable": f"too few files scored ({len(got['errors'])} failed)"}
+                    continue
+                conditions[name] = {"eer": eer(bona, spoof)[0], "n_bonafide": int(bona.size),
+                                    "n_spoof": int(spoof.size), "errors": len(got["errors"])}
+        out[det.label] = {**ident["id"], "metrics": m.to_dict(), "errors": clean["errors"],
+                          "conditions": conditions, "n_attacked_trials": len(attacked)}
+        arrays[det.label] = (np.array([x.score for x in rows if x.label == BONAFIDE]),
+                             np.array([x.score for x in rows if x.label != BONAFIDE]))
+    return out
+
+
+def _clips(data, n: int, seed: int) -> tuple[list[str], list[np.ndarray]]:
+    bona = [t for t in data.trials if t.label == BONAFIDE]
+    pick = sorted(np.random.default_rng(seed).permutation(len(bona))[:n].tolist())
+    paths = [str(data.path(bona[i])) for i in pick]
+    return paths, [load_audio(p, SR, mono=True)[0][0] for p in paths]
+
+
+def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = None, *, force: bool = False,
+               progress: bool = False, log: Callable[[str], None] = _log) -> dict:
+    """Run every stage the config names (cached under ``work``, default ``out/work``) and return the report
+    data (also written as ``out/report.json`` with the figures, ``report.md`` and ``report.html``)."""
+    from voiceguard.eval.scores import read_asv_scores
+
+    from .figures import make_figures
+    from .render import write_report
+
+    t_start = time.perf_counter()
+    started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out = Path(out)
+    work = Path(work) if work is not None else out / "work"
+    cache = StageCache(work / "cache", force, log)
+    timings: dict[str, dict] = {}
+    t0 = time.perf_counter()
+    data = resolve_data(cfg, progress=progress, log=log)
+    timings["data"] = {"seconds": round(time.perf_counter() - t0, 2), "cached": False}
+    n_bona = sum(t.label == BONAFIDE for t in data.trials)
+    attacks = sorted({t.attack for t in data.trials if t.label != BONAFIDE})
+    results: dict = {"data": {"layout": cfg.data.layout, "path": str(data.root), "protocol": cfg.data.protocol,
+                              "n_trials": len(data.trials), "n_bonafide": n_bona,
+                              "n_spoof": len(data.trials) - n_bona, "attacks": attacks,
+                              "max_trials": cfg.data.max_trials}}
+
+    # ASV first: its scores give the detectors' t-DCF when the organisers' are not there
+    asv = None
+    if cfg.risk and cfg.risk.asv and data.asv_enroll and data.asv_trials:
+        asv = cache.run("risk.asv", {"backend": cfg.risk.backend, "data": data.fingerprint(),
+                                     "lists": [p.read_text() for p in (*data.asv_enroll, data.asv_trials)]},
+                        lambda: asv_stage(data, cfg.risk.backend, work / "scores" / "asv.eval.txt"), timings)
+        results["asv"] = asv["result"]
+    asv_arrays, tdcf_source = None, None
+    if data.asv_scores is not None:
+        asv_arrays, tdcf_source = read_asv_scores(data.asv_scores), f"organisers' ASV scores ({data.asv_scores.name})"
+    elif asv is not None:
+        asv_arrays = tuple(np.asarray(asv["scores"][k]) for k in ("target", "nontarget", "spoof"))
+        tdcf_source = f"voiceguard's own ASV ({cfg.risk.backend}, cosine to the enrolment mean)"
+    results["tdcf_asv"] = tdcf_source
+    arrays: dict = {"detection": {}, "asv": asv["scores"] if asv else None, "reid": {}}
+    results["detection"] = _detection(cfg, data, cache, timings, asv_arrays, work, progress, arrays["detection"])
+
+    if cfg.watermark:
+        from voiceguard.attacks import load_suite
+
+        suite = cfg.watermark.suite or load_suite("audioseal-paper")
+        paths, clips = _clips(data, cfg.watermark.files, cfg.seed)
+        results["watermark"] = {}
+        for engine in cfg.watermark.engines:
+            results["watermark"][engine] = cache.run(
+                f"watermark.{slug(engine)}", {"engine": engine, "files": paths, "suite": [
+                    [r.label, r.attack, r.params] for r in suite.rows], "seed": cfg.seed},
+                lambda engine=engine: watermark_stage(engine, clips, suite, cfg.seed), timings)
+        results["watermark_suite"] = suite.name
+
+    if cfg.risk and cfg.risk.reid_speakers:
+        enroll, probe = reid_sets(data, cfg.risk.reid_speakers, cfg.seed)
+        conds: list[tuple[str, object]] = [("original", None)]
+        if cfg.risk.reid_watermark and cfg.watermark:
+            from voiceguard.watermark import load_watermarker
+
+            engine = cfg.watermark.engines[0]
+            conds.append((f"watermarked ({engine})", ("watermark", engine)))
+        if cfg.risk.reid_suite:
+            conds += [(r.label, r) for r in cfg.risk.reid_suite.rows if r.attack != "none"]
+        results["reid"] = {}
+        base = {"backend": cfg.risk.backend, "enroll": [(f.path, f.speaker) for f in enroll],
+                "probe": [(f.path, f.speaker) for f in probe], "seed": cfg.seed}
+        for label, how in conds:
+            if how is not None and not isinstance(how, tuple) and _available(how):
+                results["reid"][label] = {"unavailable": _available(how)}
+                continue
+
+            def transform_for(how=how):
+                if how is None:
+                    return None
+                if isinstance(how, tuple):
+                    wm = load_watermarker(how[1])
+                    return lambda x, i: wm.embed(x, SR, int(np.random.default_rng([cfg.seed, i]).integers(0, 2 ** 16)))
+                return lambda x, i: np.asarray(how.build(seed=cfg.seed * 100_003 + i)(x, SR), np.float32).ravel()
+
+            what = how if how is None or isinstance(how, tuple) else [how.attack, how.params]
+            got = cache.run(
+                f"risk.reid.{slug(label)}", {**base, "condition": what},
+                lambda label=label, transform_for=transform_for: reid_condition(
+                    enroll, probe, transform_for(), work / "reid" / slug(label), cfg.risk.backend, cfg.seed), timings)
+            results["reid"][label] = got["result"]
+            arrays["reid"][label] = (np.asarray(got["mated"]), np.asarray(got["nonmated"]))
+
+    report = {"format": REPORT_FORMAT, "name": cfg.name, "seed": cfg.seed, "config": cfg.to_dict(),
+              "results": results, "environment": environment(), "timings": timings, "started": started}
+    report["figures"] = make_figures(results, arrays, out / "figures")
+    report["wall_seconds"] = round(time.perf_counter() - t_start, 1)
+    write_report(report, out)
+    return report
+
+
+__all__ = ["REPORT_FORMAT", "ReportError", "run_report", "slug"]

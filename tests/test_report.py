@@ -1,0 +1,172 @@
+"""`voiceguard eval report`: a tiny config end to end (corpus built from speech, two detectors, attacks, both
+watermark engines, ASV and re-identification), determinism, the stage cache, config errors, the README block."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from voiceguard.eval.report import (ReportConfigError, headline_markdown, load_report_config, parse_config,
+                                    readme_block, run_report, update_readme)
+from voiceguard.eval.report.render import README_BEGIN, README_END
+
+from helpers import REPO, run_cli, synthetic_speaker_folder
+
+TINY = {
+    "name": "tiny",
+    "seed": 0,
+    "detectors": ["vg-specnet", {"label": "specnet-uncalibrated", "model": "specnet",
+                                 "checkpoint": str(REPO / "detect" / "cards" / "vg-specnet.pt")}],
+    "attacks": {"suites": [[{"none": {}}, {"label": "noise", "white_noise": {"sigma": 0.02}}]], "max_trials": 12},
+    "watermark": {"engines": ["spread-spectrum", "audioseal"], "files": 2,
+                  "suite": [{"none": {}}, {"lowpass": {"cutoff_hz": 3000}}]},
+    "risk": {"asv": True, "reid": {"speakers": 3, "attacks": [{"label": "quiet", "gain": {"factor": 0.5}}]}},
+}
+
+
+@pytest.fixture(scope="module")
+def speech(tmp_path_factory) -> Path:
+    return synthetic_speaker_folder(tmp_path_factory.mktemp("speech") / "src", n_speakers=8, files_per_speaker=3)
+
+
+def _config(tmp: Path, speech: Path, **over) -> Path:
+    data = {**TINY, "data": {"layout": "corpus", "path": str(tmp / "corpus"),
+                             "build": {"source": str(speech), "config": "tiny"}}, **over}
+    p = tmp / "tiny.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return p
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory, speech):
+    tmp = tmp_path_factory.mktemp("report")
+    cfg = load_report_config(_config(tmp, speech))
+    return tmp, cfg, run_report(cfg, tmp / "out", log=lambda m: None)
+
+
+def test_tiny_report_has_every_part(first):
+    tmp, cfg, rep = first
+    out = tmp / "out"
+    r = rep["results"]
+    assert (tmp / "corpus" / "protocols" / "VG.cm.eval.trl.txt").is_file()  # built on the first run
+    assert set(r["detection"]) == {"vg-specnet", "specnet-uncalibrated"}
+    det = r["detection"]["vg-specnet"]
+    assert 0 <= det["metrics"]["eer"] <= 1 and det["metrics"]["min_tdcf_2021"] is not None
+    assert set(det["conditions"]) == {"custom/none", "custom/noise"}
+    # the calibrated and the raw checkpoint are the same network: same EER, different LLR scale
+    raw = r["detection"]["specnet-uncalibrated"]
+    assert raw["metrics"]["eer"] == det["metrics"]["eer"] and not raw["calibrated"] and det["calibrated"]
+    assert set(r["watermark"]) == {"spread-spectrum", "audioseal"}
+    assert r["watermark"]["spread-spectrum"]["attacks"]["none"]["tpr"] == 1.0
+    assert r["asv"]["metrics"]["n_target"] > 0 and r["tdcf_asv"].startswith("voiceguard's own ASV")
+    assert list(r["reid"]) == ["original", "watermarked (spread-spectrum)", "quiet"]
+    names = {Path(f["file"]).name for f in rep["figures"]}
+    assert names == {"det_curves.png", "per_attack_eer.png", "detector_attack_heatmap.png",
+                     "watermark_attack_heatmap.png", "asv_scores.png", "reid_histograms.png"}
+    for f in rep["figures"]:
+        assert (out / f["file"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "report.html").read_text()
+    assert html.count('src="data:image/png;base64,') == 6 and 'src="figures/' not in html  # self-contained
+    md = (out / "report.md").read_text()
+    for needle in ("min t-DCF", "seed 0", "torch", "Timings", "EER: the error rate"):
+        assert needle in md
+    assert json.loads((out / "report.json").read_text())["results"] == json.loads(json.dumps(r))
+    assert (out / "work" / "scores" / "vg-specnet.eval.txt").is_file()  # official-format score file
+
+
+def test_same_config_and_seed_reproduce_the_numbers(first, tmp_path):
+    tmp, cfg, rep = first
+    again = run_report(cfg, tmp_path / "out2", log=lambda m: None)  # fresh work folder: nothing cached
+    assert not any(t["cached"] for t in again["timings"].values())
+    assert json.dumps(again["results"], sort_keys=True) == json.dumps(rep["results"], sort_keys=True)
+    for f in rep["figures"]:
+        assert (tmp_path / "out2" / f["file"]).read_bytes() == (tmp / "out" / f["file"]).read_bytes()
+    assert headline_markdown(again, "cmd") == headline_markdown(rep, "cmd")
+
+
+def test_reruns_reuse_the_cache_and_resume_a_lost_stage(first, tmp_path):
+    tmp, cfg, rep = first
+    work = tmp / "out" / "work"
+    (work / "cache" / "watermark.audioseal.json").unlink()  # as if the run was killed before this stage
+    logs: list[str] = []
+    again = run_report(cfg, tmp_path / "o", work, log=logs.append)
+    ran = [k for k, t in again["timings"].items() if not t["cached"]]
+    assert ran == ["data", "watermark.audioseal"], ran
+    assert again["results"] == rep["results"]
+    assert any("watermark.audioseal: running" in m for m in logs)
+    forced = run_report(cfg, tmp_path / "f", work, force=True, log=lambda m: None)
+    assert not any(t["cached"] for t in forced["timings"].values())
+
+
+def test_a_changed_seed_is_a_new_evaluation(first, tmp_path):
+    tmp, cfg, rep = first
+    other = parse_config({**cfg.raw, "seed": 1, "detectors": ["vg-specnet"], "risk": None, "watermark": None},
+                         "seed1")
+    got = run_report(other, tmp_path / "o", tmp / "out" / "work", log=lambda m: None)
+    assert got["results"]["data"]["n_trials"] == rep["results"]["data"]["n_trials"]
+    assert got["timings"]["detect.vg-specnet.clean"]["cached"]  # same trials, same model
+    assert not got["timings"]["detect.vg-specnet.custom.noise"]["cached"]  # attack seeds differ
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"colour": 1}, "unknown key(s) colour"),
+    ({"data": {"layout": "timit", "path": "x"}}, "data.layout must be one of"),
+    ({"data": {"layout": "corpus"}}, "data.path is required"),
+    ({"detectors": []}, "detectors must be a non-empty list"),
+    ({"detectors": ["vg-specnet", "vg-specnet"]}, "labels must be unique"),
+    ({"attacks": {"suites": [[{"white_noise": {"loudness": 3}}]]}}, "unknown parameter"),
+    ({"attacks": {"suites": ["no-such-suite"]}}, "unknown attack suite"),
+    ({"watermark": {"files": 0}}, "watermark.files must be an integer >= 1"),
+    ({"risk": {"reid": {"speakers": 1}}}, "risk.reid.speakers must be 0"),
+])
+def test_config_errors_name_the_problem(change, message):
+    base = {**TINY, "data": {"layout": "corpus", "path": "c"}}
+    with pytest.raises(ReportConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_config({**base, **change}, "cfg.yaml")
+
+
+def test_shipped_configs_parse_and_env_vars_expand(monkeypatch, tmp_path):
+    monkeypatch.delenv("VOICEGUARD_CORPUS", raising=False)
+    mini = load_report_config("mini-la")
+    assert mini.data.path == "reports/corpus-default" and mini.data.build_config == "default"
+    assert [s.name for s in mini.attack_suites] == ["asvspoof21-la"] and mini.risk.reid_speakers == 20
+    assert load_report_config(REPO / "configs" / "mini-la.yaml").raw == mini.raw
+    monkeypatch.delenv("VOICEGUARD_LA", raising=False)
+    with pytest.raises(ReportConfigError, match="VOICEGUARD_LA is not set"):
+        load_report_config("asvspoof2019-la")
+    monkeypatch.setenv("VOICEGUARD_LA", str(tmp_path))
+    la = load_report_config("asvspoof2019-la")
+    assert la.data.asv_scores.endswith("ASVspoof2019.LA.asv.eval.gi.trl.scores.txt")
+    assert [d.label for d in la.detectors] == ["vg-specnet", "aasist-la19", "aasist-l-la19"]
+
+
+def test_cli_reports_a_missing_dataset_in_one_line(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump({**TINY, "data": {"layout": "asvspoof2019-la", "path": str(tmp_path / "LA")}}))
+    r = run_cli("eval", "report", "--config", str(cfg), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "eval protocol not found" in r.stderr and "ASVspoof2019.LA.cm.eval.trl.txt" in r.stderr
+    r = run_cli("eval", "report", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "no such config file" in r.stderr
+
+
+def test_update_readme_replaces_only_the_marked_block(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_BEGIN}\nold table\n{README_END}\nrest\n")
+    update_readme(readme, "| new | table |\n")
+    assert readme.read_text() == f"intro\n{README_BEGIN}\n| new | table |\n{README_END}\nrest\n"
+    assert readme_block(readme) == "| new | table |"
+    readme.write_text("no markers\n")
+    with pytest.raises(Exception, match="needs exactly one"):
+        update_readme(readme, "x")
+    assert readme.read_text() == "no markers\n"  # untouched
+
+
+def test_readme_headline_is_the_committed_reports_block():
+    """The README's results block is generated from docs/report/report.json, not typed by hand."""
+    report = json.loads((REPO / "docs" / "report" / "report.json").read_text())
+    command = "voiceguard eval report --config configs/mini-la.yaml --out docs/report"
+    assert readme_block(REPO / "README.md") == headline_markdown(report, command).strip()
