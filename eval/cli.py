@@ -62,15 +62,15 @@ def eer_command(scores: Path, protocol: Path | None, asv_scores: Path | None, bo
 @eval_group.command("report")
 @click.option("--config", "config", required=True,
               help="Report config: a shipped name (mini-la, asvspoof2019-la) or a YAML file.")
-@click.option("--out", required=True, type=click.Path(path_type=Path),
-              help="Folder for report.md, report.html, report.json and figures/.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Folder for report.md, report.html, report.json and figures/ (default: reports/NAME).")
 @click.option("--work", type=click.Path(path_type=Path), default=None,
               help="Folder for the cached stages, score files and processed audio (default: OUT/work).")
 @click.option("--force", is_flag=True, help="Recompute every stage instead of reusing cached ones.")
 @click.option("--update-readme", "readme", type=click.Path(path_type=Path), default=None,
               help="Also replace the headline block between the voiceguard-report markers of this README.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
-def report_command(config: str, out: Path, work: Path | None, force: bool, readme: Path | None,
+def report_command(config: str, out: Path | None, work: Path | None, force: bool, readme: Path | None,
                    progress: bool | None) -> None:
     """Evaluate detectors, watermark, attacks and voiceprint risk together; write the report."""
     import sys
@@ -79,6 +79,7 @@ def report_command(config: str, out: Path, work: Path | None, force: bool, readm
     from .report.render import check_readme
 
     cfg = load_report_config(config)
+    out = out if out is not None else Path("reports") / cfg.name
     if readme is not None:
         check_readme(readme)  # before the long run, not after
     report = run_report(cfg, out, work, force=force, progress=sys.stderr.isatty() if progress is None else progress)

@@ -121,6 +121,8 @@ def test_a_changed_seed_is_a_new_evaluation(first, tmp_path):
     ({"attacks": {"suites": ["no-such-suite"]}}, "unknown attack suite"),
     ({"watermark": {"files": 0}}, "watermark.files must be an integer >= 1"),
     ({"risk": {"reid": {"speakers": 1}}}, "risk.reid.speakers must be 0"),
+    ({"watermark": {"engines": ["wavmark"]}}, "unknown engine(s) wavmark"),
+    ({"risk": {"backend": "xvector"}}, "risk.backend must be one of"),
 ])
 def test_config_errors_name_the_problem(change, message):
     base = {**TINY, "data": {"layout": "corpus", "path": "c"}}
@@ -151,6 +153,11 @@ def test_cli_reports_a_missing_dataset_in_one_line(tmp_path):
     assert "eval protocol not found" in r.stderr and "ASVspoof2019.LA.cm.eval.trl.txt" in r.stderr
     r = run_cli("eval", "report", "--config", str(tmp_path / "nope.yaml"), "--out", str(tmp_path / "o"))
     assert r.returncode == 2 and "no such config file" in r.stderr
+    cfg.write_text(yaml.safe_dump({**TINY, "detectors": [{"model": "specnet", "checkpoint": str(tmp_path / "w.pt")}],
+                                   "data": {"layout": "corpus", "path": str(tmp_path / "c")}}))
+    r = run_cli("eval", "report", "--config", str(cfg), "--out", str(tmp_path / "o"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "w.pt" in r.stderr, r.stderr
+    assert not (tmp_path / "o").exists()  # nothing ran
 
 
 def test_update_readme_replaces_only_the_marked_block(tmp_path):

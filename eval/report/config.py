@@ -219,6 +219,12 @@ def parse_config(data: Any, source: str = "<config>") -> ReportConfig:
             _unknown(w, {"engines", "files", "suite"}, "watermark")
             engines = w.get("engines", ["audioseal"])
             engines = (engines,) if isinstance(engines, str) else tuple(engines)
+            from voiceguard.watermark import WATERMARKERS, audioseal_engine, dsp  # noqa: F401  (registered)
+
+            bad = [e for e in engines if e not in WATERMARKERS]
+            if bad or not engines:
+                raise ReportConfigError(f"watermark.engines: unknown engine(s) {', '.join(map(str, bad)) or '(none)'}"
+                                        f" (one of {', '.join(sorted(WATERMARKERS))})")
             wm = WatermarkConfig(engines, _int(w, "files", 20, "watermark", 1),
                                  _suite(w["suite"], "watermark.suite") if w.get("suite") else None)
         risk = None
@@ -227,6 +233,11 @@ def parse_config(data: Any, source: str = "<config>") -> ReportConfig:
             _unknown(r, {"backend", "asv", "reid"}, "risk")
             reid = _mapping(r.get("reid"), "risk.reid")
             _unknown(reid, {"speakers", "attacks", "watermark"}, "risk.reid")
+            from voiceguard.eval.risk import list_embedders
+
+            if str(r.get("backend", "resemblyzer")) not in list_embedders():
+                raise ReportConfigError(f"risk.backend must be one of {', '.join(list_embedders())}, got "
+                                        f"{r.get('backend')!r}")
             risk = RiskConfig(str(r.get("backend", "resemblyzer")), bool(r.get("asv", True)),
                               _int(reid, "speakers", 0, "risk.reid"),
                               _suite(reid["attacks"], "risk.reid.attacks") if reid.get("attacks") else None,

@@ -50,12 +50,14 @@ def _attack_summary(conditions: dict) -> tuple[float | None, float | None, str]:
     return sum(vals.values()) / len(vals), vals[worst], worst
 
 
-def _wm_summary(w: dict) -> dict:
-    rows = [v for k, v in w["attacks"].items() if "tpr" in v]
-    worst = min((k for k, v in w["attacks"].items() if "tpr" in v), key=lambda k: w["attacks"][k]["tpr"])
-    return {"tpr_mean": sum(r["tpr"] for r in rows) / len(rows), "tpr_worst": w["attacks"][worst]["tpr"],
-            "worst": worst, "bit_acc": sum(r["bit_acc"] for r in rows) / len(rows),
-            "fpr_max": max(r["fpr"] for r in rows)}
+def _wm_summary(w: dict) -> dict | None:
+    ok = {k: v for k, v in w["attacks"].items() if "tpr" in v}
+    if not ok:
+        return None  # every attack unavailable here
+    worst = min(ok, key=lambda k: ok[k]["tpr"])
+    return {"tpr_mean": sum(v["tpr"] for v in ok.values()) / len(ok), "tpr_worst": ok[worst]["tpr"],
+            "worst": worst, "bit_acc": sum(v["bit_acc"] for v in ok.values()) / len(ok),
+            "fpr_max": max(v["fpr"] for v in ok.values())}
 
 
 def headline_blocks(report: dict) -> list[tuple]:
@@ -77,7 +79,8 @@ def headline_blocks(report: dict) -> list[tuple]:
     if r.get("watermark"):
         rows = []
         for engine, w in r["watermark"].items():
-            s = _wm_summary(w)
+            s = _wm_summary(w) or {"tpr_mean": None, "tpr_worst": None, "worst": "all unavailable", "bit_acc": None,
+                                   "fpr_max": None}
             rows.append({"watermark": f"`{engine}`", "SI-SNR dB": num(w["quality"]["si_snr"]["mean"], 1),
                          "TPR mean": num(s["tpr_mean"], 3), "TPR worst": f"{s['worst']}: {num(s['tpr_worst'], 3)}",
                          "bit acc mean": num(s["bit_acc"], 3), "FPR max": num(s["fpr_max"], 3)})
@@ -90,9 +93,9 @@ def headline_blocks(report: dict) -> list[tuple]:
                      "value": f"{pct(a['p_fa_spoof'])} %"})
     for cond, rr in (r.get("reid") or {}).items():
         if "attackers" in rr:
-            ig = rr["attackers"][0]
-            rows.append({"risk check": f"re-identification rank-1, probes {cond} (ignorant)",
-                         "value": f"{pct(ig['rank']['rank1'])} % ({rr['risk']} risk)"})
+            ranks = " / ".join(f"{pct(a['rank']['rank1'])} % {a['scenario']}" for a in rr["attackers"])
+            rows.append({"risk check": f"re-identification rank-1 of {rr['attackers'][0]['n_speakers']} speakers, "
+                                       f"probes {cond}", "value": f"{ranks} ({rr['risk']} risk)"})
     if rows:
         blocks.append(("table", ["risk check", "value"], rows))
     return blocks

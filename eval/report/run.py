@@ -12,10 +12,11 @@ import numpy as np
 from voiceguard.attacks import AttackUnavailable
 from voiceguard.audio import load_audio
 from voiceguard.protocols import BONAFIDE
+from voiceguard.watermark import load_watermarker
 
 from .config import ReportConfig
 from .stages import (SR, ReportError, StageCache, _log, asv_stage, detector_identity, environment, reid_condition,
-                     reid_sets, resolve_data, score_condition, subset, watermark_stage)
+                     reid_sets, resolve_data, score_condition, subset, watermark_stage, watermarker_identity)
 
 REPORT_FORMAT = 1
 
@@ -40,7 +41,7 @@ def _rows(trials, cond: dict) -> list:
 
 
 def _detection(cfg: ReportConfig, data, cache: StageCache, timings: dict, asv_arrays, work: Path, progress: bool,
-               arrays: dict) -> dict:
+               arrays: dict, detectors: dict) -> dict:
     """Every detector on the clean eval set (all metrics) and under each attack condition (EER)."""
     from voiceguard.eval.metrics import eer
     from voiceguard.eval.scores import evaluate_cm, write_cm_scores
@@ -49,7 +50,7 @@ def _detection(cfg: ReportConfig, data, cache: StageCache, timings: dict, asv_ar
     fp_all, fp_att = data.fingerprint(), [t.utt_id for t in attacked]
     out = {}
     for det in cfg.detectors:
-        ident = detector_identity(det)
+        ident = dict(detectors[det.label])
         loaded = ident.pop("loaded")
         key = slug(det.label)
         clean = cache.run(f"detect.{key}.clean", {"det": ident["id"], "data": fp_all},
@@ -107,6 +108,7 @@ def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = Non
     work = Path(work) if work is not None else out / "work"
     cache = StageCache(work / "cache", force, log)
     timings: dict[str, dict] = {}
+    detectors = {d.label: detector_identity(d) for d in cfg.detectors}  # a missing model fails before any stage
     t0 = time.perf_counter()
     data = resolve_data(cfg, progress=progress, log=log)
     timings["data"] = {"seconds": round(time.perf_counter() - t0, 2), "cached": False}
@@ -119,8 +121,13 @@ def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = Non
 
     # ASV first: its scores give the detectors' t-DCF when the organisers' are not there
     asv = None
+    embedder_id = None
+    if cfg.risk:
+        from voiceguard.eval.risk import get_embedder
+
+        embedder_id = get_embedder(cfg.risk.backend).fingerprint  # includes the weights' digest
     if cfg.risk and cfg.risk.asv and data.asv_enroll and data.asv_trials:
-        asv = cache.run("risk.asv", {"backend": cfg.risk.backend, "data": data.fingerprint(),
+        asv = cache.run("risk.asv", {"backend": embedder_id, "data": data.fingerprint(),
                                      "lists": [p.read_text() for p in (*data.asv_enroll, data.asv_trials)]},
                         lambda: asv_stage(data, cfg.risk.backend, work / "scores" / "asv.eval.txt"), timings)
         results["asv"] = asv["result"]
@@ -132,7 +139,8 @@ def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = Non
         tdcf_source = f"voiceguard's own ASV ({cfg.risk.backend}, cosine to the enrolment mean)"
     results["tdcf_asv"] = tdcf_source
     arrays: dict = {"detection": {}, "asv": asv["scores"] if asv else None, "reid": {}}
-    results["detection"] = _detection(cfg, data, cache, timings, asv_arrays, work, progress, arrays["detection"])
+    results["detection"] = _detection(cfg, data, cache, timings, asv_arrays, work, progress, arrays["detection"],
+                                      detectors)
 
     if cfg.watermark:
         from voiceguard.attacks import load_suite
@@ -141,24 +149,24 @@ def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = Non
         paths, clips = _clips(data, cfg.watermark.files, cfg.seed)
         results["watermark"] = {}
         for engine in cfg.watermark.engines:
+            wm = load_watermarker(engine)
             results["watermark"][engine] = cache.run(
-                f"watermark.{slug(engine)}", {"engine": engine, "files": paths, "suite": [
-                    [r.label, r.attack, r.params] for r in suite.rows], "seed": cfg.seed},
-                lambda engine=engine: watermark_stage(engine, clips, suite, cfg.seed), timings)
+                f"watermark.{slug(engine)}", {"engine": watermarker_identity(wm), "data": data.fingerprint(),
+                                              "files": paths, "seed": cfg.seed,
+                                              "suite": [[r.label, r.attack, r.params] for r in suite.rows]},
+                lambda wm=wm: watermark_stage(wm, clips, suite, cfg.seed), timings)
         results["watermark_suite"] = suite.name
 
     if cfg.risk and cfg.risk.reid_speakers:
         enroll, probe = reid_sets(data, cfg.risk.reid_speakers, cfg.seed)
         conds: list[tuple[str, object]] = [("original", None)]
         if cfg.risk.reid_watermark and cfg.watermark:
-            from voiceguard.watermark import load_watermarker
-
             engine = cfg.watermark.engines[0]
             conds.append((f"watermarked ({engine})", ("watermark", engine)))
         if cfg.risk.reid_suite:
             conds += [(r.label, r) for r in cfg.risk.reid_suite.rows if r.attack != "none"]
         results["reid"] = {}
-        base = {"backend": cfg.risk.backend, "enroll": [(f.path, f.speaker) for f in enroll],
+        base = {"backend": embedder_id, "data": data.fingerprint(), "enroll": [(f.path, f.speaker) for f in enroll],
                 "probe": [(f.path, f.speaker) for f in probe], "seed": cfg.seed}
         for label, how in conds:
             if how is not None and not isinstance(how, tuple) and _available(how):
@@ -173,7 +181,8 @@ def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = Non
                     return lambda x, i: wm.embed(x, SR, int(np.random.default_rng([cfg.seed, i]).integers(0, 2 ** 16)))
                 return lambda x, i: np.asarray(how.build(seed=cfg.seed * 100_003 + i)(x, SR), np.float32).ravel()
 
-            what = how if how is None or isinstance(how, tuple) else [how.attack, how.params]
+            what = (how if how is None else watermarker_identity(load_watermarker(how[1])) if isinstance(how, tuple)
+                    else [how.attack, how.params])
             got = cache.run(
                 f"risk.reid.{slug(label)}", {**base, "condition": what},
                 lambda label=label, transform_for=transform_for: reid_condition(

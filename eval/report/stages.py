@@ -186,6 +186,19 @@ def detector_identity(det) -> dict:
 
 
 # --------------------------------------------------------------------------- watermark
+def watermarker_identity(wm) -> dict:
+    """What identifies a watermark engine's output: its settings and a digest of its network weights."""
+    h = hashlib.sha256()
+    for part in ("generator", "detector"):
+        module = getattr(wm, part, None)
+        if module is not None and hasattr(module, "state_dict"):
+            for k, v in sorted(module.state_dict().items()):
+                h.update(k.encode())
+                h.update(v.detach().cpu().numpy().tobytes())
+    return {"engine": wm.name, "model": wm.model, "threshold": wm.threshold, "strength": wm.strength,
+            "snr_db": getattr(wm, "snr_db", None), "key": getattr(wm, "key", None), "weights": h.hexdigest()[:20]}
+
+
 def si_snr(ref: np.ndarray, est: np.ndarray) -> float:
     """Scale-invariant SNR (dB) of ``est`` against ``ref``."""
     ref = ref - ref.mean()
@@ -194,12 +207,10 @@ def si_snr(ref: np.ndarray, est: np.ndarray) -> float:
     return float(10 * np.log10((proj @ proj) / ((est - proj) @ (est - proj) + 1e-20)))
 
 
-def watermark_stage(engine_name: str, clips: list[np.ndarray], suite, seed: int) -> dict:
+def watermark_stage(wm, clips: list[np.ndarray], suite, seed: int) -> dict:
     """Quality of the marked clips, then TPR / bit accuracy / FPR under each attack of ``suite``."""
     from voiceguard.attacks import AttackUnavailable
-    from voiceguard.watermark import load_watermarker
 
-    wm = load_watermarker(engine_name)
     rng = np.random.default_rng(seed)
     messages = [int(m) for m in rng.integers(0, 2 ** wm.nbits, len(clips))]
     marked = [wm.embed(x, SR, m) for x, m in zip(clips, messages)]
@@ -231,7 +242,7 @@ def watermark_stage(engine_name: str, clips: list[np.ndarray], suite, seed: int)
             continue
         n = len(clips)
         rows[row.label] = {"tpr": tp / n, "fpr": fp / n, "bit_acc": float(np.mean(acc)), "n": n}
-    return {"engine": engine_name, "model": wm.model, "threshold": wm.threshold, "n_files": len(clips),
+    return {"engine": wm.name, "model": wm.model, "threshold": wm.threshold, "n_files": len(clips),
             "quality": quality, "attacks": rows}
 
 
@@ -333,5 +344,5 @@ def environment() -> dict:
 
 
 __all__ = ["EvalData", "ReportConfigError", "ReportError", "StageCache", "asv_stage", "detector_identity",
-           "environment", "fingerprint", "reid_condition", "reid_sets", "resolve_data", "score_condition", "si_snr",
+           "environment", "fingerprint", "watermarker_identity", "reid_condition", "reid_sets", "resolve_data", "score_condition", "si_snr",
            "subset", "watermark_stage"]
