@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from voiceguard.eval.report import (ReportConfigError, headline_markdown, load_report_config, parse_config,
+from voiceguard.eval.report import (ReportConfigError, ReportError, headline_markdown, load_report_config, parse_config,
                                     readme_block, run_report, update_readme)
 from voiceguard.eval.report.render import README_BEGIN, README_END
 
@@ -55,7 +55,7 @@ def test_tiny_report_has_every_part(first):
     assert set(r["detection"]) == {"vg-specnet", "specnet-uncalibrated"}
     det = r["detection"]["vg-specnet"]
     assert 0 <= det["metrics"]["eer"] <= 1 and det["metrics"]["min_tdcf_2021"] is not None
-    assert set(det["conditions"]) == {"custom/none", "custom/noise"}
+    assert set(det["conditions"]) == {"custom1/none", "custom1/noise"}
     # the calibrated and the raw checkpoint are the same network: same EER, different LLR scale
     raw = r["detection"]["specnet-uncalibrated"]
     assert raw["metrics"]["eer"] == det["metrics"]["eer"] and not raw["calibrated"] and det["calibrated"]
@@ -105,10 +105,37 @@ def test_a_changed_seed_is_a_new_evaluation(first, tmp_path):
     tmp, cfg, rep = first
     other = parse_config({**cfg.raw, "seed": 1, "detectors": ["vg-specnet"], "risk": None, "watermark": None},
                          "seed1")
+    with pytest.raises(ReportError, match="built with config 'tiny' and seed 0, the report config asks for 'tiny' "
+                                          "and seed 1"):
+        run_report(other, tmp_path / "o", tmp / "out" / "work", log=lambda m: None)  # not the corpus seed 1 builds
+    data = {k: v for k, v in cfg.raw["data"].items() if k != "build"}  # an existing corpus, used as it is
+    other = parse_config({**cfg.raw, "data": data, "seed": 1, "detectors": ["vg-specnet"], "risk": None,
+                          "watermark": None}, "seed1")
     got = run_report(other, tmp_path / "o", tmp / "out" / "work", log=lambda m: None)
     assert got["results"]["data"]["n_trials"] == rep["results"]["data"]["n_trials"]
     assert got["timings"]["detect.vg-specnet.clean"]["cached"]  # same trials, same model
-    assert not got["timings"]["detect.vg-specnet.custom.noise"]["cached"]  # attack seeds differ
+    assert not got["timings"]["detect.vg-specnet.custom1.noise"]["cached"]  # attack seeds differ
+
+
+def test_recalibrated_card_is_rescored_and_probes_are_not_enrolment_files(first, tmp_path):
+    from voiceguard.eval.report.stages import reid_sets, resolve_data
+
+    tmp, cfg, rep = first
+    card = yaml.safe_load((REPO / "detect" / "cards" / "vg-specnet.yaml").read_text())
+    shutil.copy(REPO / "detect" / "cards" / "vg-specnet.pt", tmp_path / "vg-specnet.pt")
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(card))
+    one = {**cfg.raw, "detectors": [{"label": "mine", "model": str(tmp_path / "mine.yaml")}], "risk": None,
+           "watermark": None, "attacks": {}}
+    work = tmp_path / "work"
+    first_run = run_report(parse_config(one, "a"), tmp_path / "a", work, log=lambda m: None)
+    card["calibration"]["scale"] = 2 * card["calibration"]["scale"]  # same weights, new calibration
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(card))
+    again = run_report(parse_config(one, "b"), tmp_path / "b", work, log=lambda m: None)
+    assert not again["timings"]["detect.mine.clean"]["cached"]
+    a, b = first_run["results"]["detection"]["mine"]["metrics"], again["results"]["detection"]["mine"]["metrics"]
+    assert a["eer"] == b["eer"] and a["cllr"] != b["cllr"]  # EER ignores calibration, Cllr does not
+    enroll, probe = reid_sets(resolve_data(cfg, log=lambda m: None), 3, 0)
+    assert probe and not {f.path for f in enroll} & {f.path for f in probe}
 
 
 @pytest.mark.parametrize("change, message", [
@@ -122,6 +149,14 @@ def test_a_changed_seed_is_a_new_evaluation(first, tmp_path):
     ({"watermark": {"files": 0}}, "watermark.files must be an integer >= 1"),
     ({"risk": {"reid": {"speakers": 1}}}, "risk.reid.speakers must be 0"),
     ({"watermark": {"engines": ["wavmark"]}}, "unknown engine(s) wavmark"),
+    ({"watermark": {"engines": None}}, "watermark.engines must be a list"),
+    ({"attacks": {"suites": [[{"mp3": "32k"}]]}}, "parameters of 'mp3' must be a mapping"),
+    ({"attacks": {"suites": [[{"white_noise": {"sigma": [0.01, 0.02]}}, {"white_noise": {"sigma": [0.1, 0.2]}}]]}},
+     "repeated condition label(s) white_noise"),
+    ({"risk": {"reid": {"speakers": 2, "attacks": [{"label": "original", "gain": {"factor": 0.5}}]}}},
+     "label(s) original are the report's own"),
+    ({"name": "../x"}, "name must be letters"),
+    ({"detectors": ["vg-specnet", {"label": "vg-specnet!", "model": "vg-specnet"}]}, "labels must be unique"),
     ({"risk": {"backend": "xvector"}}, "risk.backend must be one of"),
 ])
 def test_config_errors_name_the_problem(change, message):

@@ -127,12 +127,13 @@ def _int(d: dict, key: str, default: int | None, where: str, lo: int = 0) -> int
     return v
 
 
-def _suite(value: Any, where: str) -> Suite:
-    """A suite by name / file, or an inline list of rows; every row's parameters are checked here."""
+def _suite(value: Any, where: str, inline_name: str = "custom") -> Suite:
+    """A suite by name / file, or an inline list of rows; every row's parameters are checked here, and every
+    row label must be unique (a repeated one would overwrite another condition's result)."""
     if isinstance(value, str):
         suite = load_suite(value)
     elif isinstance(value, list):
-        suite = suite_from_rows("custom", "inline rows of the report config", value)
+        suite = suite_from_rows(inline_name, "inline rows of the report config", value)
     else:
         raise ReportConfigError(f"{where} must be a suite name, a suite file or a list of attack rows, got {value!r}")
     for row in suite.rows:
@@ -142,6 +143,10 @@ def _suite(value: Any, where: str) -> Suite:
             pass  # reported as unavailable in the report, not a config error
         except (ValueError, KeyError, TypeError) as e:
             raise ReportConfigError(f"{where}: row {row.label!r}: {e}") from None
+    labels = [r.label for r in suite.rows]
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    if dup:
+        raise ReportConfigError(f"{where}: repeated condition label(s) {', '.join(dup)} (give each row a 'label:')")
     return suite
 
 
@@ -196,7 +201,7 @@ def _detectors(items: Any) -> tuple[DetectorConfig, ...]:
         if "model" not in it:
             raise ReportConfigError(f"detectors[{i}] needs 'model' (a card name, card file or architecture)")
         out.append(DetectorConfig(str(it.get("label") or it["model"]), str(it["model"]), it.get("checkpoint")))
-    labels = [d.label for d in out]
+    labels = [re.sub(r"[^A-Za-z0-9_.+-]+", "_", d.label).strip("_") for d in out]  # as in file names
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise ReportConfigError(f"detector labels must be unique; repeated: {', '.join(dup)} (set 'label:')")
@@ -212,13 +217,21 @@ def parse_config(data: Any, source: str = "<config>") -> ReportConfig:
         seed = _int(data, "seed", 0, "config")
         attacks = _mapping(data.get("attacks"), "attacks")
         _unknown(attacks, {"suites", "max_trials"}, "attacks")
-        suites = tuple(_suite(s, f"attacks.suites[{i}]") for i, s in enumerate(attacks.get("suites") or []))
+        suites = tuple(_suite(s, f"attacks.suites[{i}]", f"custom{i + 1}")
+                       for i, s in enumerate(attacks.get("suites") or []))
+        names = [x.name for x in suites]
+        if len(set(names)) != len(names):
+            raise ReportConfigError(f"attacks.suites: a suite is listed twice ({', '.join(names)})")
         wm = None
-        if data.get("watermark"):
+        if data.get("watermark") is not None:
             w = _mapping(data["watermark"], "watermark")
             _unknown(w, {"engines", "files", "suite"}, "watermark")
             engines = w.get("engines", ["audioseal"])
-            engines = (engines,) if isinstance(engines, str) else tuple(engines)
+            if isinstance(engines, str):
+                engines = [engines]
+            if not isinstance(engines, list):
+                raise ReportConfigError(f"watermark.engines must be a list of engine names, got {engines!r}")
+            engines = tuple(engines)
             from voiceguard.watermark import WATERMARKERS, audioseal_engine, dsp  # noqa: F401  (registered)
 
             bad = [e for e in engines if e not in WATERMARKERS]
@@ -228,7 +241,7 @@ def parse_config(data: Any, source: str = "<config>") -> ReportConfig:
             wm = WatermarkConfig(engines, _int(w, "files", 20, "watermark", 1),
                                  _suite(w["suite"], "watermark.suite") if w.get("suite") else None)
         risk = None
-        if data.get("risk"):
+        if data.get("risk") is not None:
             r = _mapping(data["risk"], "risk")
             _unknown(r, {"backend", "asv", "reid"}, "risk")
             reid = _mapping(r.get("reid"), "risk.reid")
@@ -244,7 +257,15 @@ def parse_config(data: Any, source: str = "<config>") -> ReportConfig:
                               bool(reid.get("watermark", True)))
             if risk.reid_speakers == 1:
                 raise ReportConfigError("risk.reid.speakers must be 0 (off) or >= 2")
-        return ReportConfig(str(data.get("name", Path(source).stem)), seed, _data(_mapping(data.get("data"), "data")),
+            taken = [r.label for r in (risk.reid_suite.rows if risk.reid_suite else ())
+                     if r.label == "original" or r.label.startswith("watermarked")]
+            if taken:
+                raise ReportConfigError(f"risk.reid.attacks: label(s) {', '.join(taken)} are the report's own "
+                                        "conditions; choose another label")
+        name = str(data.get("name", Path(source).stem))
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
+            raise ReportConfigError(f"name must be letters, digits and _.+- (it names reports/NAME), got {name!r}")
+        return ReportConfig(name, seed, _data(_mapping(data.get("data"), "data")),
                             _detectors(data.get("detectors")), suites, _int(attacks, "max_trials", 300, "attacks", 4),
                             wm, risk, source, data)
     except VoiceguardError as e:

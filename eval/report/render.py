@@ -124,6 +124,11 @@ def report_blocks(report: dict) -> list[tuple]:
                      "minDCF": num(m["min_dcf"]), "actDCF": num(m["act_dcf"]), "Cllr": num(m["cllr"]),
                      "minCllr": num(m["min_cllr"]), "unreadable files": str(len(det["errors"]))})
     b.append(("table", list(rows[0]), rows))
+    for label, det in r["detection"].items():
+        for w in det["metrics"].get("warnings") or []:
+            b.append(("p", f"Warning ({label}): {w}"))
+        for src, why in det["errors"][:5]:
+            b.append(("p", f"Unreadable ({label}): {src}: {why}"))
     attacks = sorted({a for d in r["detection"].values() for a in d["metrics"]["per_attack"]})
     if attacks:
         b.append(("p", "EER (%) per spoofing system: all bona fide trials against that system's spoofs."))
@@ -202,7 +207,7 @@ def report_blocks(report: dict) -> list[tuple]:
 
 # --------------------------------------------------------------------------- formats
 def _md_cell(v: str) -> str:
-    return str(v).replace("|", "\\|")
+    return " ".join(str(v).split()).replace("|", "\\|")
 
 
 def to_markdown(blocks: list[tuple]) -> str:
@@ -214,7 +219,7 @@ def to_markdown(blocks: list[tuple]) -> str:
             out.append(blk[1])
         elif blk[0] == "table":
             cols, rows = blk[1], blk[2]
-            out.append("\n".join(["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+            out.append("\n".join(["| " + " | ".join(_md_cell(c) for c in cols) + " |", "|" + "---|" * len(cols)]
                                  + ["| " + " | ".join(_md_cell(r.get(c, "")) for c in cols) + " |" for r in rows]))
         elif blk[0] == "fig":
             out.append(f"![{blk[2]}]({blk[1]})")

@@ -15,8 +15,9 @@ from voiceguard.protocols import BONAFIDE
 from voiceguard.watermark import load_watermarker
 
 from .config import ReportConfig
-from .stages import (SR, ReportError, StageCache, _log, asv_stage, detector_identity, environment, reid_condition,
-                     reid_sets, resolve_data, score_condition, subset, watermark_stage, watermarker_identity)
+from .stages import (SR, ReportError, StageCache, _log, asv_stage, asv_trials, detector_identity, environment,
+                     perceptual_measures, reid_condition, reid_sets, resolve_data, score_condition, subset,
+                     watermark_stage, watermarker_identity)
 
 REPORT_FORMAT = 1
 
@@ -47,7 +48,7 @@ def _detection(cfg: ReportConfig, data, cache: StageCache, timings: dict, asv_ar
     from voiceguard.eval.scores import evaluate_cm, write_cm_scores
 
     attacked = subset(list(data.trials), cfg.attack_trials, cfg.seed + 1)
-    fp_all, fp_att = data.fingerprint(), [t.utt_id for t in attacked]
+    fp_all, fp_att = data.fingerprint(), data.fingerprint(attacked)
     out = {}
     for det in cfg.detectors:
         ident = dict(detectors[det.label])
@@ -127,9 +128,11 @@ def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = Non
 
         embedder_id = get_embedder(cfg.risk.backend).fingerprint  # includes the weights' digest
     if cfg.risk and cfg.risk.asv and data.asv_enroll and data.asv_trials:
-        asv = cache.run("risk.asv", {"backend": embedder_id, "data": data.fingerprint(),
-                                     "lists": [p.read_text() for p in (*data.asv_enroll, data.asv_trials)]},
-                        lambda: asv_stage(data, cfg.risk.backend, work / "scores" / "asv.eval.txt"), timings)
+        trials = asv_trials(data, subset_only=cfg.data.max_trials is not None)
+        asv = cache.run("risk.asv", {"backend": embedder_id, "trials": [(t.speaker, t.utt_id, t.source, t.key)
+                                                                        for t in trials],
+                                     "enroll": [p.read_text() for p in data.asv_enroll]},
+                        lambda: asv_stage(data, trials, cfg.risk.backend, work / "scores" / "asv.eval.txt"), timings)
         results["asv"] = asv["result"]
     asv_arrays, tdcf_source = None, None
     if data.asv_scores is not None:
@@ -151,8 +154,9 @@ def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = Non
         for engine in cfg.watermark.engines:
             wm = load_watermarker(engine)
             results["watermark"][engine] = cache.run(
-                f"watermark.{slug(engine)}", {"engine": watermarker_identity(wm), "data": data.fingerprint(),
-                                              "files": paths, "seed": cfg.seed,
+                f"watermark.{slug(engine)}", {"engine": watermarker_identity(wm), "seed": cfg.seed,
+                                              "files": [(data.relative(p), Path(p).stat().st_size) for p in paths],
+                                              "pesq_stoi": perceptual_measures(),
                                               "suite": [[r.label, r.attack, r.params] for r in suite.rows]},
                 lambda wm=wm: watermark_stage(wm, clips, suite, cfg.seed), timings)
         results["watermark_suite"] = suite.name
@@ -166,8 +170,9 @@ def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = Non
         if cfg.risk.reid_suite:
             conds += [(r.label, r) for r in cfg.risk.reid_suite.rows if r.attack != "none"]
         results["reid"] = {}
-        base = {"backend": embedder_id, "data": data.fingerprint(), "enroll": [(f.path, f.speaker) for f in enroll],
-                "probe": [(f.path, f.speaker) for f in probe], "seed": cfg.seed}
+        base = {"backend": embedder_id, "seed": cfg.seed,
+                "enroll": [(data.relative(f.path), Path(f.path).stat().st_size, f.speaker) for f in enroll],
+                "probe": [(data.relative(f.path), Path(f.path).stat().st_size, f.speaker) for f in probe]}
         for label, how in conds:
             if how is not None and not isinstance(how, tuple) and _available(how):
                 results["reid"][label] = {"unavailable": _available(how)}

@@ -25,7 +25,12 @@ from voiceguard.protocols import BONAFIDE, Trial, check_audio_files, read_protoc
 from .config import ReportConfig, ReportConfigError
 
 SR = 16000
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+
+#: code whose behaviour the cached values depend on: editing any of it invalidates the cache
+_CACHED_CODE = ("eval/report/stages.py", "eval/risk/checks.py", "eval/risk/metrics.py", "eval/risk/embed.py",
+                "eval/risk/embedders.py", "detect/batch.py", "detect/scoring.py", "watermark/base.py",
+                "voiceguard/attacks/base.py")
 
 
 class ReportError(VoiceguardError):
@@ -37,9 +42,28 @@ def _log(msg: str) -> None:
 
 
 # --------------------------------------------------------------------------- cache
+def _code_digest() -> str:
+    """sha256 over the sources of the modules that compute cached values (installed package layout)."""
+    import importlib.util
+
+    h = hashlib.sha256()
+    for rel in _CACHED_CODE:
+        folder, name = rel.rsplit("/", 1)
+        pkg = {"eval": "voiceguard.eval", "detect": "voiceguard.detect", "watermark": "voiceguard.watermark",
+               "voiceguard": "voiceguard"}[folder.split("/")[0]]
+        mod = ".".join([pkg, *folder.split("/")[1:], name.removesuffix(".py")])
+        spec = importlib.util.find_spec(mod)
+        h.update(Path(spec.origin).read_bytes() if spec and spec.origin else rel.encode())
+    return h.hexdigest()[:16]
+
+
+_CODE = _code_digest()
+
+
 def fingerprint(obj: Any) -> str:
-    """A stable hash of JSON-able inputs (and the code version: new code recomputes)."""
-    text = json.dumps({"v": CACHE_VERSION, "voiceguard": __version__, "in": obj}, sort_keys=True, default=str)
+    """A stable hash of JSON-able inputs and of the code that computes the values (edited code recomputes)."""
+    text = json.dumps({"v": CACHE_VERSION, "voiceguard": __version__, "code": _CODE, "in": obj}, sort_keys=True,
+                      default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -87,9 +111,17 @@ class EvalData:
     def path(self, t: Trial) -> Path:
         return t.audio_path(self.audio_dir, self.ext)
 
-    def fingerprint(self) -> list:
-        """Trial ids with labels and file sizes: the same audio is assumed when these match."""
-        return [(t.utt_id, t.label, t.attack, self.path(t).stat().st_size) for t in self.trials]
+    def fingerprint(self, trials: list[Trial] | tuple[Trial, ...] | None = None) -> list:
+        """Trial ids with labels and file sizes (of ``trials``, default all): the same audio is assumed when
+        these match."""
+        return [(t.utt_id, t.label, t.attack, self.path(t).stat().st_size) for t in (trials or self.trials)]
+
+    def relative(self, path: str | Path) -> str:
+        """``path`` relative to the dataset folder (cache keys survive moving the dataset)."""
+        try:
+            return str(Path(path).resolve().relative_to(self.root.resolve()))
+        except ValueError:
+            return str(path)
 
 
 def subset(trials: list[Trial], n: int | None, seed: int) -> list[Trial]:
@@ -102,6 +134,20 @@ def subset(trials: list[Trial], n: int | None, seed: int) -> list[Trial]:
     n_spoof = max(2, min(int((~lab).sum()), n - n_bona))
     keep = np.concatenate([rng.permutation(np.flatnonzero(lab))[:n_bona], rng.permutation(np.flatnonzero(~lab))[:n_spoof]])
     return [trials[i] for i in sorted(keep.tolist())]
+
+
+def _check_corpus_card(root: Path, config: str, seed: int) -> None:
+    """A corpus found at data.path must be the one the config would build (same builder config and seed)."""
+    try:
+        card = json.loads((root / "corpus.json").read_text())
+    except (OSError, ValueError):
+        raise ReportError("corpus.json is missing or unreadable: not a finished `voiceguard data build` corpus "
+                          "(remove the folder to rebuild it)", source=root) from None
+    want = Path(config).stem if str(config).endswith((".yaml", ".yml")) else str(config)
+    got = (card.get("config") or {}).get("name"), card.get("seed")
+    if got != (want, seed):
+        raise ReportError(f"this corpus was built with config {got[0]!r} and seed {got[1]}, the report config asks "
+                          f"for {want!r} and seed {seed}: point data.path elsewhere or remove the folder", source=root)
 
 
 def resolve_data(cfg: ReportConfig, *, progress: bool = False, log: Callable[[str], None] = _log) -> EvalData:
@@ -119,6 +165,8 @@ def resolve_data(cfg: ReportConfig, *, progress: bool = False, log: Callable[[st
         prepare_corpus(d.build_source, root, d.build_config, cfg.seed, progress=progress)
     if not protocol.is_file():
         raise ReportError(f"eval protocol not found ({d.protocol} under data.path)", source=protocol)
+    if d.layout == "corpus" and d.build_source is not None:
+        _check_corpus_card(root, d.build_config, cfg.seed)
     trials = read_protocol(protocol)
     audio_dir = root / d.audio_dir
     trials = subset(trials, d.max_trials, cfg.seed)
@@ -181,8 +229,12 @@ def detector_identity(det) -> dict:
 
     loaded = load_model(det.model, det.checkpoint)
     sha = loaded.card.sha256 if loaded.card is not None and loaded.card.sha256 else sha256_file(loaded.checkpoint)
+    card = loaded.card
     return {"loaded": loaded, "id": {"model": det.model, "name": loaded.name, "version": loaded.version,
-                                     "sha256": sha, "calibrated": loaded.calibrated}}
+                                     "sha256": sha, "calibrated": loaded.calibrated,
+                                     "calibration": loaded.calibration.to_dict(),
+                                     "config": card.config if card is not None else None,
+                                     "architecture": card.architecture if card is not None else det.model}}
 
 
 # --------------------------------------------------------------------------- watermark
@@ -207,6 +259,13 @@ def si_snr(ref: np.ndarray, est: np.ndarray) -> float:
     return float(10 * np.log10((proj @ proj) / ((est - proj) @ (est - proj) + 1e-20)))
 
 
+def perceptual_measures() -> bool:
+    """PESQ and STOI are installed (the bench extra)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("pesq", "pystoi"))
+
+
 def watermark_stage(wm, clips: list[np.ndarray], suite, seed: int) -> dict:
     """Quality of the marked clips, then TPR / bit accuracy / FPR under each attack of ``suite``."""
     from voiceguard.attacks import AttackUnavailable
@@ -215,15 +274,21 @@ def watermark_stage(wm, clips: list[np.ndarray], suite, seed: int) -> dict:
     messages = [int(m) for m in rng.integers(0, 2 ** wm.nbits, len(clips))]
     marked = [wm.embed(x, SR, m) for x, m in zip(clips, messages)]
     q = {"si_snr": [si_snr(x, y) for x, y in zip(clips, marked)]}
-    try:  # optional perceptual measures (pip install voiceguard[bench])
+    if perceptual_measures():  # optional (pip install -e .[bench]); a clip they cannot rate is left out
         from pesq import pesq
         from pystoi import stoi
 
-        q["pesq"] = [float(pesq(SR, x, np.clip(y, -1, 1), "wb")) for x, y in zip(clips, marked)]
-        q["stoi"] = [float(stoi(x, y, SR, extended=False)) for x, y in zip(clips, marked)]
-    except ImportError:
-        pass
-    quality = {k: {"mean": float(np.mean(v)), "min": float(np.min(v))} for k, v in q.items()}
+        for name, fn in (("pesq", lambda x, y: pesq(SR, x, np.clip(y, -1, 1), "wb")),
+                         ("stoi", lambda x, y: stoi(x, y, SR, extended=False))):
+            vals = []
+            for x, y in zip(clips, marked):
+                try:
+                    vals.append(float(fn(x, y)))
+                except Exception:  # noqa: BLE001  (e.g. PESQ on a clip with no utterance)
+                    pass
+            if vals:
+                q[name] = vals
+    quality = {k: {"mean": float(np.mean(v)), "min": float(np.min(v)), "n": len(v)} for k, v in q.items()}
     rows = {}
     for row in suite.rows:
         tp = fp = 0
@@ -240,6 +305,9 @@ def watermark_stage(wm, clips: list[np.ndarray], suite, seed: int) -> dict:
         except AttackUnavailable as e:
             rows[row.label] = {"unavailable": str(e)}
             continue
+        except Exception as e:  # noqa: BLE001  (one failing condition is reported, the report goes on)
+            rows[row.label] = {"unavailable": f"failed: {type(e).__name__}: {e}"}
+            continue
         n = len(clips)
         rows[row.label] = {"tpr": tp / n, "fpr": fp / n, "bit_acc": float(np.mean(acc)), "n": n}
     return {"engine": wm.name, "model": wm.model, "threshold": wm.threshold, "n_files": len(clips),
@@ -247,18 +315,36 @@ def watermark_stage(wm, clips: list[np.ndarray], suite, seed: int) -> dict:
 
 
 # --------------------------------------------------------------------------- risk
-def asv_stage(data: EvalData, backend: str, out: Path) -> dict:
+def asv_trials(data: EvalData, subset_only: bool) -> list:
+    """The ASV trial list; with ``subset_only`` only the trials whose utterance is in the (subset) eval set."""
+    from voiceguard.eval.risk import read_asv_trials
+
+    trials = read_asv_trials(data.asv_trials)
+    if subset_only:
+        keep = {t.utt_id for t in data.trials}
+        trials = [t for t in trials if t.utt_id in keep]
+        if not trials:
+            raise ReportError("no ASV trial is in the eval subset (data.max_trials): raise it or turn risk.asv off",
+                              source=data.asv_trials)
+    return trials
+
+
+def asv_stage(data: EvalData, trials: list, backend: str, out: Path) -> dict:
     """The project's own ASV (speaker embeddings, cosine): EER, spoof acceptance, and its score file."""
-    from voiceguard.eval.risk import asv_check, get_embedder, read_asv_enrollment, read_asv_trials
-    from voiceguard.eval.scores import read_asv_scores
+    from voiceguard.eval.risk import asv_check, get_embedder, read_asv_enrollment
 
     enrollment: dict[str, list[str]] = {}
     for p in data.asv_enroll:
         for spk, utts in read_asv_enrollment(p).items():
             enrollment.setdefault(spk, []).extend(utts)
-    res = asv_check(enrollment, read_asv_trials(data.asv_trials), data.audio_dir, get_embedder(backend),
-                    ext=data.ext, out=out, overwrite=True)
-    tar, non, spf = read_asv_scores(out)
+    enrollment = {s: u for s, u in enrollment.items() if s in {t.speaker for t in trials}}
+    res = asv_check(enrollment, trials, data.audio_dir, get_embedder(backend), ext=data.ext, out=out,
+                    overwrite=True)
+    groups: dict[str, list[float]] = {"target": [], "nontarget": [], "spoof": []}
+    for line in out.read_text().splitlines():
+        _, key, score = line.split()
+        groups[key].append(float(score))
+    tar, non, spf = (np.asarray(groups[k]) for k in ("target", "nontarget", "spoof"))
     result = res.to_dict()
     result["score_file"] = f"{out.parent.name}/{out.name}"  # relative to the work folder: results stay comparable
     return {"result": result, "scores": {"target": tar.tolist(), "nontarget": non.tolist(),
@@ -278,8 +364,9 @@ def reid_sets(data: EvalData, n_speakers: int, seed: int) -> tuple[list, list]:
     for p in data.asv_enroll:
         for spk, utts in read_asv_enrollment(p).items():
             enrol_lists.setdefault(spk, []).extend(utts)
-    if enrol_lists:
-        eligible = sorted(s for s, ts in by_spk.items() if len(ts) >= 2 and s in enrol_lists)
+    if enrol_lists:  # probes never include a speaker's enrolment utterances
+        by_spk = {s: [t for t in ts if t.utt_id not in set(enrol_lists.get(s, ()))] for s, ts in by_spk.items()}
+        eligible = sorted(s for s, ts in by_spk.items() if len(ts) >= 1 and s in enrol_lists)
     else:
         eligible = sorted(s for s, ts in by_spk.items() if len(ts) >= 4)
     if len(eligible) < 2:
@@ -344,5 +431,5 @@ def environment() -> dict:
 
 
 __all__ = ["EvalData", "ReportConfigError", "ReportError", "StageCache", "asv_stage", "detector_identity",
-           "environment", "fingerprint", "watermarker_identity", "reid_condition", "reid_sets", "resolve_data", "score_condition", "si_snr",
+           "asv_trials", "environment", "fingerprint", "perceptual_measures", "watermarker_identity", "reid_condition", "reid_sets", "resolve_data", "score_condition", "si_snr",
            "subset", "watermark_stage"]

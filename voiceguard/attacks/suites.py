@@ -53,6 +53,8 @@ def _row_items(row: Any) -> tuple[str, dict]:
     (name, params), = row.items()
     if name == "chain":
         return "chain", {"steps": params}
+    if params is not None and not isinstance(params, dict):
+        raise VoiceguardError(f"parameters of {name!r} must be a mapping (e.g. {name}: {{key: value}}), got {params!r}")
     return name, dict(params or {})
 
 
