@@ -142,6 +142,8 @@ def test_recalibrated_card_is_rescored_and_probes_are_not_enrolment_files(first,
     ({"colour": 1}, "unknown key(s) colour"),
     ({"data": {"layout": "timit", "path": "x"}}, "data.layout must be one of"),
     ({"data": {"layout": "corpus"}}, "data.path is required"),
+    ({"data": {"layout": "protocol", "path": "x", "protocol": "p.txt", "audio_dir": "a", "asv_trials": "t.txt"}},
+     "asv_enroll and data.asv_trials go together"),
     ({"detectors": []}, "detectors must be a non-empty list"),
     ({"detectors": ["vg-specnet", "vg-specnet"]}, "labels must be unique"),
     ({"attacks": {"suites": [[{"white_noise": {"loudness": 3}}]]}}, "unknown parameter"),
@@ -212,3 +214,75 @@ def test_readme_headline_is_the_committed_reports_block():
     report = json.loads((REPO / "docs" / "report" / "report.json").read_text())
     command = "voiceguard eval report --config configs/mini-la.yaml --out docs/report"
     assert readme_block(REPO / "README.md") == headline_markdown(report, command).strip()
+
+
+def _official_trees(corpus: Path, tmp: Path) -> tuple[Path, Path]:
+    """The tiny corpus's eval set laid out as the official ASVspoof 2019 LA download (with synthetic organisers'
+    ASV scores) and as an In-the-Wild release (WAV files + meta.csv): same audio, other layouts."""
+    import numpy as np
+    import soundfile as sf
+
+    la = tmp / "LA"
+    for d in ("ASVspoof2019_LA_eval", "ASVspoof2019_LA_cm_protocols", "ASVspoof2019_LA_asv_protocols",
+              "ASVspoof2019_LA_asv_scores"):
+        (la / d).mkdir(parents=True)
+    shutil.copytree(corpus / "flac", la / "ASVspoof2019_LA_eval" / "flac")
+    prot = corpus / "protocols"
+    shutil.copy(prot / "VG.cm.eval.trl.txt", la / "ASVspoof2019_LA_cm_protocols" / "ASVspoof2019.LA.cm.eval.trl.txt")
+    enroll = (prot / "VG.asv.eval.enroll.txt").read_text().splitlines()
+    asvp = la / "ASVspoof2019_LA_asv_protocols"
+    (asvp / "ASVspoof2019.LA.asv.eval.female.trn.txt").write_text("\n".join(enroll[:1]) + "\n")
+    (asvp / "ASVspoof2019.LA.asv.eval.male.trn.txt").write_text("\n".join(enroll[1:]) + "\n")
+    shutil.copy(prot / "VG.asv.eval.trl.txt", asvp / "ASVspoof2019.LA.asv.eval.gi.trl.txt")
+    rng = np.random.default_rng(7)
+    rows = ([f"bonafide target {v:.4f}" for v in rng.normal(3, 1, 60)]
+            + [f"bonafide nontarget {v:.4f}" for v in rng.normal(-2, 1, 60)]
+            + [f"A07 spoof {v:.4f}" for v in rng.normal(1, 1.5, 60)])
+    asv_scores = la / "ASVspoof2019_LA_asv_scores" / "ASVspoof2019.LA.asv.eval.gi.trl.scores.txt"
+    asv_scores.write_text("\n".join(rows) + "\n")
+
+    itw = tmp / "itw" / "release_in_the_wild"
+    itw.mkdir(parents=True)
+    meta = ["file,speaker,label"]
+    for i, line in enumerate((prot / "VG.cm.eval.trl.txt").read_text().splitlines()):
+        spk, utt, _, _, key = line.split()
+        audio, sr = sf.read(corpus / "flac" / f"{utt}.flac", dtype="int16")
+        sf.write(itw / f"{i}.wav", audio, sr, subtype="PCM_16")  # same samples as the FLAC
+        meta.append(f"{i}.wav,{spk},{'bona-fide' if key == 'bonafide' else 'spoof'}")
+    (itw / "meta.csv").write_text("\n".join(meta) + "\n")
+    return la, itw.parent
+
+
+def test_official_layouts_give_the_same_numbers_as_the_corpus(first, tmp_path):
+    """ASVspoof 2019 LA layout: t-DCF from the organisers' ASV scores, equal to `eval eer --asv-scores` on the
+    report's own score file; In-the-Wild layout (protocol + WAV): the same audio gives the same EER."""
+    tmp, cfg, rep = first
+    la, itw = _official_trees(tmp / "corpus", tmp_path)
+    base = {"name": "official", "seed": 0, "detectors": ["vg-specnet"]}
+    la_cfg = parse_config({**base, "data": {"layout": "asvspoof2019-la", "path": str(la)},
+                           "risk": {"asv": True}})
+    got = run_report(la_cfg, tmp_path / "out-la", log=lambda m: None)["results"]
+    assert got["tdcf_asv"].startswith("organisers' ASV scores")
+    m = got["detection"]["vg-specnet"]["metrics"]
+    want = rep["results"]["detection"]["vg-specnet"]["metrics"]
+    assert m["eer"] == want["eer"]  # same audio, same detector
+    assert m["min_tdcf_2021"] != want["min_tdcf_2021"]  # other ASV scores, so another t-DCF
+    ref = run_cli("eval", "eer", "--scores", str(tmp_path / "out-la" / "work" / "scores" / "vg-specnet.eval.txt"),
+                  "--asv-scores", str(la / "ASVspoof2019_LA_asv_scores" /
+                                      "ASVspoof2019.LA.asv.eval.gi.trl.scores.txt"), "--json")
+    assert ref.returncode == 0, ref.stderr
+    ref = json.loads(ref.stdout)
+    assert m["min_tdcf_2021"] == pytest.approx(ref["min_tdcf_2021"], abs=1e-12)
+    assert m["min_tdcf_2019"] == pytest.approx(ref["min_tdcf_2019"], abs=1e-12)
+    assert got["asv"]["metrics"]["eer"] == rep["results"]["asv"]["metrics"]["eer"]  # own ASV on the same lists
+
+    itw_cfg = parse_config({**base, "data": {"layout": "protocol", "path": str(itw),
+                                             "protocol": "release_in_the_wild/meta.csv",
+                                             "audio_dir": "release_in_the_wild", "ext": ""}, "risk": {}})
+    out = run_report(itw_cfg, tmp_path / "out-itw", log=lambda m: None)
+    r = out["results"]
+    assert r["detection"]["vg-specnet"]["metrics"]["eer"] == want["eer"]
+    assert r["tdcf_asv"] is None and r["detection"]["vg-specnet"]["metrics"].get("min_tdcf_2021") is None
+    assert "no ASV enrolment and trial lists" in r["asv_skipped"]
+    md = (tmp_path / "out-itw" / "report.md").read_text()
+    assert "ASV check skipped: the data has no ASV enrolment" in md and "ASV scores for the t-DCF: none" in md

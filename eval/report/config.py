@@ -178,6 +178,8 @@ def _data(d: dict) -> DataConfig:
         if not spec.get(key):
             raise ReportConfigError(f"data.{key} is required for layout {layout!r}")
     enroll = spec.get("asv_enroll") or []
+    if bool(enroll) != bool(spec.get("asv_trials")):
+        raise ReportConfigError("data.asv_enroll and data.asv_trials go together (the ASV check needs both)")
     build = _mapping(d.get("build"), "data.build")
     _unknown(build, {"source", "config"}, "data.build")
     if build and layout != "corpus":

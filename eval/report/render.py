@@ -165,8 +165,10 @@ def report_blocks(report: dict) -> list[tuple]:
                                                         f"{v['tpr']:.2f} / {v['bit_acc']:.3f} / {v['fpr']:.2f}")
             rows.append(row)
         b.append(("table", list(rows[0]), rows))
-    if r.get("asv") or r.get("reid"):
+    if r.get("asv") or r.get("reid") or r.get("asv_skipped"):
         b.append(("h", 2, "Voiceprint risk"))
+    if r.get("asv_skipped"):
+        b.append(("p", f"ASV check skipped: {r['asv_skipped']}."))
     if r.get("asv"):
         a = r["asv"]
         m = a["metrics"]

@@ -134,6 +134,10 @@ def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = Non
                                      "enroll": [p.read_text() for p in data.asv_enroll]},
                         lambda: asv_stage(data, trials, cfg.risk.backend, work / "scores" / "asv.eval.txt"), timings)
         results["asv"] = asv["result"]
+    elif cfg.risk and cfg.risk.asv:
+        results["asv_skipped"] = ("the data has no ASV enrolment and trial lists (data.asv_enroll, data.asv_trials), "
+                                  "so the ASV-under-spoofing check did not run")
+        log(f"risk.asv: skipped: {results['asv_skipped']}")
     asv_arrays, tdcf_source = None, None
     if data.asv_scores is not None:
         asv_arrays, tdcf_source = read_asv_scores(data.asv_scores), f"organisers' ASV scores ({data.asv_scores.name})"
