@@ -284,6 +284,9 @@ def test_asv_check_writes_scores_that_eval_eer_reads(resemblyzer, speakers, tmp_
     assert res.metrics.eer == pytest.approx(compute_eer(tgt, non)[0], abs=1e-6)
     assert [a.attack for a in res.per_attack] == ["A99"] and res.per_attack[0].n == 4
     assert res.metrics.p_fa_spoof == pytest.approx(np.mean(spoof >= res.metrics.threshold), abs=1e-6)
+    for k, written in zip(("target", "nontarget", "spoof"), (tgt, non, spoof)):  # the scores behind the metrics
+        assert res.scores[k] == pytest.approx(written, abs=1e-6)
+    assert "scores" not in res.to_dict()
     with pytest.raises(RiskError, match="exists"):
         asv_check(read_asv_enrollment(enroll), read_asv_trials(trials), audio, resemblyzer, out=out)
     normed = asv_check(read_asv_enrollment(enroll), read_asv_trials(trials), audio, resemblyzer,

@@ -30,6 +30,11 @@ LAYOUTS: dict[str, dict[str, Any]] = {
 }
 
 
+def slug(text: str) -> str:
+    """A label as it appears in stage and file names."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_") or "x"
+
+
 class ReportConfigError(VoiceguardError):
     """The report config is unusable."""
 
@@ -203,7 +208,7 @@ def _detectors(items: Any) -> tuple[DetectorConfig, ...]:
         if "model" not in it:
             raise ReportConfigError(f"detectors[{i}] needs 'model' (a card name, card file or architecture)")
         out.append(DetectorConfig(str(it.get("label") or it["model"]), str(it["model"]), it.get("checkpoint")))
-    labels = [re.sub(r"[^A-Za-z0-9_.+-]+", "_", d.label).strip("_") for d in out]  # as in file names
+    labels = [slug(d.label) for d in out]  # as in stage and file names
     dup = sorted({x for x in labels if labels.count(x) > 1})
     if dup:
         raise ReportConfigError(f"detector labels must be unique; repeated: {', '.join(dup)} (set 'label:')")
@@ -286,5 +291,5 @@ def load_report_config(name_or_path: str | os.PathLike) -> ReportConfig:
     return parse_config(data, str(p))
 
 
-__all__ = ["DataConfig", "DetectorConfig", "LAYOUTS", "ReportConfig", "ReportConfigError", "RiskConfig",
+__all__ = ["slug", "DataConfig", "DetectorConfig", "LAYOUTS", "ReportConfig", "ReportConfigError", "RiskConfig",
            "WatermarkConfig", "asdict", "expand", "list_configs", "load_report_config", "parse_config"]

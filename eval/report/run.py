@@ -1,7 +1,6 @@
 """``voiceguard eval report`` as a function: run (or reuse) every stage, then write the figures and the report."""
 from __future__ import annotations
 
-import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,16 +13,12 @@ from voiceguard.audio import load_audio
 from voiceguard.protocols import BONAFIDE
 from voiceguard.watermark import load_watermarker
 
-from .config import ReportConfig
+from .config import ReportConfig, slug
 from .stages import (SR, ReportError, StageCache, _log, asv_stage, asv_trials, detector_identity, environment,
                      perceptual_measures, reid_condition, reid_sets, resolve_data, score_condition, subset,
                      watermark_stage, watermarker_identity)
 
 REPORT_FORMAT = 1
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_") or "x"
 
 
 def _available(row) -> str | None:
@@ -207,4 +202,4 @@ def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = Non
     return report
 
 
-__all__ = ["REPORT_FORMAT", "ReportError", "run_report", "slug"]
+__all__ = ["REPORT_FORMAT", "ReportError", "run_report"]

@@ -27,10 +27,10 @@ from .config import ReportConfig, ReportConfigError
 SR = 16000
 CACHE_VERSION = 2
 
-#: code whose behaviour the cached values depend on: editing any of it invalidates the cache
-_CACHED_CODE = ("eval/report/stages.py", "eval/risk/checks.py", "eval/risk/metrics.py", "eval/risk/embed.py",
-                "eval/risk/embedders.py", "detect/batch.py", "detect/scoring.py", "watermark/base.py",
-                "voiceguard/attacks/base.py")
+#: modules whose code computes the cached values: editing any of them invalidates the cache
+_CACHED_CODE = ("voiceguard.eval.report.stages", "voiceguard.eval.risk.checks", "voiceguard.eval.risk.metrics",
+                "voiceguard.eval.risk.embed", "voiceguard.eval.risk.embedders", "voiceguard.detect.batch",
+                "voiceguard.detect.scoring", "voiceguard.watermark.base", "voiceguard.attacks.base")
 
 
 class ReportError(VoiceguardError):
@@ -43,17 +43,12 @@ def _log(msg: str) -> None:
 
 # --------------------------------------------------------------------------- cache
 def _code_digest() -> str:
-    """sha256 over the sources of the modules that compute cached values (installed package layout)."""
+    """sha256 over the sources of the modules in ``_CACHED_CODE``."""
     import importlib.util
 
     h = hashlib.sha256()
-    for rel in _CACHED_CODE:
-        folder, name = rel.rsplit("/", 1)
-        pkg = {"eval": "voiceguard.eval", "detect": "voiceguard.detect", "watermark": "voiceguard.watermark",
-               "voiceguard": "voiceguard"}[folder.split("/")[0]]
-        mod = ".".join([pkg, *folder.split("/")[1:], name.removesuffix(".py")])
-        spec = importlib.util.find_spec(mod)
-        h.update(Path(spec.origin).read_bytes() if spec and spec.origin else rel.encode())
+    for mod in _CACHED_CODE:
+        h.update(Path(importlib.util.find_spec(mod).origin).read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -114,7 +109,8 @@ class EvalData:
     def fingerprint(self, trials: list[Trial] | tuple[Trial, ...] | None = None) -> list:
         """Trial ids with labels and file sizes (of ``trials``, default all): the same audio is assumed when
         these match."""
-        return [(t.utt_id, t.label, t.attack, self.path(t).stat().st_size) for t in (trials or self.trials)]
+        return [(t.utt_id, t.label, t.attack, self.path(t).stat().st_size)
+                for t in (self.trials if trials is None else trials)]
 
     def relative(self, path: str | Path) -> str:
         """``path`` relative to the dataset folder (cache keys survive moving the dataset)."""
@@ -340,15 +336,9 @@ def asv_stage(data: EvalData, trials: list, backend: str, out: Path) -> dict:
     enrollment = {s: u for s, u in enrollment.items() if s in {t.speaker for t in trials}}
     res = asv_check(enrollment, trials, data.audio_dir, get_embedder(backend), ext=data.ext, out=out,
                     overwrite=True)
-    groups: dict[str, list[float]] = {"target": [], "nontarget": [], "spoof": []}
-    for line in out.read_text().splitlines():
-        _, key, score = line.split()
-        groups[key].append(float(score))
-    tar, non, spf = (np.asarray(groups[k]) for k in ("target", "nontarget", "spoof"))
     result = res.to_dict()
     result["score_file"] = f"{out.parent.name}/{out.name}"  # relative to the work folder: results stay comparable
-    return {"result": result, "scores": {"target": tar.tolist(), "nontarget": non.tolist(),
-                                                 "spoof": spf.tolist()}}
+    return {"result": result, "scores": {k: v.tolist() for k, v in res.scores.items()}}
 
 
 def reid_sets(data: EvalData, n_speakers: int, seed: int) -> tuple[list, list]:
@@ -365,7 +355,8 @@ def reid_sets(data: EvalData, n_speakers: int, seed: int) -> tuple[list, list]:
         for spk, utts in read_asv_enrollment(p).items():
             enrol_lists.setdefault(spk, []).extend(utts)
     if enrol_lists:  # probes never include a speaker's enrolment utterances
-        by_spk = {s: [t for t in ts if t.utt_id not in set(enrol_lists.get(s, ()))] for s, ts in by_spk.items()}
+        enrolled = {s: set(u) for s, u in enrol_lists.items()}
+        by_spk = {s: [t for t in ts if t.utt_id not in enrolled.get(s, ())] for s, ts in by_spk.items()}
         eligible = sorted(s for s, ts in by_spk.items() if len(ts) >= 1 and s in enrol_lists)
     else:
         eligible = sorted(s for s, ts in by_spk.items() if len(ts) >= 4)

@@ -106,9 +106,11 @@ class AsvCheckResult:
     normalisation: str  # "none" | "s-norm (cohort N)"
     score_file: str | None = None
     skipped: tuple[FileProblem, ...] = ()
+    # the scores behind the metrics, by key (target / nontarget / spoof); not part of the serialised result
+    scores: dict = field(default_factory=dict, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        d = {k: v for k, v in asdict(self).items() if k != "scores"}
         d["skipped"] = [asdict(p) for p in self.skipped]
         return d
 
@@ -170,7 +172,8 @@ def asv_check(enrollment: dict[str, list[str]], trials: list[AsvTrial], audio_di
     if out is not None:
         atomic_write_text(out, format_asv_scores(usable, scores), overwrite=True)
     return AsvCheckResult(embedder.info(), m, per_attack, len(trials), len(usable), norm,
-                          str(out) if out is not None else None, _problems(emb))
+                          str(out) if out is not None else None, _problems(emb),
+                          {k: scores[key == k] for k in ("target", "nontarget", "spoof")})
 
 
 def corpus_asv_paths(corpus: str | os.PathLike, split: str = "eval") -> tuple[Path, Path, Path, Path]:
