@@ -4,6 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 from helpers import REPO
 
@@ -21,7 +22,23 @@ def test_every_code_folder_is_a_listed_subpackage():
         for init in (REPO / folder).rglob("__init__.py"):
             rel = init.parent.relative_to(REPO / folder).parts
             expected.add(".".join((pkg, *rel)))
-    assert expected == packages, f"pyproject packages differ: missing {expected - packages}, extra {packages - expected}"
+    missing = expected - packages
+    assert not missing, f"pyproject packages miss {missing}"
+    # the others are data-only folders (no __init__.py), listed so that setuptools ships them
+    # without its "Package would be ignored" warning; each must exist and hold package data
+    for pkg in packages - expected:
+        top = max((folder for folder, name in CODE_FOLDERS.items() if pkg.startswith(name + ".")),
+                  key=lambda folder: len(CODE_FOLDERS[folder]))
+        folder = REPO / top / Path(*pkg.split(".")[len(CODE_FOLDERS[top].split(".")):])
+        assert folder.is_dir() and not (folder / "__init__.py").exists(), pkg
+        assert pkg in cfg["package-data"], f"{pkg}: data folder without package-data"
+
+
+def test_wheel_builds_without_setuptools_warnings(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v",
+                        str(REPO), "-w", str(tmp_path)], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "_Warning" not in r.stdout + r.stderr and "SetuptoolsDeprecationWarning" not in r.stdout + r.stderr
 
 
 def test_no_top_level_detect_eval_watermark(tmp_path):
