@@ -1,6 +1,9 @@
 """The Gradio app: ``build_demo()`` wires the pure handlers of ``handlers.py`` to widgets (no launch)."""
 from __future__ import annotations
 
+import logging
+import os
+from pathlib import Path
 from typing import Callable
 
 from voiceguard.errors import VoiceguardError
@@ -8,22 +11,54 @@ from voiceguard.errors import VoiceguardError
 from . import handlers as H
 
 TITLE = "voiceguard: spoof detection, watermarking and voiceprint risk"
+log = logging.getLogger("voiceguard.demo")
+
+
+def _shown(text: str, args: tuple) -> str:
+    """``text`` with the full path of every uploaded file (Gradio's temporary copy, ``.../<hash>/<name>``)
+    replaced by its file name, which Gradio keeps from the user's original file."""
+    for a in sorted((a for a in args if isinstance(a, str) and os.sep in a), key=len, reverse=True):
+        text = text.replace(a, Path(a).name)
+    return text
+
+
+def user_message(error: VoiceguardError, args: tuple = ()) -> str:
+    """``NAME: reason`` with the file's name only (never the server's temporary folder)."""
+    name = Path(error.source).name if error.source else None
+    reason = _shown(error.reason, args)
+    if name and reason.startswith(f"{name}: "):  # a per-file error already naming the file
+        reason = reason[len(name) + 2:]
+    return f"{name}: {reason}" if name else reason
 
 
 def friendly(fn: Callable) -> Callable:
-    """Errors become a message in the page (``gr.Error``), never a traceback."""
+    """Errors become a one-line message in the page (``gr.Error``) naming the uploaded file by its name.
+    A user's error (``VoiceguardError``) prints no traceback in the server log (one INFO line at most); an
+    unexpected exception (a bug) is logged once with its traceback, for whoever fixes it."""
     import gradio as gr
 
     def wrapped(*args):
         try:
             return fn(*args)
         except VoiceguardError as e:
-            raise gr.Error(str(e)) from None
-        except Exception as e:  # noqa: BLE001 - a bug: say so in one line
-            raise gr.Error(f"internal error: {type(e).__name__}: {e}") from None
+            msg = user_message(e, args)
+            log.info("%s: %s", fn.__name__.strip("_"), msg)
+            raise gr.Error(msg, print_exception=False) from None
+        except Exception as e:  # noqa: BLE001 - a bug: one line in the page, the traceback in the log
+            log.exception("%s failed", fn.__name__.strip("_"))
+            raise gr.Error(_shown(f"internal error (a bug; details in the server log): {type(e).__name__}: {e}",
+                                  args), print_exception=False) from None
 
     wrapped.__name__ = fn.__name__
     return wrapped
+
+
+def _examples(gr, inputs: list) -> None:
+    """The example clips (``handlers.example_clips``) as one-click inputs of ``inputs``' first widget."""
+    clips = H.example_clips()
+    if clips:
+        gr.Examples([[p] for p, _ in clips], inputs, label="example clips (click one to load it)",
+                    example_labels=[label for _, label in clips])
 
 
 def _scan(path):
@@ -67,6 +102,7 @@ def build_demo(report_dir: str | None = None):
                     "runs locally with the shipped models.")
         with gr.Tab("Scan"):
             scan_in = gr.Audio(label="clip", elem_id="scan-audio", **audio)
+            _examples(gr, [scan_in])
             scan_btn = gr.Button("Scan", elem_id="scan-button", variant="primary")
             scan_out = gr.Markdown(elem_id="scan-result")
             scan_plot = gr.Plot(label="spoof score per window")
@@ -74,6 +110,7 @@ def build_demo(report_dir: str | None = None):
             scan_btn.click(friendly(_scan), [scan_in], [scan_out, scan_plot, scan_wm])
         with gr.Tab("Watermark"):
             wm_in = gr.Audio(label="clip to watermark", elem_id="wm-audio", **audio)
+            _examples(gr, [wm_in])
             wm_msg = gr.Textbox(label="message (16 bits: hex or int)", value="0xBEEF", elem_id="wm-message")
             wm_engine = gr.Radio(list(H.ENGINES), value="audioseal", label="engine (the shipped neural model, "
                                  "or the spread-spectrum DSP baseline)", elem_id="wm-engine")
@@ -115,4 +152,4 @@ def build_demo(report_dir: str | None = None):
     return demo
 
 
-__all__ = ["build_demo", "friendly"]
+__all__ = ["build_demo", "friendly", "user_message"]

@@ -53,6 +53,19 @@ def embedder():
     return get_embedder("resemblyzer")
 
 
+#: the clips under the checkout's ``examples/`` offered in the Scan and Watermark tabs (file name, label)
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLE_CLIPS = (("librispeech_5339-14133-0000.flac", "real speech: LibriSpeech 5339-14133-0000 (CC BY 4.0)"),
+                 ("hello_espeak.flac", "synthetic speech: espeak-ng (a spoof)"))
+
+
+def example_clips(folder: str | os.PathLike | None = None) -> list[tuple[str, str]]:
+    """``(absolute path, label)`` of the example clips found in ``folder`` (default ``EXAMPLES_DIR``, the
+    checkout's ``examples/``; an installed wheel has none, and then the demo offers none)."""
+    root = Path(folder) if folder is not None else EXAMPLES_DIR
+    return [(str(root / name), label) for name, label in EXAMPLE_CLIPS if (root / name).is_file()]
+
+
 def check_upload(path: str | os.PathLike | None, *, what: str = "clip", max_mb: float = MAX_MB,
                  max_seconds: float = MAX_SECONDS) -> AudioInfo:
     """The upload exists, is audio, and is within the demo's size and duration limits."""
@@ -97,9 +110,9 @@ def presence_figure(result, title: str = "watermark presence"):
 # --------------------------------------------------------------------------- Scan tab
 @dataclass(frozen=True)
 class ScanView:
-    verdict: str
-    p_spoof: float
-    llr: float
+    verdict: str  # "bonafide" | "spoof" | "partial-spoof" | "no-speech"
+    p_spoof: float | None  # None for "no-speech"
+    llr: float | None
     flagged: tuple[tuple[float, float], ...]
     watermark: str  # message hex or "none"
     wm_probability: float
@@ -109,8 +122,9 @@ class ScanView:
 
 
 def scan_clip(path: str | os.PathLike | None) -> ScanView:
-    """Spoof verdict with per-window scores and flagged segments, plus watermark detection (one decode)."""
-    from voiceguard.detect.batch import decode, score_files
+    """Spoof verdict with per-window scores and flagged segments, plus watermark detection (one decode).
+    A clip without speech gets verdict ``no-speech`` (no score; the watermark is still checked)."""
+    from voiceguard.detect.batch import decode_speech, score_files
     from voiceguard.detect.scoring import merge_flagged
 
     check_upload(path)
@@ -118,16 +132,24 @@ def scan_clip(path: str | os.PathLike | None) -> ScanView:
     decoded: dict[str, np.ndarray] = {}
 
     def decode_once(p):  # the detector's decode also hands the 16 kHz audio to the watermark detector
-        audio, info = decode(p)
+        audio, info, mix = decode_speech(p)
         decoded["audio"] = audio
-        return audio, info
+        return audio, info, mix
 
     scored = next(iter(score_files(loaded.detector, [str(path)], calibration=loaded.calibration, workers=1,
                                    decode=decode_once)))
-    if scored.result is None:
+    if scored.result is None and scored.no_speech is None:
         raise DemoInputError(scored.error or "could not scan the clip", source=Path(path).name)
-    r = scored.result
     mark = watermarker().detect(decoded["audio"], SR)
+    wm = mark.message_hex if mark.detected else "none"
+    wm_line = f"**Watermark: {wm}** (presence {mark.probability:.3f}, threshold {mark.threshold:.3f})"
+    channel = f"\n\n{scored.note[0].upper()}{scored.note[1:]}." if scored.note else ""
+    if scored.result is None:  # no speech: nothing for a spoof detector to judge
+        summary = (f"**Verdict: no-speech**: {scored.no_speech}; a spoof verdict needs speech (model "
+                   f"`{loaded.name}` not run){channel}\n\n{wm_line}")
+        return ScanView("no-speech", None, None, (), wm, float(mark.probability), summary, None,
+                        presence_figure(mark))
+    r = scored.result
     flagged = tuple(merge_flagged(r.segments))
     fig, ax = _figure()
     mids = [(s.start_s + s.end_s) / 2 for s in r.segments]
@@ -137,11 +159,9 @@ def scan_clip(path: str | os.PathLike | None) -> ScanView:
     ax.axhline(0.5, color="grey", lw=0.8, ls="--")
     ax.set(ylim=(-0.02, 1.02), xlabel="time (s)", ylabel="P(spoof)", title=f"{loaded.name}: per-window score")
     fig.tight_layout()
-    wm = mark.message_hex if mark.detected else "none"
     spans = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in flagged) or "none"
     summary = (f"**Verdict: {r.verdict}** (P(spoof) {r.p_spoof:.3f}, LLR {r.llr:+.2f}, model `{loaded.name}`)\n\n"
-               f"Flagged segments: {spans}\n\n"
-               f"**Watermark: {wm}** (presence {mark.probability:.3f}, threshold {mark.threshold:.3f})")
+               f"Flagged segments: {spans}{channel}\n\n{wm_line}")
     return ScanView(r.verdict, float(r.p_spoof), float(r.llr), flagged, wm, float(mark.probability), summary, fig,
                     presence_figure(mark))
 
@@ -245,7 +265,7 @@ def attack_clip(path: str | os.PathLike | None, attack: str, params: str = "", s
                             parse_params(params), seed=int(seed), overwrite=True)
     before, after = scan_clip(path), scan_clip(res.output)
     rows = (("spoof verdict", before.verdict, after.verdict),
-            ("P(spoof)", f"{before.p_spoof:.3f}", f"{after.p_spoof:.3f}"),
+            ("P(spoof)", *("-" if v.p_spoof is None else f"{v.p_spoof:.3f}" for v in (before, after))),
             ("watermark", before.watermark, after.watermark),
             ("watermark presence", f"{before.wm_probability:.3f}", f"{after.wm_probability:.3f}"))
     shown = ", ".join(f"{k}={v}" for k, v in res.parameters.items())
@@ -326,7 +346,7 @@ def report_view(folder: str | os.PathLike | None = None) -> ReportView:
     return ReportView(str(found), f"_Report folder: `{found}`_\n\n" + text, figures)
 
 
-__all__ = ["check_upload", "scan_clip", "embed_clip", "detect_clip", "attack_clip", "attack_names",
+__all__ = ["EXAMPLE_CLIPS", "EXAMPLES_DIR", "check_upload", "example_clips", "scan_clip", "embed_clip", "detect_clip", "attack_clip", "attack_names",
            "compare_voices", "parse_params", "DemoInputError", "ENGINES", "ScanView", "EmbedView", "DetectView",
            "AttackView", "VoiceView", "MAX_MB", "MAX_SECONDS", "ReportView", "report_view", "latest_report",
            "report_candidates"]

@@ -12,6 +12,7 @@ import numpy as np
 
 from voiceguard.audio import AudioInfo, audio_info, load_audio
 from voiceguard.errors import VoiceguardError, per_file
+from voiceguard.vad import Mix, choose_mix, load_vad
 
 from .scoring import Calibration, FileScore, fit_window, summarize_windows, window_starts
 
@@ -24,18 +25,40 @@ class Scored:
 
     source: str
     duration_s: float | None
-    result: FileScore | None
+    result: FileScore | None  # None: an error, or no speech (``no_speech`` says why)
     error: str | None = None
     info: AudioInfo | None = None  # the file as stored (rate, channels, format)
+    no_speech: str | None = None  # "no speech detected (0.00 s of 5.00 s)": not scored, not an error
+    speech_s: float | None = None  # seconds of detected speech (when the decoder ran the VAD)
+    note: str | None = None  # which channel was used when it was not the channel mean, and why
 
 
 MIN_SECONDS = 0.25  # shorter audio is reported, not scored: a window of repeats says nothing
 
 
-def decode(path: str | os.PathLike) -> tuple[np.ndarray, AudioInfo]:
-    """The file at 16 kHz mono, and its header."""
+def _load(path: str | os.PathLike) -> tuple[np.ndarray, AudioInfo]:
     info = audio_info(path)
-    return load_audio(path, SR, mono=True, min_seconds=MIN_SECONDS, purpose="spoof detection")[0], info
+    audio, _ = load_audio(path, SR, min_seconds=MIN_SECONDS, purpose="spoof detection")
+    return audio, info
+
+
+def decode(path: str | os.PathLike) -> tuple[np.ndarray, AudioInfo]:
+    """The file at 16 kHz as float32 ``[1, n]`` (down-mixed by ``voiceguard.vad.choose_mix``'s channel rule:
+    the channel mean, or the channel with the most speech when the channels cancel or one is dead), and
+    its header. Raises the audio path's ``VoiceguardError``s."""
+    audio, info = _load(path)
+    return choose_mix(audio, SR, activity=False).audio, info
+
+
+def decode_speech(path: str | os.PathLike) -> tuple[np.ndarray, AudioInfo, Mix]:
+    """``decode`` plus the speech activity of the chosen signal (silero-vad), for ``score_files`` to
+    report files without speech as ``no-speech`` instead of scoring them."""
+    audio, info = _load(path)
+    mix = choose_mix(audio, SR)
+    return mix.audio, info, mix
+
+
+_decode_default = decode
 
 
 def _prefetched(sources: Sequence, fn: Callable, workers: int) -> Iterator[tuple[object, object]]:
@@ -59,7 +82,12 @@ def score_files(detector, sources: Sequence[str | os.PathLike], *, calibration: 
                 threshold: float = 0.0, hop: int | None = None, aggregate: str = "mean", workers: int = 2,
                 batch_windows: int = 32, decode: Callable = decode) -> Iterable[Scored]:
     """Yield a ``Scored`` per source, in order.  ``detector`` needs ``score_batch`` and ``input_samples``;
-    ``decode(path)`` returns 16 kHz mono audio, or ``(audio, AudioInfo)``, or raises a VoiceguardError."""
+    ``decode(path)`` returns 16 kHz mono audio, or ``(audio, AudioInfo)``, or ``(audio, AudioInfo, Mix)``
+    (``decode_speech``: a file whose ``Mix.activity`` has too little speech is yielded unscored, with
+    ``no_speech`` set), or raises a VoiceguardError.  A file whose scores are not finite (NaN/Inf from the
+    model) becomes an error row ("model produced a non-finite score ...")."""
+    if decode in (_decode_default, decode_speech):
+        load_vad()  # the first load imports silero_vad (torch thread count saved and restored): not in a worker
     win = int(detector.input_samples)
     hop = hop or win // 2
     if not 0 < hop <= win:
@@ -78,11 +106,17 @@ def score_files(detector, sources: Sequence[str | os.PathLike], *, calibration: 
             raw[i:i + len(chunk)] = detector.score_batch(
                 np.stack([fit_window(pending[k][1][s:s + win], win) for k, s in chunk]))
         i = 0
-        for src, audio, starts, info in pending:
-            fs = summarize_windows(raw[i:i + len(starts)], starts, audio.size, SR, win, calibration=calibration,
-                                   threshold=threshold, aggregate=aggregate)
+        for src, audio, starts, info, mix in pending:
+            got = per_file(lambda _: summarize_windows(raw[i:i + len(starts)], starts, audio.size, SR, win,
+                                                       calibration=calibration, threshold=threshold,
+                                                       aggregate=aggregate), src, "scoring")
             i += len(starts)
-            yield Scored(src, round(audio.size / SR, 3), fs, None, info)
+            speech = mix.activity.speech_s if mix is not None and mix.activity is not None else None
+            note = mix.note if mix is not None else None
+            if isinstance(got, VoiceguardError):
+                yield Scored(src, round(audio.size / SR, 3), None, got.reason, info, speech_s=speech, note=note)
+            else:
+                yield Scored(src, round(audio.size / SR, 3), got, None, info, speech_s=speech, note=note)
         pending, n_windows = [], 0
 
     for src, got in _prefetched(list(sources), lambda p: per_file(decode, p, "decoding"), workers):
@@ -90,10 +124,15 @@ def score_files(detector, sources: Sequence[str | os.PathLike], *, calibration: 
             yield from flush()  # keep the output in input order
             yield Scored(str(src), None, None, got.reason)
             continue
-        audio, info = got if isinstance(got, tuple) else (got, None)
+        audio, info, mix = (tuple(got) + (None,))[:3] if isinstance(got, tuple) else (got, None, None)
         audio = np.asarray(audio, dtype=np.float32).ravel()
+        if mix is not None and mix.activity is not None and not mix.activity.has_speech:
+            yield from flush()  # keep the output in input order
+            yield Scored(str(src), round(audio.size / SR, 3), None, None, info, no_speech=mix.activity.reason,
+                         speech_s=mix.activity.speech_s, note=mix.note)
+            continue
         starts = window_starts(audio.size, win, hop)
-        pending.append((str(src), audio, starts, info))
+        pending.append((str(src), audio, starts, info, mix))
         n_windows += len(starts)
         if n_windows >= batch_windows:
             yield from flush()
@@ -110,8 +149,11 @@ class ProtocolScores:
 
 def score_protocol(loaded, protocol: str | os.PathLike, audio_dir: str | os.PathLike | None,
                    out: str | os.PathLike, *, ext: str = ".flac", columns: int = 4, llr: bool = False,
-                   aggregate: str = "mean", workers: int = 2, progress: bool = False) -> ProtocolScores:
+                   aggregate: str = "mean", workers: int = 2, progress: bool = False,
+                   protocol_format: str = "auto") -> ProtocolScores:
     """Score every trial of ``protocol`` into an official-format score file (written atomically).
+
+    ``protocol_format``: ``auto`` (sniffed from the content) or a ``voiceguard.protocols.READERS`` name.
 
     Files that cannot be decoded are left out of the score file and returned in ``errors``.
     """
@@ -120,7 +162,7 @@ def score_protocol(loaded, protocol: str | os.PathLike, audio_dir: str | os.Path
     from voiceguard.eval.scores import ScoredTrial, write_cm_scores
     from voiceguard.protocols import read_protocol
 
-    trials = read_protocol(protocol)
+    trials = read_protocol(protocol, protocol_format)
     paths = [t.audio_path(audio_dir, ext) for t in trials]
     rows, errors = [], []
     scored = score_files(loaded.detector, paths, calibration=loaded.calibration, aggregate=aggregate,

@@ -143,9 +143,16 @@ def summarize_windows(raw: np.ndarray, starts: Sequence[int], n_samples: int, sa
 
     The file score aggregates the window scores (``mean``, or ``min`` for the most spoof-like window);
     a bona fide file with some windows below the threshold is reported as ``partial-spoof``.
+
+    Raises:
+        ScoreError: a window score, the file score, an LLR or a probability is not finite (NaN/Inf never
+            reaches an output: the caller reports the file as an error).
     """
     raw = np.asarray(raw, dtype=np.float64).ravel()
-    llrs = calibration.llr(raw)
+    _require_finite(raw, "window score")
+    with np.errstate(over="ignore", invalid="ignore"):
+        llrs = calibration.llr(raw)
+    _require_finite(llrs, "window LLR")
     probs = spoof_probability(llrs, prior_bonafide)
     segments = tuple(Segment(round(s / sample_rate, 3), round(min(s + win, n_samples) / sample_rate, 3), float(r),
                              float(l), float(p), bool(l < threshold))
@@ -154,6 +161,7 @@ def summarize_windows(raw: np.ndarray, starts: Sequence[int], n_samples: int, sa
         raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}")
     agg = float(AGGREGATES[aggregate](raw))
     llr = float(calibration.llr(agg))
+    _require_finite(np.array([agg, llr]), "file score")
     if llr < threshold:
         verdict = "spoof"
     elif any(s.flagged for s in segments):
@@ -161,6 +169,16 @@ def summarize_windows(raw: np.ndarray, starts: Sequence[int], n_samples: int, sa
     else:
         verdict = "bonafide"
     return FileScore(agg, llr, float(spoof_probability(llr, prior_bonafide)), verdict, segments)
+
+
+def _require_finite(x: np.ndarray, what: str) -> None:
+    from voiceguard.errors import ScoreError
+
+    x = np.asarray(x, dtype=np.float64)
+    if x.size and not np.isfinite(x).all():
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        raise ScoreError(f"model produced a non-finite score ({bad} non-finite {what}"
+                         f"{'s' if bad > 1 else ''} of {x.size})")
 
 
 AGGREGATES: dict[str, Callable[[np.ndarray], float]] = {"mean": np.mean, "min": np.min}

@@ -153,11 +153,11 @@ class Augmenter:
 
 
 # --------------------------------------------------------------------------------------------- data
-def load_trials(protocol: str | os.PathLike, audio_dir: str | os.PathLike | None, ext: str = ".flac") \
-        -> list[Trial]:
+def load_trials(protocol: str | os.PathLike, audio_dir: str | os.PathLike | None, ext: str = ".flac",
+                protocol_format: str = "auto") -> list[Trial]:
     """A protocol's trials, every audio file checked up front (exists, readable header, long enough), so
     a bad file stops training before it starts, with one message listing the bad files."""
-    trials = read_protocol(protocol)
+    trials = read_protocol(protocol, protocol_format)
     check_audio_files(trials, audio_dir, ext, source=str(protocol))
     _check_two_classes(trials, protocol)
     bad = []
@@ -247,8 +247,10 @@ def train_detector(config: TrainConfig, train_protocol: str | os.PathLike, audio
                    out_dir: str | os.PathLike, *, dev_protocol: str | os.PathLike | None = None,
                    dev_audio_dir: str | os.PathLike | None = None, ext: str = ".flac", resume: bool = False,
                    command: str | None = None, name: str | None = None, progress: bool = True,
-                   overwrite: bool = False) -> TrainResult:
-    """Train, keep the best dev-EER epoch, calibrate on dev, write weights + card to ``out_dir``."""
+                   overwrite: bool = False, protocol_format: str = "auto") -> TrainResult:
+    """Train, keep the best dev-EER epoch, calibrate on dev, write weights + card to ``out_dir``.
+
+    ``protocol_format`` (both protocols): ``auto`` (sniffed) or a ``voiceguard.protocols.READERS`` name."""
     import torch
     from tqdm import tqdm
 
@@ -261,10 +263,11 @@ def train_detector(config: TrainConfig, train_protocol: str | os.PathLike, audio
         raise TrainError(f"already holds a trained model ({', '.join(existing)}); use --resume to continue it, "
                          "--overwrite to replace it, or another --out", source=out)
     out.mkdir(parents=True, exist_ok=True)
-    train = _seeded_subset(load_trials(train_protocol, audio_dir, ext), config.max_train, config.seed)
+    train = _seeded_subset(load_trials(train_protocol, audio_dir, ext, protocol_format), config.max_train,
+                           config.seed)
     _check_two_classes(train, f"{train_protocol} (--max-train {config.max_train} subset)")
     dev_dir = dev_audio_dir if dev_audio_dir is not None else audio_dir
-    dev = load_trials(dev_protocol, dev_dir, ext) if dev_protocol else None
+    dev = load_trials(dev_protocol, dev_dir, ext, protocol_format) if dev_protocol else None
     augment = Augmenter(parse_augment(config.augment), config.augment_prob)
     device = _device(config.device)
     torch.manual_seed(config.seed)

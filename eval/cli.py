@@ -7,11 +7,36 @@ import click
 
 from voiceguard import writers
 from voiceguard.attacks import list_suites, load_suite
+from voiceguard.cliopts import SEED, WORKERS, protocol_format_option
 from voiceguard.errors import VoiceguardError
-from voiceguard.protocols import READERS, check_audio_files, read_protocol, summarize
+from voiceguard.progress import Progress
+from voiceguard.protocols import PROTOCOL_FORMATS, check_audio_files, read_protocol, summarize
 
 from .attack_files import apply_attack_file, apply_suite_file, attack_catalogue, parse_attack_params
+from .metrics import BOOTSTRAP_MAX, BOOTSTRAP_MIN
 from .scores import evaluate_score_file
+
+
+class BootstrapCount(click.ParamType):
+    """Bootstrap resamples: 0 (off) or ``BOOTSTRAP_MIN``..``BOOTSTRAP_MAX`` (eval.metrics)."""
+
+    name = "N"
+
+    def convert(self, value, param, ctx):
+        n = click.INT.convert(value, param, ctx)
+        if n == 0 or BOOTSTRAP_MIN <= n <= BOOTSTRAP_MAX:
+            return n
+        if n < 0:
+            self.fail(f"{n} is negative: use 0 (no interval) or {BOOTSTRAP_MIN}..{BOOTSTRAP_MAX}.", param, ctx)
+        if n < BOOTSTRAP_MIN:
+            self.fail(f"{n} resamples are too few for a 95 % interval: use 0 (no interval) or at least "
+                      f"{BOOTSTRAP_MIN}.", param, ctx)
+        self.fail(f"{n} resamples is above the cap of {BOOTSTRAP_MAX} (more does not make a 95 % interval any "
+                  f"more exact; 1000-10000 is usual).", param, ctx)
+
+
+#: ``--bootstrap`` of every command with a bootstrap interval
+BOOTSTRAP = BootstrapCount()
 
 
 @click.group("eval")
@@ -26,14 +51,27 @@ def eval_group() -> None:
               help="Protocol with the labels (ASVspoof 2019/2021/5, In-the-Wild meta.csv or CSV).")
 @click.option("--asv-scores", type=click.Path(path_type=Path), default=None,
               help="ASV score file 'SOURCE KEY SCORE' (target/nontarget/spoof): adds min t-DCF 2019 and 2021.")
-@click.option("--bootstrap", type=int, default=0, show_default=True,
-              help="Bootstrap resamples for a 95% confidence interval of the EER (0 = off).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@protocol_format_option
+@click.option("--bootstrap", type=BOOTSTRAP, default=0, show_default=True,
+              help=f"Bootstrap resamples for a 95% percentile interval of the EER: 0 = off, else "
+                   f"{BOOTSTRAP_MIN}..{BOOTSTRAP_MAX} (progress on stderr every few seconds).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the bootstrap (0..2**32-1).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (rates as fractions).")
-def eer_command(scores: Path, protocol: Path | None, asv_scores: Path | None, bootstrap: int, seed: int,
-                as_json: bool) -> None:
+def eer_command(scores: Path, protocol: Path | None, asv_scores: Path | None, protocol_format: str, bootstrap: int,
+                seed: int, as_json: bool) -> None:
     """EER (official DET method), min t-DCF, ASVspoof 5 metrics and per-attack EERs of a score file."""
-    m = evaluate_score_file(scores, protocol, asv_scores, bootstrap=bootstrap, seed=seed)
+    progress = Progress("bootstrap", unit="resamples", enabled=bootstrap > 0)
+
+    def tick(done: int, total: int) -> None:
+        if progress.total is None:
+            progress.set_total(total)
+        progress.advance()
+
+    try:
+        m = evaluate_score_file(scores, protocol, asv_scores, bootstrap=bootstrap, seed=seed,
+                                protocol_format=protocol_format, progress=tick)
+    finally:
+        progress.close()
     for w in m.warnings:
         click.echo(f"voiceguard: warning: {w}", err=True)
     if as_json:
@@ -95,7 +133,7 @@ def report_command(config: str, out: Path | None, work: Path | None, force: bool
 
 @click.group("data")
 def data_group() -> None:
-    """Protocols and corpora: inspect/validate protocol files (the corpus builder joins later)."""
+    """Protocols and corpora: build an ASVspoof 2019 LA-style corpus, inspect and validate protocol files."""
 
 
 @data_group.command("build")
@@ -104,8 +142,8 @@ def data_group() -> None:
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="New (or empty) output folder.")
 @click.option("--config", "config", default="default", show_default=True,
               help="Shipped config name (default, tiny) or a YAML file.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--workers", type=int, default=None, help="Parallel processes (default: the config's).")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--workers", type=WORKERS, default=None, help="Parallel processes (default: the config's).")
 def build_command(source: Path, out: Path, config: str, seed: int, workers: int | None) -> None:
     """Build an ASVspoof 2019 LA-style corpus (flac/, protocols/, corpus.json, shortcut_check.json)."""
     from .corpus import prepare_corpus
@@ -121,7 +159,8 @@ def build_command(source: Path, out: Path, config: str, seed: int, workers: int 
 
 @data_group.command("protocol")
 @click.argument("protocol", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["auto", *READERS]), default="auto", show_default=True)
+@click.option("--format", "--protocol-format", "fmt", type=click.Choice(PROTOCOL_FORMATS), default="auto",
+              show_default=True, help="protocol format: auto (sniffed from the content) or a reader's name")
 @click.option("--audio-dir", type=click.Path(path_type=Path), default=None,
               help="Check that every trial's audio file exists here.")
 @click.option("--ext", default=".flac", show_default=True, help="Audio extension for id-only protocols.")
@@ -172,7 +211,7 @@ def attacks_suite_command(name: str) -> None:
 @click.argument("suite")
 @click.argument("inp", metavar="IN", type=click.Path(path_type=Path))
 @click.argument("out_dir", metavar="OUT_DIR", type=click.Path(path_type=Path))
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 def attacks_run_suite_command(suite: str, inp: Path, out_dir: Path, seed: int, overwrite: bool) -> None:
     """Apply every condition of SUITE to IN, writing OUT_DIR/<label><ext>; unavailable ones are reported."""
@@ -187,7 +226,7 @@ def attacks_run_suite_command(suite: str, inp: Path, out_dir: Path, seed: int, o
 @click.argument("inp", metavar="IN", type=click.Path(path_type=Path))
 @click.argument("out", metavar="OUT", type=click.Path(path_type=Path))
 @click.option("--param", "-p", "params", multiple=True, help="key=value (repeatable); a range as key=[lo,hi].")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
 def attacks_apply_command(attack: str, inp: Path, out: Path, params: tuple[str, ...], seed: int,
                           overwrite: bool) -> None:
@@ -196,4 +235,4 @@ def attacks_apply_command(attack: str, inp: Path, out: Path, params: tuple[str, 
     click.echo(f"{res.output}: {res.attack} {res.parameters} ({res.in_seconds:.2f} s -> {res.out_seconds:.2f} s)")
 
 
-__all__ = ["eval_group", "data_group", "attacks_group"]
+__all__ = ["eval_group", "data_group", "attacks_group", "BOOTSTRAP", "BootstrapCount"]

@@ -66,18 +66,26 @@ def _check_pair(bona: np.ndarray, spoof: np.ndarray, min_distinct: int = 3) -> t
 
 
 # --------------------------------------------------------------------------- EER / DET
-def det_curve(target: np.ndarray, nontarget: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Official ``compute_det_curve``: (miss rate, false-alarm rate, thresholds).
+def det_curve(target: np.ndarray, nontarget: np.ndarray, *, ties: str = "official"
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Official ``compute_det_curve``: (miss rate, false-alarm rate, thresholds), each ``[n + 1]`` float64.
 
     ``miss[i]`` is the fraction of target scores at or below ``thresholds[i]`` and
-    ``fa[i]`` the fraction of non-target scores above it (ties: stable sort order).
+    ``fa[i]`` the fraction of non-target scores above it.  Tied scores are ordered as the official code
+    does (stable mergesort of targets then non-targets: targets first); ``ties="nontarget-first"`` orders
+    them the other way (for showing how much the EER depends on tie order).
     """
     target = np.asarray(target, dtype=np.float64)
     nontarget = np.asarray(nontarget, dtype=np.float64)
     n_scores = target.size + nontarget.size
     all_scores = np.concatenate((target, nontarget))
     labels = np.concatenate((np.ones(target.size), np.zeros(nontarget.size)))
-    indices = np.argsort(all_scores, kind="mergesort")
+    if ties == "official":
+        indices = np.argsort(all_scores, kind="mergesort")
+    elif ties == "nontarget-first":
+        indices = np.lexsort((labels, all_scores))
+    else:
+        raise ValueError(f"ties must be 'official' or 'nontarget-first', not {ties!r}")
     labels = labels[indices]
     tar_trial_sums = np.cumsum(labels)
     nontarget_trial_sums = nontarget.size - (np.arange(1, n_scores + 1) - tar_trial_sums)
@@ -87,17 +95,60 @@ def det_curve(target: np.ndarray, nontarget: np.ndarray) -> tuple[np.ndarray, np
     return frr, far, thresholds
 
 
-def compute_eer(target: np.ndarray, nontarget: np.ndarray) -> tuple[float, float]:
-    """Official ``compute_eer``: (EER as a fraction, threshold)."""
-    frr, far, thresholds = det_curve(target, nontarget)
+def compute_eer(target: np.ndarray, nontarget: np.ndarray, *, ties: str = "official") -> tuple[float, float]:
+    """Official ``compute_eer``: (EER as a fraction, threshold); ``ties`` as in ``det_curve``."""
+    frr, far, thresholds = det_curve(target, nontarget, ties=ties)
     i = int(np.argmin(np.abs(frr - far)))
     return float(np.mean((frr[i], far[i]))), float(thresholds[i])
 
 
 def eer(bonafide: np.ndarray, spoof: np.ndarray) -> tuple[float, float]:
-    """CM EER (fraction) and its threshold, with input validation."""
+    """CM EER (fraction in [0, 1]) and its threshold, with input validation.
+
+    ``bonafide``, ``spoof``: 1-D score arrays (any float dtype; higher = more bona fide).  Raises
+    ``ScoreError`` for empty, NaN/Inf or (nearly) constant scores.
+    """
     bonafide, spoof = _check_pair(bonafide, spoof)
     return compute_eer(bonafide, spoof)
+
+
+#: share of either class tied at the EER threshold from which the EER is reported as ill-defined
+TIE_WARN_SHARE = 0.05
+
+
+@dataclass(frozen=True)
+class EerTies:
+    """How many trials share the score at the EER threshold, and what that does to the EER."""
+
+    threshold: float
+    bonafide: float  # share of bona fide trials whose score equals the threshold
+    spoof: float  # share of spoof trials whose score equals the threshold
+    eer_official: float  # ties ordered as the official code (bona fide first)
+    eer_other_order: float  # the same scores with the ties ordered spoof first
+    ill_defined: bool  # bonafide or spoof share >= TIE_WARN_SHARE
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    def message(self) -> str:
+        """The one-line warning for an ill-defined EER."""
+        return (f"{self.bonafide:.1%} of bona fide and {self.spoof:.1%} of spoof trials share the score "
+                f"{self.threshold:.6g} at the EER threshold: the EER is ill-defined on such tied scores "
+                f"(official DET EER {self.eer_official:.4%}; {self.eer_other_order:.4%} with the ties ordered "
+                f"the other way)")
+
+
+def eer_ties(bonafide: np.ndarray, spoof: np.ndarray, share: float = TIE_WARN_SHARE) -> EerTies:
+    """Tie diagnostics of the official EER: the share of each class whose score equals the EER threshold.
+
+    ``ill_defined`` is true when either share is at least ``share`` (default 5 %).  Validation and errors
+    as ``eer``.
+    """
+    bona, spoof = _check_pair(bonafide, spoof)
+    e, thr = compute_eer(bona, spoof)
+    e_other, _ = compute_eer(bona, spoof, ties="nontarget-first")
+    tb, ts = float(np.mean(bona == thr)), float(np.mean(spoof == thr))
+    return EerTies(float(thr), tb, ts, e, e_other, max(tb, ts) >= share)
 
 
 # --------------------------------------------------------------------------- t-DCF
@@ -262,23 +313,46 @@ def min_cllr(bonafide: np.ndarray, spoof: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- extras
+#: ``--bootstrap`` limits: fewer resamples than this cannot place the 2.5 / 97.5 % percentiles; more than the
+#: cap only costs time (the interval's Monte Carlo error is already far below its width)
+BOOTSTRAP_MIN = 200
+BOOTSTRAP_MAX = 100_000
+
+
 def bootstrap_ci(stat, arrays: tuple[np.ndarray, ...], n_boot: int = 1000, confidence: float = 0.95,
-                 seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``stat(*arrays)``, resampling each array on its own with ``seed``."""
+                 seed: int = 0, progress=None) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``stat(*arrays)``, resampling each array on its own with ``seed``.
+
+    ``arrays``: 1-D arrays; ``n_boot`` >= 1 resamples; ``seed`` >= 0; ``progress(done, total)``
+    is called after each resample when given.  Returns ``(low, high)``.  Raises ``ValueError`` for a bad
+    ``n_boot``, ``seed`` or ``confidence``.
+    """
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive integer, not {n_boot!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, not {seed!r}")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must be in (0, 1), not {confidence!r}")
     rng = np.random.default_rng(seed)
-    values = np.empty(n_boot)
-    for b in range(n_boot):
+    values = np.empty(int(n_boot))
+    for b in range(int(n_boot)):
         values[b] = stat(*(a[rng.integers(0, a.size, a.size)] for a in arrays))
+        if progress is not None:
+            progress(b + 1, int(n_boot))
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(values, [alpha, 1 - alpha])
     return float(lo), float(hi)
 
 
 def bootstrap_eer(bonafide: np.ndarray, spoof: np.ndarray, n_boot: int = 1000, confidence: float = 0.95,
-                  seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap CI of the EER, resampling each class separately with ``seed``."""
+                  seed: int = 0, progress=None) -> tuple[float, float]:
+    """Percentile bootstrap CI of the EER, resampling each class separately with ``seed``.
+
+    Arguments and errors as ``bootstrap_ci`` (and ``eer`` for the scores).  The percentile interval of a
+    skewed or discrete statistic need not contain the point estimate: ``evaluate_cm`` adds a note then.
+    """
     bona, spoof = _check_pair(bonafide, spoof)
-    return bootstrap_ci(lambda b, s: compute_eer(b, s)[0], (bona, spoof), n_boot, confidence, seed)
+    return bootstrap_ci(lambda b, s: compute_eer(b, s)[0], (bona, spoof), n_boot, confidence, seed, progress)
 
 
 def polarity_warning(bonafide: np.ndarray, spoof: np.ndarray, margin: float = 0.1) -> str | None:
@@ -339,9 +413,16 @@ class CmMetrics:
     per_attack: dict[str, EerResult] = field(default_factory=dict)
     per_condition: dict[str, EerResult] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    ties: EerTies | None = None  # tie diagnostics of the pooled EER
+    bootstrap: tuple[int, int] | None = None  # (resamples, seed) of eer.ci
 
     def to_dict(self) -> dict:
         d = self.eer.to_dict()
+        if self.bootstrap is not None:
+            d["bootstrap"] = {"resamples": self.bootstrap[0], "seed": self.bootstrap[1], "confidence": 0.95,
+                              "method": "percentile"}
+        if self.ties is not None:
+            d["eer_ties"] = self.ties.to_dict()
         d.update({"min_dcf": self.min_dcf, "min_cllr": self.min_cllr, "cllr": self.cllr, "act_dcf": self.act_dcf})
         if self.asv is not None:
             d.update({"asv": self.asv.to_dict(), "min_tdcf_2019": self.min_tdcf_2019,

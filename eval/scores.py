@@ -1,6 +1,7 @@
 """Score files: reading, joining with a protocol, writing, and the ``eval eer`` pipeline."""
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from typing import Iterable
 
 import numpy as np
 
-from voiceguard.errors import ScoreError, preview
+from voiceguard.errors import ProtocolError, ScoreError, preview
 from voiceguard.files import atomic_write_text, read_rows
 from voiceguard.protocols import BONAFIDE, Trial, normalize_label, read_protocol
 
@@ -33,25 +34,34 @@ def _lines(path: Path) -> Iterable[tuple[int, list[str]]]:
 
 def _float(text: str, path: Path, n: int) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise ScoreError(f"line {n}: score {text!r} is not a number", source=path) from None
+    if not math.isfinite(value):
+        raise ScoreError(f"line {n}: score {text!r} is not a finite number", source=path)
+    return value
 
 
 def read_cm_scores(path: str | os.PathLike) -> tuple[dict[str, float], dict[str, tuple[str, str]]]:
     """Read a CM score file in the 2-column (``utt score``) or 4-column (``utt attack key score``) form.
 
-    A header row (``filename cm-score`` as in ASVspoof 5) is skipped.  Returns
-    ``scores[utt]`` and, for the 4-column form, ``keys[utt] = (attack, label)``.
+    A header row (``filename cm-score`` as in ASVspoof 5) is skipped, as are blank lines and ``#``
+    comments; a byte-order mark, CRLF ends or UTF-16 text are fine.  Returns ``scores[utt]`` (finite
+    floats) and, for the 4-column form, ``keys[utt] = (attack, label)``.  Raises ``ScoreError`` naming the
+    file and line for a wrong column count, a score that is not a finite number, an unknown label; and
+    for no scores or duplicated ids.
     """
     path = Path(path)
     scores: dict[str, float] = {}
     keys: dict[str, tuple[str, str]] = {}
     width = None
     dups = []
+    first = True
     for n, p in _lines(path):
-        if n == 1 and len(p) in (2, 4) and _is_header(p[-1]):
+        if first and len(p) in (2, 4) and _is_header(p[-1]):
+            first = False
             continue
+        first = False
         if width is None:
             width = len(p)
             if width not in (2, 4):
@@ -64,7 +74,10 @@ def read_cm_scores(path: str | os.PathLike) -> tuple[dict[str, float], dict[str,
             dups.append(utt)
         scores[utt] = _float(p[-1], path, n)
         if width == 4:
-            keys[utt] = (p[1], normalize_label(p[2], source=str(path), line=n))
+            try:
+                keys[utt] = (p[1], normalize_label(p[2], line=n))
+            except ProtocolError as e:  # a score file's fault is a ScoreError
+                raise ScoreError(e.reason, source=path) from None
     if not scores:
         raise ScoreError("score file has no scores", source=path)
     if dups:
@@ -77,7 +90,7 @@ def _is_header(token: str) -> bool:
         float(token)
         return False
     except ValueError:
-        return True
+        return any(c.isalpha() for c in token)
 
 
 def join_scores(scores: dict[str, float], keys: dict[str, tuple[str, str]], protocol: list[Trial] | None,
@@ -143,17 +156,37 @@ def write_cm_scores(path: str | os.PathLike, rows: Iterable[ScoredTrial], column
 
 
 def evaluate_cm(rows: list[ScoredTrial], asv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, *,
-                bootstrap: int = 0, seed: int = 0) -> M.CmMetrics:
+                bootstrap: int = 0, seed: int = 0, progress=None) -> M.CmMetrics:
     """All CM metrics of scored trials: pooled EER (+ optional bootstrap CI), min t-DCF 2019/2021 when
-    ASV scores are given, ASVspoof 5 minDCF/actDCF/Cllr/minCllr, per-attack and per-condition EERs."""
+    ASV scores are given, ASVspoof 5 minDCF/actDCF/Cllr/minCllr, per-attack and per-condition EERs.
+
+    ``bootstrap``: 0 (no interval) or ``M.BOOTSTRAP_MIN``..``M.BOOTSTRAP_MAX`` resamples for a 95 %
+    percentile interval, seeded with ``seed`` (>= 0); ``progress(done, total)`` is called per
+    resample.  Notes (inverted scores, an EER ill-defined by tied scores, an interval not containing the
+    EER, groups without a metric) go to ``warnings``.  Raises ``ScoreError`` for unusable scores and
+    ``ValueError`` for a ``bootstrap`` or ``seed`` out of range.
+    """
+    if bootstrap != 0 and not M.BOOTSTRAP_MIN <= bootstrap <= M.BOOTSTRAP_MAX:
+        raise ValueError(f"bootstrap must be 0 or {M.BOOTSTRAP_MIN}..{M.BOOTSTRAP_MAX} resamples, not {bootstrap}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, not {seed}")
     bona = np.array([r.score for r in rows if r.label == BONAFIDE])
     spoof_rows = [r for r in rows if r.label != BONAFIDE]
     spoof = np.array([r.score for r in spoof_rows])
     if bona.size == 0 or spoof.size == 0:
         raise ScoreError(f"need both classes: {bona.size} bona fide and {spoof.size} spoof trials")
     e, thr = M.eer(bona, spoof)
-    ci = M.bootstrap_eer(bona, spoof, n_boot=bootstrap, seed=seed) if bootstrap > 0 else None
     notes = []
+    ties = M.eer_ties(bona, spoof)
+    if ties.ill_defined:
+        notes.append(ties.message())
+    ci = None
+    if bootstrap > 0:
+        ci = M.bootstrap_eer(bona, spoof, n_boot=bootstrap, seed=seed, progress=progress)
+        if not ci[0] <= e <= ci[1]:
+            notes.append(f"the 95 % bootstrap interval {ci[0]:.4%}-{ci[1]:.4%} does not contain the EER {e:.4%}: "
+                         f"the EER's resampling distribution is skewed (few trials or tied scores); read the "
+                         f"interval with care")
     w = M.polarity_warning(bona, spoof)
     if w:
         notes.append(w)
@@ -183,19 +216,24 @@ def evaluate_cm(rows: list[ScoredTrial], asv: tuple[np.ndarray, np.ndarray, np.n
         eer=M.EerResult(e, thr, int(bona.size), int(spoof.size), ci),
         min_dcf=M.min_dcf(bona, spoof)[0], cllr=M.cllr(bona, spoof), min_cllr=M.min_cllr(bona, spoof),
         act_dcf=M.act_dcf(bona, spoof), asv=asv_rates, min_tdcf_2019=t19, min_tdcf_2021=t21,
-        per_attack=per_attack, per_condition=per_cond, warnings=tuple(notes))
+        per_attack=per_attack, per_condition=per_cond, warnings=tuple(notes), ties=ties,
+        bootstrap=(int(bootstrap), int(seed)) if ci is not None else None)
 
 
 def evaluate_score_file(scores: str | os.PathLike, protocol: str | os.PathLike | None = None,
                         asv_scores: str | os.PathLike | None = None, *, bootstrap: int = 0,
-                        seed: int = 0) -> M.CmMetrics:
-    """``voiceguard eval eer`` as a function: read the files, join, evaluate."""
+                        seed: int = 0, protocol_format: str = "auto", progress=None) -> M.CmMetrics:
+    """``voiceguard eval eer`` as a function: read the files, join, evaluate (see ``evaluate_cm``).
+
+    ``protocol_format``: ``auto`` (sniffed from the content) or one of ``voiceguard.protocols.READERS``.
+    Raises ``ScoreError`` / ``ProtocolError`` naming the file at fault.
+    """
     s, keys = read_cm_scores(scores)
-    trials = read_protocol(protocol) if protocol is not None else None
+    trials = read_protocol(protocol, protocol_format) if protocol is not None else None
     rows = join_scores(s, keys, trials, source=str(scores))
     asv = read_asv_scores(asv_scores) if asv_scores is not None else None
     try:
-        return evaluate_cm(rows, asv, bootstrap=bootstrap, seed=seed)
+        return evaluate_cm(rows, asv, bootstrap=bootstrap, seed=seed, progress=progress)
     except ScoreError as e:
         if e.source is None:  # name the file the unusable scores came from
             raise ScoreError(e.reason, source=scores) from None

@@ -72,3 +72,16 @@ def synthetic_speaker_folder(root: Path, n_speakers: int = 6, files_per_speaker:
             x = 0.3 * x * env / np.abs(x).max()
             sf.write(root / f"spk{s}" / f"utt{k}.wav", x.astype(np.float32), sr)
     return root
+
+
+SPEECH_EXAMPLE = REPO / "examples" / "hello_espeak.flac"  # 5.8 s of synthetic (espeak) speech, 16 kHz
+
+
+def speech(seconds: float = 2.0, sr: int = 16000, channels: int = 1) -> np.ndarray:
+    """A float32 ``[channels, n]`` cut of the shipped speech example (silero-vad finds speech in any cut of
+    0.5 s or more), resampled to ``sr``; extra channels are scaled copies (0.8, 0.6, ...), in phase."""
+    from voiceguard.audio import resample
+
+    x, native = sf.read(SPEECH_EXAMPLE, dtype="float32")
+    x = resample(x[: int(round(seconds * native))], native, sr)
+    return np.stack([x * (1 - 0.2 * c) for c in range(channels)]).astype(np.float32)

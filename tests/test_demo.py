@@ -1,4 +1,5 @@
-"""The demo's pure handlers (called directly) and build_demo() (built, not launched)."""
+"""The demo's pure handlers (called directly), build_demo() (built, not launched), and one launched app driven
+through Gradio's API client (no browser) for the upload error path."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from helpers import REPO, synthetic_speaker_folder
 from voiceguard.demo import handlers as H
@@ -128,3 +130,91 @@ def test_report_tab_shows_the_latest_report(tmp_path, monkeypatch):
     monkeypatch.setenv(H.REPORT_ENV, str(tmp_path / "elsewhere"))
     assert H.report_view(str(new)).folder == str(new)  # the folder asked for wins
     assert H.report_view(str(tmp_path / "empty")).folder == str(Path("reports") / "old")  # else the newest
+
+
+# --------------------------------------------------------------------------- issue #16: first contact
+def test_example_clips_are_offered_in_scan_and_watermark(tmp_path):
+    """The real (LibriSpeech, CC BY 4.0) and the synthetic example are one click away in both tabs."""
+    import gradio as gr
+
+    from voiceguard.demo.app import build_demo
+
+    clips = H.example_clips()
+    assert [Path(p).name for p, _ in clips] == ["librispeech_5339-14133-0000.flac", "hello_espeak.flac"]
+    assert "real speech" in clips[0][1] and "CC BY 4.0" in clips[0][1] and "spoof" in clips[1][1]
+    assert H.example_clips(tmp_path) == []  # an installed wheel has no examples/: none offered
+    sets = [b for b in build_demo().blocks.values() if isinstance(b, gr.Dataset)]
+    targets = {c.elem_id: b for b in sets for c in b._components}
+    assert {"scan-audio", "wm-audio"} <= set(targets)
+    for b in (targets["scan-audio"], targets["wm-audio"]):
+        assert [Path(s[0]).name for s in b.samples] == [Path(p).name for p, _ in clips]
+        assert list(b.sample_labels) == [label for _, label in clips]
+    assert H.scan_clip(clips[0][0]).verdict == "bonafide"  # the real clip is what its label says
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_bad_upload_through_the_app_names_the_file_and_logs_no_traceback(tmp_path, capfd, caplog):
+    """Issue #16: a bad upload was reported as '/tmp/gradio/<hash>/notes.wav: ...' and the server printed a
+    30-line traceback. Through the running app (Gradio's upload, queue and API; no browser)."""
+    import logging
+
+    from gradio_client import Client, handle_file
+
+    from voiceguard.demo.app import build_demo
+
+    bad = tmp_path / "my notes.wav"
+    bad.write_text("not audio")
+    demo = build_demo().queue()
+    port = _free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        with caplog.at_level(logging.INFO, logger="voiceguard.demo"):
+            for api, args in (("/_scan", ()), ("/_embed", ("0xBEEF", "spread-spectrum")),
+                              ("/_detect", ("", "spread-spectrum"))):
+                with pytest.raises(Exception) as got:
+                    client.predict(handle_file(str(bad)), *args, api_name=api)
+                msg = str(got.value)
+                assert msg.startswith("my notes.wav: ") and "not a readable audio file" in msg, (api, msg)
+                assert "/" not in msg.split(": ", 1)[0] and "gradio" not in msg, msg
+    finally:
+        demo.close()
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "my notes.wav" not in err, err
+    assert all(r.levelno <= logging.INFO and "\n" not in r.getMessage() for r in caplog.records)
+    assert any("my notes.wav: not a readable audio file" in r.getMessage() for r in caplog.records)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=st.text(st.characters(codec="utf-8", exclude_characters="/\\\x00", exclude_categories=["Cs", "Cc"]),
+                    min_size=1, max_size=30).filter(lambda n: n.strip(". ") == n and n not in (".", "..")),
+       ext=st.sampled_from([".wav", ".flac", ".mp3", ".ogg", ".m4a", ""]),
+       content=st.one_of(st.just(b""), st.binary(min_size=1, max_size=64),
+                         st.sampled_from([b"RIFF\x10\x00\x00\x00WAVEfmt ", b"fLaC\x00\x00\x00\x22", b"ID3\x03\x00"])),
+       handler=st.sampled_from(["_scan", "_embed", "_detect"]))
+def test_any_bad_upload_is_one_line_naming_the_file_only(tmp_path_factory, capfd, name, ext, content, handler):
+    """The kind: any unreadable upload, any file name, in any tab: 'NAME: reason' in the page, without the
+    server's folder, and nothing on the server's stderr."""
+    import gradio as gr
+
+    from voiceguard.demo import app
+
+    folder = tmp_path_factory.mktemp("gradio") / "0123abcd"  # as Gradio stores an upload: <hash>/<name>
+    folder.mkdir()
+    path = folder / (name + ext)
+    path.write_bytes(content)
+    args = {"_scan": (), "_embed": ("0xBEEF", "spread-spectrum"), "_detect": ("", "spread-spectrum")}[handler]
+    with pytest.raises(gr.Error) as got:
+        app.friendly(getattr(app, handler))(str(path), *args)
+    msg = got.value.message
+    assert msg.startswith(f"{path.name}: ") and len(msg) > len(path.name) + 2, msg
+    assert str(folder) not in msg and "\n" not in msg and "internal error" not in msg, msg
+    assert got.value.print_exception is False
+    assert "Traceback" not in capfd.readouterr().err

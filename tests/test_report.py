@@ -3,8 +3,12 @@ watermark engines, ASV and re-identification), determinism, the stage cache, con
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import sys
 from pathlib import Path
+
+import numpy as np
 
 import pytest
 import yaml
@@ -40,11 +44,20 @@ def _config(tmp: Path, speech: Path, **over) -> Path:
     return p
 
 
+#: reads of the shared embedding cache (~/.cache/voiceguard/embeddings) during the first report run
+SHARED_CACHE_READS: list[str] = []
+
+
 @pytest.fixture(scope="module")
 def first(tmp_path_factory, speech):
+    from voiceguard.eval.risk.embed import EmbeddingCache
+
     tmp = tmp_path_factory.mktemp("report")
     cfg = load_report_config(_config(tmp, speech))
-    return tmp, cfg, run_report(cfg, tmp / "out", log=lambda m: None)
+    get = EmbeddingCache.get
+    with pytest.MonkeyPatch.context() as mp:  # record whether the report reads embeddings other runs left
+        mp.setattr(EmbeddingCache, "get", lambda self, key: SHARED_CACHE_READS.append(key) or get(self, key))
+        return tmp, cfg, run_report(cfg, tmp / "out", log=lambda m: None)
 
 
 def test_tiny_report_has_every_part(first):
@@ -75,6 +88,67 @@ def test_tiny_report_has_every_part(first):
         assert needle in md
     assert json.loads((out / "report.json").read_text())["results"] == json.loads(json.dumps(r))
     assert (out / "work" / "scores" / "vg-specnet.eval.txt").is_file()  # official-format score file
+
+
+def test_report_states_what_its_figures_depend_on(first):
+    """Issue #16: the same corpus, config and seed gave other figures on another machine (the Opus condition's
+    EER: another libopus). The report states the environment: package versions, torch threads and CPU kernels,
+    ffmpeg, its codec libraries and a digest of each encoder's output, the corpus's TTS tools."""
+    from voiceguard.attacks.codecs import codec_available
+    from voiceguard.eval.report.stages import TORCH_THREADS
+
+    tmp, cfg, rep = first
+    env = rep["environment"]
+    assert env["hardware"]["torch_threads"] == TORCH_THREADS and env["hardware"]["torch_cpu_kernels"]
+    assert env["packages"]["torch"] and env["packages"]["numpy"] == np.__version__
+    codecs = env["codecs"]
+    assert codecs["ffmpeg"] and codecs["libavcodec"].count(".") == 2
+    for name in ("opus", "mp3", "mulaw", "gsm"):
+        if codec_available(name):
+            assert re.fullmatch(r"lib\w+:[0-9a-f]{16}|pcm_mulaw:[0-9a-f]{16}", codecs["bitstreams"][name])
+    if codec_available("opus") and sys.platform == "linux":  # Debian's ffmpeg links libopus dynamically
+        assert codecs["libraries"]["libopus"].startswith("libopus 1.")
+    assert env["corpus_tools"]["numpy"]  # the built corpus's card
+    md = (tmp / "out" / "report.md").read_text()
+    assert "## What the figures depend on" in md and f"{TORCH_THREADS} threads" in md
+    if codec_available("opus"):
+        assert codecs["bitstreams"]["opus"] in md
+    assert not SHARED_CACHE_READS  # embeddings another run (of any version) left are never used
+
+
+def test_thread_count_is_fixed_during_a_report_and_restored(first, tmp_path):
+    import torch
+
+    from voiceguard.eval.report.stages import TORCH_THREADS
+
+    tmp, cfg, rep = first
+    before = torch.get_num_threads()
+    torch.set_num_threads(1 if TORCH_THREADS != 1 else 3)
+    try:
+        want = torch.get_num_threads()
+        again = run_report(cfg, tmp_path / "o", tmp / "out" / "work", log=lambda m: None)
+        assert torch.get_num_threads() == want  # restored
+    finally:
+        torch.set_num_threads(before)
+    assert again["environment"]["hardware"]["torch_threads"] == TORCH_THREADS
+    assert all(t["cached"] for k, t in again["timings"].items() if k != "data")  # same environment key
+
+
+def test_stage_cache_key_names_the_environment(tmp_path):
+    """A stage computed under another codec build (or packages, threads, CPU kernels) is recomputed."""
+    from voiceguard.eval.report.stages import StageCache, codec_bitstreams
+
+    calls = []
+    compute = lambda: calls.append(1) or {"v": len(calls)}  # noqa: E731
+    for env, cached in (({"opus": "libopus:aaaa"}, False), ({"opus": "libopus:aaaa"}, True),
+                        ({"opus": "libopus:bbbb"}, False)):
+        timings: dict = {}
+        StageCache(tmp_path, log=lambda m: None, environment=env).run("s", {"x": 1}, compute, timings)
+        assert timings["s"]["cached"] is cached, env
+    assert len(calls) == 2
+    exe = shutil.which("ffmpeg")
+    if exe:  # encoding is deterministic run to run: the digests are stable
+        assert codec_bitstreams(exe) == codec_bitstreams(exe)
 
 
 def test_same_config_and_seed_reproduce_the_numbers(first, tmp_path):

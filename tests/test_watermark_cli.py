@@ -116,4 +116,4 @@ def test_train_resume_export_and_load(tmp_path):
 
     wm = load_watermarker("audioseal", generator=str(tmp_path / "cards" / "g.pth"),
                           detector=str(tmp_path / "cards" / "d.pth"))
-    assert wm.embed(speechlike(1.0), 16000, 3).shape == (16000,)
+    assert wm.embed(speechlike(2.0), 16000, 3).shape == (32000,)

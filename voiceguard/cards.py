@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from .errors import ModelCardError
+from .files import read_text
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ def load_card(path: str | os.PathLike) -> ModelCard:
     if not path.is_file():
         raise ModelCardError("no such model card", source=path)
     try:
-        d = yaml.safe_load(path.read_text()) or {}
+        d = yaml.safe_load(read_text(path, ModelCardError, "model card")) or {}
     except yaml.YAMLError as e:
         raise ModelCardError(f"not valid YAML ({e})", source=path) from None
     missing = {"name", "kind", "architecture"} - set(d)

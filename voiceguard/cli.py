@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import click
 
 from . import __version__
-from .errors import VoiceguardError
+from .errors import VoiceguardError, VoiceguardWarning
+from .writers import printable
 
 EXIT_INTERNAL = 3
 
@@ -23,10 +25,15 @@ class VoiceguardGroup(click.Group):
     """Turns toolkit errors into one-line messages with documented exit codes."""
 
     def invoke(self, ctx: click.Context):
+        with warnings.catch_warnings():  # toolkit warnings as one line each: voiceguard: warning: FILE: what
+            warnings.showwarning = _show_warning
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except VoiceguardError as e:
-            click.echo(f"voiceguard: error: {e}", err=True)
+            click.echo(printable(f"voiceguard: error: {e}"), err=True)  # names not UTF-8: \xNN
             ctx.exit(e.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
@@ -40,9 +47,19 @@ class VoiceguardGroup(click.Group):
         except Exception as e:  # a bug: say so in one line unless debugging
             if os.environ.get("VOICEGUARD_DEBUG"):
                 raise
-            click.echo(f"voiceguard: internal error: {type(e).__name__}: {e} "
-                       "(set VOICEGUARD_DEBUG=1 for the traceback and report it)", err=True)
+            click.echo(printable(f"voiceguard: internal error: {type(e).__name__}: {e} "
+                                 "(set VOICEGUARD_DEBUG=1 for the traceback and report it)"), err=True)
             ctx.exit(EXIT_INTERNAL)
+
+
+_PY_SHOWWARNING = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    if issubclass(category, VoiceguardWarning):
+        click.echo(printable(f"voiceguard: warning: {message}"), err=True)
+    else:
+        _PY_SHOWWARNING(message, category, filename, lineno, file, line)
 
 
 @click.group(cls=VoiceguardGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -45,6 +45,19 @@ class NonFiniteAudioError(AudioError):
     """The samples contain NaN or infinite values."""
 
 
+class AudioRangeError(AudioError):
+    """Float samples far outside [-1, 1] (e.g. int16-scale floats, 1e30): refused, never guessed."""
+
+
+class VoiceguardWarning(UserWarning):
+    """Something the user should know that did not stop the work; the CLI prints it as one line,
+    ``voiceguard: warning: FILE: what``."""
+
+
+class AudioDecodeWarning(VoiceguardWarning):
+    """The decoder reported damaged data (resync, bad frame, bad ID3 tag) but produced audio; at most one per file."""
+
+
 class UnsupportedChannelsError(AudioError):
     """The channel count is not one the consumer accepts."""
 

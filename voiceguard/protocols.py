@@ -3,11 +3,12 @@
 One frozen ``Trial`` per utterance.  Readers for ASVspoof 2019 LA/PA CM
 protocols, ASVspoof 2021 LA/DF keys (``trial_metadata.txt``), ASVspoof 5
 protocol files, In-the-Wild ``meta.csv`` and a generic CSV
-(``path,label[,attack,speaker]``); writers for the 2019 format.
+(``path,label[,attack,speaker]``); writers for the 2019 format.  The format is
+sniffed from the content (``detect_format``); every file is read through
+``voiceguard.files`` (byte-order marks, CRLF, UTF-16 handled).
 """
 from __future__ import annotations
 
-import csv
 import os
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from .errors import ProtocolError, preview
-from .files import atomic_write_text, read_rows
+from .files import atomic_write_text, csv_header_cells, iter_text_lines, read_csv_table, read_rows
 
 BONAFIDE = "bonafide"
 SPOOF = "spoof"
@@ -108,9 +109,12 @@ def read_asvspoof5(path: str | os.PathLike) -> list[Trial]:
     """
     path = Path(path)
     trials = []
+    first = True
     for n, p in _rows(path):
-        if n == 1 and p[0].upper() in {"SPEAKER_ID", "SPK", "SPEAKER"}:
+        if first and _is_a5_header(p):
+            first = False
             continue  # header row
+        first = False
         _need(p, 9, path, n, "SPK FILE GENDER CODEC CODEC_Q CODEC_SEED ATTACK_TAG ATTACK_LABEL KEY")
         cond = p[3] if p[3] == "-" or p[4] in ("-", "0") else f"{p[3]}-{p[4]}"  # eval marks uncoded as "- 0"
         trials.append(Trial(utt_id=p[1], label=normalize_label(p[8], source=str(path), line=n), attack=p[7],
@@ -119,37 +123,42 @@ def read_asvspoof5(path: str | os.PathLike) -> list[Trial]:
     return _checked(trials, path)
 
 
-def _csv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    if not path.exists():
-        raise ProtocolError("no such CSV file", source=path)
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip().lower() for h in (reader.fieldnames or [])]
-        rows = []
-        for n, row in enumerate(reader, 2):
-            rows.append((n, {k.strip().lower(): (v or "").strip() for k, v in row.items() if k is not None}))
-    return header, rows
+def _is_a5_header(p: list[str]) -> bool:
+    """The ASVspoof 5 header row (``SPEAKER_ID FLAC_FILE_NAME ... KEY [TMP]``), not a data row."""
+    return len(p) >= 9 and p[0].upper() in {"SPEAKER_ID", "SPK", "SPEAKER"} and p[8].lower() not in _LABELS
+
+
+_ITW_COLUMNS = frozenset({"file", "speaker", "label"})
+_CSV_COLUMNS = frozenset({"path", "label"})
+
+
+def _csv_rows(path: Path, need: frozenset[str]) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    return read_csv_table(path, ProtocolError, "protocol file", need=need)
 
 
 def read_in_the_wild(path: str | os.PathLike) -> list[Trial]:
     """In-the-Wild ``meta.csv``: ``file,speaker,label`` (label ``spoof`` / ``bona-fide``)."""
     path = Path(path)
-    header, rows = _csv_rows(path)
-    missing = {"file", "speaker", "label"} - set(header)
+    header, rows = _csv_rows(path, _ITW_COLUMNS)
+    missing = _ITW_COLUMNS - set(header)
     if missing:
         raise ProtocolError(f"In-the-Wild meta.csv needs columns file,speaker,label; missing {sorted(missing)}",
                             source=path)
-    trials = [Trial(utt_id=Path(r["file"]).stem, label=normalize_label(r["label"], source=str(path), line=n),
-                    attack="-" if normalize_label(r["label"]) == BONAFIDE else "itw", speaker=r["speaker"],
-                    path=r["file"]) for n, r in rows]
+    trials = []
+    for n, r in rows:
+        if not r["file"]:
+            raise ProtocolError(f"line {n}: empty file name", source=path)
+        label = normalize_label(r["label"], source=str(path), line=n)
+        trials.append(Trial(utt_id=Path(r["file"]).stem, label=label, attack="-" if label == BONAFIDE else "itw",
+                            speaker=r["speaker"] or "-", path=r["file"]))
     return _checked(trials, path)
 
 
 def read_csv_protocol(path: str | os.PathLike) -> list[Trial]:
     """Generic CSV with a header: ``path,label[,attack,speaker]`` (extra columns kept in ``extra``)."""
     path = Path(path)
-    header, rows = _csv_rows(path)
-    missing = {"path", "label"} - set(header)
+    header, rows = _csv_rows(path, _CSV_COLUMNS)
+    missing = _CSV_COLUMNS - set(header)
     if missing:
         raise ProtocolError(f"CSV protocol needs a header with path,label[,attack,speaker]; missing "
                             f"{sorted(missing)}", source=path)
@@ -175,14 +184,30 @@ READERS: dict[str, Callable[[str | os.PathLike], list[Trial]]] = {
 }
 
 
+#: what ``--protocol-format`` accepts: ``auto`` (sniff the content) or one of the readers
+PROTOCOL_FORMATS = ("auto", *READERS)
+
+
 def detect_format(path: str | os.PathLike) -> str:
-    """Guess the protocol format from the file's first row."""
+    """Guess the protocol format from the file's content (never from its name).
+
+    A first row that is a CSV header (``,``, ``;`` or tab separated) naming ``file,speaker,label`` is
+    In-the-Wild, one naming ``path,label`` the generic CSV; otherwise the whitespace columns of the first
+    row tell ASVspoof 2019 (5), 2021 (label in column 6) and ASVspoof 5 (label in column 9 or a
+    ``SPEAKER_ID`` header) apart.  Blank lines, ``#`` comments and a byte-order mark are skipped.
+    Raises ``ProtocolError`` (file, line, and the ``--protocol-format`` choices) when no format fits.
+    """
     path = Path(path)
-    if path.suffix.lower() == ".csv":
-        header, _ = _csv_rows(path)
-        return "in-the-wild" if {"file", "speaker", "label"} <= set(header) else "csv"
-    for n, p in _rows(path):
-        if p[0].upper() in {"SPEAKER_ID", "SPK", "SPEAKER"}:
+    for n, line in iter_text_lines(path, ProtocolError, "protocol file"):
+        p = line.split()
+        if not p or p[0].startswith("#"):
+            continue
+        cells = set(csv_header_cells(line))
+        if _ITW_COLUMNS <= cells:
+            return "in-the-wild"
+        if _CSV_COLUMNS <= cells:
+            return "csv"
+        if _is_a5_header(p):
             return "asvspoof5"
         if len(p) == 5:
             return "asvspoof2019"
@@ -190,14 +215,26 @@ def detect_format(path: str | os.PathLike) -> str:
             return "asvspoof5"
         if len(p) >= 6 and p[5].lower() in _LABELS:
             return "asvspoof2021"
-        raise ProtocolError(f"line {n}: cannot tell the protocol format from {' '.join(p)!r}; pass the format "
-                            f"explicitly (one of {', '.join(READERS)})", source=path)
+        if "," in line or ";" in line or path.suffix.lower() == ".csv":  # a CSV without the needed columns:
+            return "in-the-wild" if "file" in cells else "csv"  # its reader names the missing ones
+        raise ProtocolError(f"line {n}: cannot tell the protocol format from {preview_text(line)}; give it "
+                            f"with --protocol-format (one of {', '.join(READERS)})", source=path)
     raise ProtocolError("protocol file has no rows", source=path)
 
 
-def read_protocol(path: str | os.PathLike, fmt: str = "auto") -> list[Trial]:
-    """Read any supported protocol; ``fmt='auto'`` detects the format."""
-    fmt = detect_format(path) if fmt == "auto" else fmt
+def preview_text(line: str, limit: int = 80) -> str:
+    """``repr`` of a stripped line, cut to ``limit`` characters (for error messages)."""
+    line = line.strip()
+    return repr(line if len(line) <= limit else line[:limit] + "...")
+
+
+def read_protocol(path: str | os.PathLike, fmt: str | None = "auto") -> list[Trial]:
+    """Read any supported protocol; ``fmt='auto'`` (or ``None``) detects the format from the content.
+
+    Returns one ``Trial`` per row (at least one, ids unique).  Raises ``ProtocolError`` naming the file (and
+    the line) for anything malformed: unknown format, wrong column count, unknown label, duplicated ids.
+    """
+    fmt = detect_format(path) if fmt in (None, "auto") else fmt
     if fmt not in READERS:
         raise ProtocolError(f"unknown protocol format {fmt!r} (one of {', '.join(READERS)})", source=path)
     return READERS[fmt](path)

@@ -5,11 +5,11 @@
     >>> marked = wm.embed(audio, sample_rate, message=0xBEEF)
     >>> wm.detect(marked, sample_rate).message_hex   # '0xBEEF'
 """
-from .base import (WATERMARKERS, DetectionResult, Watermarker, WatermarkSegment, get_watermarker, message_bits,
-                   parse_message)
+from .base import (LAYOUTS, WATERMARKERS, AudioArrayError, DetectionResult, Watermarker, WatermarkSegment,
+                   get_watermarker, message_bits, parse_message)
 
-__all__ = ["WATERMARKERS", "DetectionResult", "Watermarker", "WatermarkSegment", "get_watermarker",
-           "load_watermarker", "message_bits", "parse_message"]
+__all__ = ["LAYOUTS", "WATERMARKERS", "AudioArrayError", "DetectionResult", "Watermarker", "WatermarkSegment",
+           "get_watermarker", "load_watermarker", "message_bits", "parse_message"]
 
 
 def load_watermarker(engine: str = "audioseal", **kwargs) -> Watermarker:

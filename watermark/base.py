@@ -13,6 +13,14 @@ other (the model sees one block at a time; the array API holds the whole input, 
 it uses the same blocks, so a streamed embed equals a whole-file one),
 and detection: 1-second sliding windows, a calibrated threshold, message decoding pooled over the
 frames where the mark is present, a binomial p-value against an expected message, and segments.
+
+Input policy (every entry point: ``embed``, ``detect``, ``embed_batch``, ``detect_batch``, ``stream().push``):
+arrays are ``[samples]`` or 2-D in the layout named by ``layout`` (``"channels_first"``: ``[channels,
+samples]``, the default; ``"channels_last"``: ``[samples, channels]``, as soundfile and gradio give it);
+a shape that cannot be audio in that layout (more than ``MAX_CHANNELS`` channels, or more channels than
+samples) is refused with ``AudioArrayError`` saying how to pass the other layout; float samples must be
+in [-1, 1] scale (``voiceguard.audio.check_sample_range``: ``AudioRangeError`` / ``NonFiniteAudioError``);
+``embed`` refuses audio shorter than the engine's ``min_seconds`` (``AudioTooShortError``).
 """
 from __future__ import annotations
 
@@ -22,7 +30,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from voiceguard.audio import as_channels_first, resample
+from voiceguard.audio import MAX_CHANNELS, as_channels_first, check_sample_range, require_duration, resample
+from voiceguard.errors import AudioError
 from voiceguard.registry import registrar
 
 WATERMARKERS: dict[str, type["Watermarker"]] = {}
@@ -33,6 +42,76 @@ HOP = MODEL_RATE // FRAME_RATE
 
 
 register = registrar(WATERMARKERS, "watermark engine")  # class decorator: WATERMARKERS[cls.name] = cls
+
+#: array layouts the API accepts for 2-D input
+LAYOUTS = ("channels_first", "channels_last")
+_LAYOUT_SHAPE = {"channels_first": "[channels, samples]", "channels_last": "[samples, channels]"}
+_OTHER = {"channels_first": "channels_last", "channels_last": "channels_first"}
+
+
+class AudioArrayError(AudioError, ValueError):
+    """An array that is not audio as given: empty, not 1-D/2-D, not a real number type, a shape that cannot
+    be audio in the stated ``layout``, or a bad sample rate (also a ``ValueError``)."""
+
+
+def check_layout(layout: str) -> str:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(map(repr, LAYOUTS))}, got {layout!r}")
+    return layout
+
+
+def _check_rate(sample_rate, source: str) -> int:
+    try:
+        ok = not isinstance(sample_rate, bool) and float(sample_rate).is_integer() and sample_rate > 0
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise AudioArrayError(f"sample rate must be a positive whole number of Hz, got {sample_rate!r}",
+                              source=source)
+    return int(sample_rate)
+
+
+def _real_array(audio, source: str) -> np.ndarray:
+    x = np.asarray(audio)
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)) or x.dtype == np.bool_:
+        raise AudioArrayError(f"samples must be int or float, got dtype {x.dtype}", source=source)
+    return x
+
+
+def to_channels_first(audio: np.ndarray, layout: str = "channels_first", *,
+                      source: str = "audio array") -> np.ndarray:
+    """Validate an API input and return it as float32 ``[channels, samples]`` in [-1, 1] scale.
+
+    Args:
+        audio: ``[samples]``, or 2-D in ``layout``: ``"channels_first"`` ``[channels, samples]`` or
+            ``"channels_last"`` ``[samples, channels]``; int (scaled by its dtype) or float in [-1, 1] scale.
+        layout: how to read a 2-D array.
+        source: name used in error messages (a file name, or ``"audio array"``).
+
+    Raises:
+        AudioArrayError: empty, not 1-D/2-D, not int/float, or more channels than ``MAX_CHANNELS`` or than
+            samples in the given layout (the message names the expected layout and the other one).
+        AudioRangeError, NonFiniteAudioError: float samples out of range or not finite.
+    """
+    layout = check_layout(layout)
+    x = _real_array(audio, source)
+    if x.ndim not in (1, 2):
+        raise AudioArrayError(f"shape {x.shape} is not audio: expected [samples] or {_LAYOUT_SHAPE[layout]} "
+                              f"(layout={layout!r})", source=source)
+    if x.ndim == 2:
+        if layout == "channels_last":
+            x = x.T
+        channels, samples = x.shape
+        if channels > MAX_CHANNELS or (channels > samples and samples > 0):
+            shown = x.shape if layout == "channels_first" else x.shape[::-1]
+            raise AudioArrayError(
+                f"shape {shown} read as {channels} channels of {samples} samples: expected {_LAYOUT_SHAPE[layout]} "
+                f"(layout={layout!r}, at most {MAX_CHANNELS} channels); pass layout={_OTHER[layout]!r} for "
+                f"{_LAYOUT_SHAPE[_OTHER[layout]]} arrays", source=source)
+    if x.size == 0:
+        raise AudioArrayError("audio is empty (0 samples)", source=source)
+    check_sample_range(x, source=source)
+    return as_channels_first(x)
 
 
 # --------------------------------------------------------------------------- messages
@@ -183,6 +262,10 @@ class Watermarker:
     overlap_seconds: float = 0.1
     window_seconds: float = 1.0
     max_batch: int = 16
+    #: Shortest audio, in seconds, this engine marks so that ``detect`` finds it (measured per engine on
+    #: speech; ``tests/test_watermark_inputs.py`` sweeps lengths from here up). ``embed`` refuses shorter
+    #: audio with ``AudioTooShortError`` instead of returning a copy that would read as not watermarked.
+    min_seconds: float = 1.0
 
     def __init__(self, *, threshold: float = 0.5, strength: float = 1.0, model: str = "",
                  calibration: dict | None = None):
@@ -229,17 +312,33 @@ class Watermarker:
                 out.append(w[:len(b)].astype(np.float32))
         return out
 
-    def embed(self, audio: np.ndarray, sample_rate: int, message: int | str | None = None) -> np.ndarray:
-        """Watermarked copy of ``audio`` (``[n]`` or ``[C, n]``, float or int), same shape and dtype.
+    def embed(self, audio: np.ndarray, sample_rate: int, message: int | str | None = None, *,
+              layout: str = "channels_first", source: str | None = None) -> np.ndarray:
+        """Watermarked copy of ``audio``, same shape, layout and dtype.
 
-        ``message`` (16-bit int or ``"0xBEEF"``); None embeds a random one (read it back with ``detect``).
+        Args:
+            audio: ``[n]``, ``[C, n]`` (``layout="channels_first"``) or ``[n, C]`` (``"channels_last"``);
+                int (any width, scaled by its dtype) or float in [-1, 1] scale; at least ``min_seconds``.
+            sample_rate: Hz, any rate (the mark is made at 16 kHz and added at the native rate).
+            message: 16-bit int or ``"0xBEEF"``; None embeds a random one (read it back with ``detect``).
+            layout: how to read a 2-D ``audio``.
+            source: name for error messages (default ``"audio array"``).
+
+        Raises:
+            AudioArrayError: not audio in ``layout`` (see ``to_channels_first``), empty, bad sample rate.
+            AudioRangeError, NonFiniteAudioError: float samples outside [-1, 1] scale (e.g. int16-scale
+                floats) or NaN/Inf: refused, never rescaled.
+            AudioTooShortError: shorter than ``min_seconds``.
+            ValueError: a message that does not fit in ``nbits``.
         """
+        src = source or "audio array"
         value = parse_message(message, self.nbits)
         value = self.random_message() if value is None else value
-        x = np.asarray(audio)
-        xf = as_channels_first(x)
-        if xf.shape[-1] == 0:
-            raise ValueError("cannot watermark empty audio")
+        x = _real_array(audio, src)
+        xf = to_channels_first(x, layout, source=src)
+        sample_rate = _check_rate(sample_rate, src)
+        require_duration(xf.shape[-1], sample_rate, self.min_seconds, source=src,
+                         purpose=f"the {self.name} watermark")
         mono = xf.mean(axis=0) if xf.shape[0] > 1 else xf[0]
         block, overlap = self.block_sizes(sample_rate)
         starts = block_starts(len(mono), block, block - overlap)
@@ -248,36 +347,51 @@ class Watermarker:
         marks = self.block_watermarks(blocks, sample_rate, message_bits(value, self.nbits))
         for k, (s, m) in enumerate(zip(starts, marks)):
             w[s:s + len(m)] += m * crossfade_weights(len(m), overlap, k == 0, k == len(starts) - 1)
-        return restore_dtype(xf + w[None, :], x)
+        return restore_dtype(xf + w[None, :], x, layout)
 
     def embed_batch(self, audios: list[np.ndarray], sample_rate: int,
-                    messages: list[int | str | None] | None = None) -> list[np.ndarray]:
+                    messages: list[int | str | None] | None = None, *,
+                    layout: str = "channels_first") -> list[np.ndarray]:
+        """``embed`` for each clip (errors name the clip: ``"audio array 3"``); same arguments and errors."""
         messages = messages if messages is not None else [None] * len(audios)
         if len(messages) != len(audios):
             raise ValueError(f"{len(audios)} clips but {len(messages)} messages")
-        return [self.embed(a, sample_rate, m) for a, m in zip(audios, messages)]
+        return [self.embed(a, sample_rate, m, layout=layout, source=f"audio array {i}")
+                for i, (a, m) in enumerate(zip(audios, messages))]
 
-    def stream(self, sample_rate: int, message: int | str | None = None, channels: int = 1):
-        """A ``StreamingEmbedder``: push chunks, get watermarked chunks (latency under one block)."""
+    def stream(self, sample_rate: int, message: int | str | None = None, channels: int = 1, *,
+               layout: str = "channels_first"):
+        """A ``StreamingEmbedder``: push chunks (``[k]`` or 2-D in ``layout``), get watermarked chunks
+        (latency under one block). ``flush()`` raises ``AudioTooShortError`` when the whole stream was
+        shorter than ``min_seconds`` (what was returned is then not reliably marked)."""
         from .stream import StreamingEmbedder
 
         value = parse_message(message, self.nbits)
-        return StreamingEmbedder(self, sample_rate, self.random_message() if value is None else value, channels)
+        return StreamingEmbedder(self, sample_rate, self.random_message() if value is None else value, channels,
+                                 layout=layout)
 
     # ---- detection
-    def detect(self, audio: np.ndarray, sample_rate: int, expected: int | str | None = None) -> DetectionResult:
-        """Is ``audio`` watermarked, where, and with which message."""
-        xf = as_channels_first(np.asarray(audio))
-        if xf.shape[-1] == 0:
-            raise ValueError("cannot detect a watermark in empty audio")
+    def detect(self, audio: np.ndarray, sample_rate: int, expected: int | str | None = None, *,
+               layout: str = "channels_first", source: str | None = None) -> DetectionResult:
+        """Is ``audio`` watermarked, where, and with which message.
+
+        ``audio``, ``sample_rate``, ``layout``, ``source`` and the errors as for ``embed`` (no minimum
+        length: a clip shorter than ``min_seconds`` is analysed, but a mark in it may be missed);
+        ``expected`` adds ``bits_matched`` and ``p_value``.
+        """
+        src = source or "audio array"
+        xf = to_channels_first(audio, layout, source=src)
+        sample_rate = _check_rate(sample_rate, src)
         mono = xf.mean(axis=0) if xf.shape[0] > 1 else xf[0]
         x16 = resample(np.ascontiguousarray(mono), sample_rate, MODEL_RATE)
         presence, bit_logits = self.frame_scores(x16)
         return self.result(presence, bit_logits, len(mono) / sample_rate, parse_message(expected, self.nbits))
 
     def detect_batch(self, audios: list[np.ndarray], sample_rate: int,
-                     expected: int | str | None = None) -> list[DetectionResult]:
-        return [self.detect(a, sample_rate, expected) for a in audios]
+                     expected: int | str | None = None, *, layout: str = "channels_first") -> list[DetectionResult]:
+        """``detect`` for each clip (errors name the clip: ``"audio array 3"``)."""
+        return [self.detect(a, sample_rate, expected, layout=layout, source=f"audio array {i}")
+                for i, a in enumerate(audios)]
 
     def result(self, presence: np.ndarray, bit_logits: np.ndarray, duration: float,
                expected: int | None) -> DetectionResult:
@@ -301,9 +415,10 @@ class Watermarker:
             duration=duration, presence=presence.astype(np.float32))
 
 
-def restore_dtype(y: np.ndarray, like: np.ndarray) -> np.ndarray:
-    """``[C, n]`` float result back to the input's layout (``[n]`` or ``[C, n]``) and dtype."""
-    y = y[0] if like.ndim == 1 else y
+def restore_dtype(y: np.ndarray, like: np.ndarray, layout: str = "channels_first") -> np.ndarray:
+    """``[C, n]`` float result back to the input's shape (``[n]``, ``[C, n]``, or ``[n, C]`` for
+    ``layout="channels_last"``) and dtype."""
+    y = y[0] if like.ndim == 1 else (y.T if layout == "channels_last" else y)
     if np.issubdtype(like.dtype, np.integer):
         info = np.iinfo(like.dtype)
         if info.min < 0:

@@ -4,10 +4,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Collection, Iterator
 
 from voiceguard.audio import audio_info, find_audio_files, load_audio, save_audio
 from voiceguard.errors import OutputError, VoiceguardError, per_file
 from voiceguard.files import same_file
+from voiceguard.writers import printable
 
 from .base import DetectionResult, Watermarker, parse_message
 
@@ -65,7 +67,7 @@ def embed_file(engine: Watermarker, source: str | os.PathLike, output: str | os.
         info = audio_info(src)
         audio, sr = load_audio(src)
         value = engine.random_message() if value is None else value
-        marked = engine.embed(audio, sr, value)
+        marked = engine.embed(audio, sr, value, source=str(src))
         out.parent.mkdir(parents=True, exist_ok=True)
         save_audio(out, marked, sr, like=info, overwrite=True)
         return EmbedRow(str(src), str(out), "ok", f"0x{value:04X}", round(audio.shape[-1] / sr, 3), sr,
@@ -75,35 +77,79 @@ def embed_file(engine: Watermarker, source: str | os.PathLike, output: str | os.
     return EmbedRow(str(src), str(out), "error", error=got.reason) if isinstance(got, VoiceguardError) else got
 
 
-def embed_paths(engine: Watermarker, source: str | os.PathLike, output: str | os.PathLike | None, *,
-                message: int | str | None = None, overwrite: bool = False, in_place: bool = False
-                ) -> list[EmbedRow]:
-    """File -> file, or folder -> folder (relative paths kept); ``in_place`` writes over the inputs."""
+def iter_embed(engine: Watermarker, source: str | os.PathLike, output: str | os.PathLike | None, *,
+               message: int | str | None = None, overwrite: bool = False, in_place: bool = False,
+               progress=None, skip: Collection[str] = frozenset()) -> Iterator[EmbedRow]:
+    """File -> file, or folder -> folder (relative paths kept); ``in_place`` writes over the inputs.
+
+    Returns an iterator yielding an ``EmbedRow`` as each file is done (the output checks run now, before
+    any file).  ``progress``: a ``voiceguard.progress.Progress`` (set to the number of files, one step per
+    row).  ``skip``: source paths to leave out, as written in outputs (``writers.printable``; used by
+    ``--resume``).
+
+    Raises:
+        OutputError: no output and not ``in_place``, or a folder input with a file as output.
+    """
     src = Path(source)
     if output is None and not in_place:
         raise OutputError("no output given (pass OUT, or --in-place to replace the input)", source=src)
     if src.is_dir():
-        files, problems = find_audio_files([src])
-        rows = [EmbedRow(p.path, None, "error", error=p.reason) for p in problems]
         out_dir = Path(output) if output is not None else src
         if output is not None and out_dir.exists() and not out_dir.is_dir():
             raise OutputError("input is a folder, so the output must be a folder", source=out_dir)
-        for f in files:
-            rows.append(embed_file(engine, f, out_dir / f.relative_to(src), message=message, overwrite=overwrite,
-                                   in_place=in_place))
-        return rows
-    out = Path(output) if output is not None else src
-    if out.is_dir():
-        out = out / src.name
-    return [embed_file(engine, src, out, message=message, overwrite=overwrite, in_place=in_place)]
+        files, problems = find_audio_files([src])
+        jobs = [(f, out_dir / f.relative_to(src)) for f in files]
+    else:
+        out = Path(output) if output is not None else src
+        if out.is_dir():
+            out = out / src.name
+        problems, jobs = [], [(src, out)]
+    problems = [p for p in problems if printable(p.path) not in skip]
+    jobs = [(f, o) for f, o in jobs if printable(str(f)) not in skip]
+    if progress is not None:
+        progress.set_total(len(problems) + len(jobs))
+
+    def rows() -> Iterator[EmbedRow]:
+        for p in problems:
+            yield _counted(EmbedRow(p.path, None, "error", error=p.reason), progress)
+        for f, o in jobs:
+            yield _counted(embed_file(engine, f, o, message=message, overwrite=overwrite, in_place=in_place),
+                           progress)
+
+    return rows()
+
+
+def embed_paths(engine: Watermarker, source: str | os.PathLike, output: str | os.PathLike | None, *,
+                message: int | str | None = None, overwrite: bool = False, in_place: bool = False
+                ) -> list[EmbedRow]:
+    """All rows of ``iter_embed`` in a list (same arguments)."""
+    return list(iter_embed(engine, source, output, message=message, overwrite=overwrite, in_place=in_place))
+
+
+def _counted(row, progress):
+    if progress is not None:
+        progress.advance()
+    return row
+
+
+def iter_detect(engine: Watermarker, inputs: list[str], *, expected: int | str | None = None, progress=None,
+                skip: Collection[str] = frozenset()) -> Iterator[DetectRow]:
+    """Detect in files, folders (recursive) and globs, yielding a ``DetectRow`` as each file is done (input
+    errors first, then the files in sorted order); unreadable files become error rows.  ``progress`` and
+    ``skip`` as for ``iter_embed``."""
+    files, problems = find_audio_files(list(inputs))
+    problems = [p for p in problems if printable(p.path) not in skip]
+    files = [f for f in files if printable(str(f)) not in skip]
+    if progress is not None:
+        progress.set_total(len(problems) + len(files))
+    for p in problems:
+        yield _counted(DetectRow(p.path, "error", error=p.reason), progress)
+    for f in files:
+        got = per_file(lambda p: engine.detect(*load_audio(p), expected, source=str(p)), f, "detecting")
+        yield _counted(DetectRow(str(f), "error", error=got.reason) if isinstance(got, VoiceguardError)
+                       else DetectRow(str(f), "ok", got), progress)
 
 
 def detect_paths(engine: Watermarker, inputs: list[str], *, expected: int | str | None = None) -> list[DetectRow]:
-    """Detect in files, folders (recursive) and globs; unreadable files become error rows."""
-    files, problems = find_audio_files(list(inputs))
-    rows = [DetectRow(p.path, "error", error=p.reason) for p in problems]
-    for f in files:
-        got = per_file(lambda p: engine.detect(*load_audio(p), expected), f, "detecting")
-        rows.append(DetectRow(str(f), "error", error=got.reason) if isinstance(got, VoiceguardError)
-                    else DetectRow(str(f), "ok", got))
-    return rows
+    """All rows of ``iter_detect`` in a list (same arguments)."""
+    return list(iter_detect(engine, inputs, expected=expected))

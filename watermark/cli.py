@@ -7,14 +7,29 @@ import sys
 import click
 
 from voiceguard import writers
+from voiceguard.cliopts import SEED, finite_float
+from voiceguard.streaming import (EXIT_INTERRUPTED, announce_resume, interrupted_message, open_sink, output_options,
+                                  stream_rows)
 
 EXIT_FOUND, EXIT_ERRORS = 1, 2
 DETECT_COLUMNS = ["path", "status", "detected", "probability", "message", "p_value", "segments", "error"]
 DETECT_ALL = DETECT_COLUMNS[:-1] + ["bits_matched", "duration_s", "engine", "model", "threshold", "error"]
 
 
+def detect_columns(fmt: str, expect: str | None = None) -> list[str]:
+    """Columns of ``watermark detect``: the short set for the table (plus ``bits_matched`` before
+    ``p_value`` when ``--expect`` is given), every column for json/jsonl/csv."""
+    if fmt != "table":
+        return DETECT_ALL
+    if expect is None:
+        return DETECT_COLUMNS
+    i = DETECT_COLUMNS.index("p_value")
+    return DETECT_COLUMNS[:i] + ["bits_matched"] + DETECT_COLUMNS[i:]
+
+
 def _engine_options(f):
-    f = click.option("--key", type=int, default=None, help="spread-spectrum: the secret key (int)")(f)
+    f = click.option("--key", type=click.IntRange(0, 2 ** 63 - 1), default=None,
+                     help="spread-spectrum: the secret key (an integer >= 0)")(f)
     f = click.option("--detector", "detector", default=None,
                      help="audioseal: detector card name or audioseal-format .pth [default: the shipped one]")(f)
     f = click.option("--generator", "generator", default=None,
@@ -47,20 +62,31 @@ def watermark_group() -> None:
 @click.argument("output", type=click.Path(), required=False)
 @click.option("--message", default=None, help="16-bit message: 0xBEEF, 48879 or 0b... [default: random]")
 @_engine_options
-@click.option("--strength", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--strength", type=finite_float(min=0, min_open=True), default=None,
               help="watermark amplitude factor [default: the model card's]")
 @click.option("--in-place", is_flag=True, help="replace the input file(s) (atomically)")
-@click.option("--overwrite", is_flag=True, help="replace existing output files")
-@click.option("--format", "fmt", type=click.Choice(writers.FORMATS), default="table", show_default=True)
-def embed_command(source, output, message, engine, generator, detector, key, strength, in_place, overwrite, fmt):
+@click.option("--overwrite", is_flag=True, help="replace existing output files (and an existing --report FILE)")
+@click.option("--format", "fmt", type=click.Choice(writers.FORMATS), default="table", show_default=True,
+              help="of the report: jsonl/csv a row per file as it is done, table/json at the end")
+@click.option("--report", "report_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+              help="write the report rows to FILE instead of stdout (jsonl/csv: appended and flushed per file)")
+@click.option("--resume", is_flag=True,
+              help="continue an interrupted folder run: skip the sources already in --report FILE (jsonl or csv)")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="progress on stderr: a bar on a terminal, else a line every few seconds")
+def embed_command(source, output, message, engine, generator, detector, key, strength, in_place, overwrite, fmt,
+                  report_file, resume, progress):
     """Watermark SOURCE into OUTPUT (file -> file, or folder -> folder keeping relative paths).
 
     Output keeps the input's format, sample rate, channels and length; it is
     written atomically and an input is never replaced unless --in-place.
-    Exit code: 0 all files done, 2 some files failed (listed in their rows).
+    Exit code: 0 all files done, 2 some files failed (listed in their rows),
+    130 interrupted (the rows so far are kept; continue with --report FILE --resume).
     """
+    from voiceguard.progress import Progress
+
     from .base import parse_message
-    from .batch import embed_paths
+    from .batch import iter_embed
 
     try:
         parse_message(message)
@@ -70,12 +96,21 @@ def embed_command(source, output, message, engine, generator, detector, key, str
         raise click.UsageError("give OUTPUT or --in-place, not both")
     if output is None and not in_place:
         raise click.UsageError("no output given (pass OUTPUT, or --in-place to replace the input)")
+    prog = Progress("embed", enabled=progress)
+    sink = open_sink(fmt, ["source", "output", "status", "message", "duration_s", "error"], report_file,
+                     resume=resume, overwrite=overwrite, key="source", progress=prog, option="--report",
+                     resume_with_overwrite=True)
     wm = load_engine(engine, generator, detector, key, strength, need="generator")
-    rows = embed_paths(wm, source, output, message=message, overwrite=overwrite, in_place=in_place)
-    click.echo(writers.render([r.to_dict() for r in rows], fmt,
-                              ["source", "output", "status", "message", "duration_s", "error"]), nl=False)
-    n_err = sum(r.status == "error" for r in rows)
+    announce_resume(sink)
+    todo = iter_embed(wm, source, output, message=message, overwrite=overwrite, in_place=in_place, progress=prog,
+                      skip=sink.done)
+    new, interrupted = stream_rows(todo, sink, lambda r: r.to_dict(), prog)
+    rows = sink.previous + [r.to_dict() for r in new]  # the summary covers old + new rows
+    n_err = sum(r.get("status") == "error" for r in rows)
     click.echo(f"voiceguard: watermarked {len(rows) - n_err} file(s) with {wm.model}, {n_err} error(s)", err=True)
+    if interrupted:
+        click.echo(interrupted_message(sink, len(new), drop=()), err=True)
+        sys.exit(EXIT_INTERRUPTED)
     if n_err:
         sys.exit(EXIT_ERRORS)
 
@@ -84,31 +119,47 @@ def embed_command(source, output, message, engine, generator, detector, key, str
 @click.argument("paths", nargs=-1, required=True)
 @_engine_options
 @click.option("--expect", default=None, help="the message you expect: adds bits matched and a p-value")
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+@click.option("--threshold", type=finite_float(0, 1), default=None,
               help="detection threshold on the 1 s window presence [default: the card's calibrated one]")
 @click.option("--presence", is_flag=True, help="include per-frame presence (json/jsonl, 50 frames/s)")
-@click.option("--format", "fmt", type=click.Choice(writers.FORMATS), default="table", show_default=True)
-def detect_command(paths, engine, generator, detector, key, expect, threshold, presence, fmt):
+@click.option("--format", "fmt", type=click.Choice(writers.FORMATS), default="table", show_default=True,
+              help="jsonl/csv: a row per file as it is done; table/json: printed at the end")
+@click.option("--progress/--no-progress", default=True, show_default=True,
+              help="progress on stderr: a bar on a terminal, else a line every few seconds")
+@output_options
+def detect_command(paths, engine, generator, detector, key, expect, threshold, presence, fmt, progress, output_file,
+                   resume, overwrite):
     """Detect watermarks in files, folders (recursive) or globs: detected, probability, message,
     p-value (with --expect) and watermarked segments.
 
-    Exit code: 0 no watermark found, 1 a watermark found, 2 some files could not be read.
+    Exit code: 0 no watermark found, 1 a watermark found, 2 some files could not be read,
+    130 interrupted (the rows so far are kept; continue with --output FILE --resume).
     """
+    from voiceguard.progress import Progress
+
     from .base import parse_message
-    from .batch import detect_paths
+    from .batch import iter_detect
 
     try:
         parse_message(expect)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="--expect") from None
+    prog = Progress("detect", enabled=progress)
+    sink = open_sink(fmt, detect_columns(fmt, expect), output_file, resume=resume, overwrite=overwrite,
+                     progress=prog)
     wm = load_engine(engine, generator, detector, key, threshold=threshold, need="detector")
-    rows = detect_paths(wm, list(paths), expected=expect)
-    dicts = [r.to_dict(presence=presence and fmt in ("json", "jsonl")) for r in rows]
-    click.echo(writers.render(dicts, fmt, DETECT_COLUMNS if fmt == "table" else DETECT_ALL), nl=False)
-    n_err = sum(r.status == "error" for r in rows)
-    n_found = sum(bool(r.result and r.result.detected) for r in rows)
+    announce_resume(sink)
+    todo = iter_detect(wm, list(paths), expected=expect, progress=prog, skip=sink.done)
+    new, interrupted = stream_rows(todo, sink, lambda r: r.to_dict(presence=presence and fmt in ("json", "jsonl")),
+                                   prog)
+    rows = sink.previous + [r.to_dict() for r in new]  # the summary and exit code cover old + new rows
+    n_err = sum(r.get("status") == "error" for r in rows)
+    n_found = sum(str(r.get("detected")).lower() == "true" for r in rows)  # jsonl: true, csv: "True"
     click.echo(f"voiceguard: {n_found} of {len(rows)} file(s) watermarked ({wm.model}, threshold "
                f"{wm.threshold:.4f}), {n_err} error(s)", err=True)
+    if interrupted:
+        click.echo(interrupted_message(sink, len(new)), err=True)
+        sys.exit(EXIT_INTERRUPTED)
     sys.exit(EXIT_ERRORS if n_err else EXIT_FOUND if n_found else 0)
 
 
@@ -136,15 +187,15 @@ def list_command() -> None:
 @click.option("--data", multiple=True, required=True, type=click.Path(exists=True),
               help="speech files or folders (recursive); repeatable")
 @click.option("--out", "out_dir", default="runs/watermark", show_default=True, type=click.Path(file_okay=False))
-@click.option("--steps", type=click.IntRange(1), default=3000, show_default=True)
-@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--lr", type=float, default=1e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--n-filters", type=click.IntRange(1), default=12, show_default=True, help="SEANet width")
-@click.option("--dimension", type=click.IntRange(1), default=48, show_default=True, help="SEANet latent size")
-@click.option("--target-snr", "target_snr_db", type=float, default=28.0, show_default=True,
+@click.option("--steps", type=click.IntRange(1, 10 ** 9), default=3000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 65_536), default=8, show_default=True)
+@click.option("--lr", type=finite_float(0, min_open=True), default=1e-3, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@click.option("--n-filters", type=click.IntRange(1, 4096), default=12, show_default=True, help="SEANet width")
+@click.option("--dimension", type=click.IntRange(1, 65_536), default=48, show_default=True, help="SEANet latent size")
+@click.option("--target-snr", "target_snr_db", type=finite_float(-100, 200), default=28.0, show_default=True,
               help="the watermark's level below the host (dB), reached after 3000 steps")
-@click.option("--threads", type=click.IntRange(0), default=0, show_default=True, help="torch threads (0: default)")
+@click.option("--threads", type=click.IntRange(0, 1024), default=0, show_default=True, help="torch threads (0: default)")
 @click.option("--device", default="auto", show_default=True, help="auto (GPU when present), cpu, cuda, cuda:1")
 @click.option("--resume", is_flag=True, help="continue OUT from its last checkpoint")
 def train_command(data, out_dir, steps, batch_size, lr, seed, n_filters, dimension, target_snr_db, threads, device,
@@ -166,10 +217,10 @@ def train_command(data, out_dir, steps, batch_size, lr, seed, n_filters, dimensi
 @_engine_options
 @click.option("--speech", multiple=True, type=click.Path(exists=True),
               help="clean speech files or folders (half the windows); repeatable")
-@click.option("--windows", type=click.IntRange(100), default=10000, show_default=True,
+@click.option("--windows", type=click.IntRange(100, 10_000_000), default=10000, show_default=True,
               help="clean 1 s windows to set the threshold on (as many again measure the rate)")
-@click.option("--target-fpr", type=click.FloatRange(0, 1, min_open=True), default=1e-3, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--target-fpr", type=finite_float(0, 1, min_open=True), default=1e-3, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
               help="write the calibration as JSON here")
 @click.option("--update-card", is_flag=True, help="store threshold and measured FPR in the detector's card")

@@ -35,6 +35,8 @@ def _whiten(x: np.ndarray) -> np.ndarray:
 @register
 class SpreadSpectrumEngine(Watermarker):
     name = "spread-spectrum"
+    #: the sync correlation needs about 0.3 s of host to clear its threshold; 0.5 s leaves a margin
+    min_seconds = 0.5
 
     def __init__(self, key: int = 0x5EED, snr_db: float = 28.0, **kwargs):
         kwargs.setdefault("threshold", 0.5)

@@ -9,19 +9,35 @@ from __future__ import annotations
 
 import numpy as np
 
-from voiceguard.audio import as_channels_first
+from voiceguard.audio import MAX_CHANNELS, as_channels_first, check_sample_range, require_duration
 
-from .base import Watermarker, crossfade_weights, message_bits, restore_dtype
+from .base import (_LAYOUT_SHAPE, _OTHER, AudioArrayError, Watermarker, _check_rate, _real_array, check_layout,
+                   crossfade_weights, message_bits, restore_dtype)
 
 
 class StreamingEmbedder:
-    """``push(chunk) -> watermarked samples ready so far``; ``flush() -> the rest``; state across chunks."""
+    """``push(chunk) -> watermarked samples ready so far``; ``flush() -> the rest``; state across chunks.
 
-    def __init__(self, engine: Watermarker, sample_rate: int, message: int, channels: int = 1):
+    Chunks are ``[k]`` (mono) or 2-D in ``layout`` (``"channels_first"`` ``[channels, k]`` or
+    ``"channels_last"`` ``[k, channels]``) with the stream's channel count, int or float in [-1, 1]
+    scale; the output has the first chunk's layout and dtype. Errors: ``AudioArrayError`` (wrong shape,
+    dtype or channel count; the message names the expected layout), ``AudioRangeError`` /
+    ``NonFiniteAudioError`` (float samples out of range), and from ``flush()`` ``AudioTooShortError``
+    when the whole stream was shorter than ``engine.min_seconds``.
+    """
+
+    def __init__(self, engine: Watermarker, sample_rate: int, message: int, channels: int = 1, *,
+                 layout: str = "channels_first"):
+        self.layout = check_layout(layout)
+        sample_rate = _check_rate(sample_rate, "stream")
+        if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= MAX_CHANNELS:
+            raise AudioArrayError(f"channels must be an integer from 1 to {MAX_CHANNELS}, got {channels!r}",
+                                  source="stream")
         self.engine = engine
         self.sample_rate = sample_rate
         self.message = message
         self.channels = channels
+        self._total = 0  # samples pushed
         self.block, self.overlap = engine.block_sizes(sample_rate)
         self.hop = self.block - self.overlap
         self._bits = message_bits(message, engine.nbits)
@@ -50,14 +66,24 @@ class StreamingEmbedder:
         return out
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
-        """Add a chunk (``[n]`` or ``[C, n]``, float or int); returns the samples now final (maybe none)."""
+        """Add a chunk (``[k]`` or 2-D in the stream's layout, float or int); returns the samples now final
+        (maybe none), in the first chunk's layout and dtype."""
         if self.closed:
             raise RuntimeError("stream already flushed")
-        c = as_channels_first(np.asarray(chunk))
-        if c.shape[0] != self.channels:
-            raise ValueError(f"stream has {self.channels} channel(s), chunk has {c.shape[0]}")
+        raw = _real_array(chunk, "stream chunk")
+        x = raw.T if raw.ndim == 2 and self.layout == "channels_last" else raw
+        if x.ndim not in (1, 2) or (x.ndim == 2 and x.shape[0] != self.channels) or \
+                (x.ndim == 1 and self.channels != 1):
+            raise AudioArrayError(
+                f"chunk of shape {raw.shape} does not fit a {self.channels}-channel stream: expected "
+                f"{'[samples] or ' if self.channels == 1 else ''}{_LAYOUT_SHAPE[self.layout]} "
+                f"(layout={self.layout!r}); pass layout={_OTHER[self.layout]!r} to stream() for "
+                f"{_LAYOUT_SHAPE[_OTHER[self.layout]]} chunks", source="stream chunk")
+        check_sample_range(x, source="stream chunk")
+        c = as_channels_first(x)
         if self._like is None:
-            self._like = np.asarray(chunk)
+            self._like = raw
+        self._total += c.shape[1]
         self._buffer = np.concatenate([self._buffer, c], axis=1)
         outs = []
         while self._buffer.shape[1] > self.block:
@@ -69,10 +95,13 @@ class StreamingEmbedder:
         if self.closed:
             raise RuntimeError("stream already flushed")
         self.closed = True
+        if self._total:
+            require_duration(self._total, self.sample_rate, self.engine.min_seconds, source="stream",
+                             purpose=f"the {self.engine.name} watermark")
         outs = [self._finish(self._buffer.shape[1], last=True)] if self._buffer.shape[1] else []
         return self._out(outs)
 
     def _out(self, outs: list[np.ndarray]) -> np.ndarray:
         y = np.concatenate(outs, axis=1) if outs else np.zeros((self.channels, 0), np.float32)
         like = self._like if self._like is not None else np.zeros((self.channels, 0), np.float32)
-        return restore_dtype(y, like)
+        return restore_dtype(y, like, self.layout)

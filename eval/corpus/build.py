@@ -31,7 +31,7 @@ import yaml
 
 from voiceguard.audio import find_audio_files, load_audio, save_audio
 from voiceguard.errors import VoiceguardError
-from voiceguard.files import atomic_write_text
+from voiceguard.files import atomic_write_text, read_text
 from voiceguard.protocols import Trial, write_asvspoof2019
 
 from .systems import FAMILIES, RECIPES, SR, SYSTEMS, TOOLS, Job, median_f0, require_tool
@@ -89,7 +89,7 @@ def list_configs() -> list[str]:
 def load_config(name_or_path: str | os.PathLike) -> CorpusConfig:
     p = Path(name_or_path)
     if p.is_file():
-        text = p.read_text()
+        text = read_text(p, CorpusError, "corpus config")
     else:
         res = resources.files(__package__).joinpath("configs", f"{name_or_path}.yaml")
         if not res.is_file():

@@ -12,6 +12,8 @@ import yaml
 from voiceguard import configs as _configs
 from voiceguard.attacks import AttackUnavailable, Suite, load_suite, suite_from_rows
 from voiceguard.errors import VoiceguardError
+from voiceguard.files import read_text
+from voiceguard.protocols import PROTOCOL_FORMATS
 
 CONFIG_DIR = Path(_configs.__file__).parent  # the repository's configs/, installed as voiceguard.configs
 
@@ -52,6 +54,7 @@ class DataConfig:
     build_source: str | None = None  # corpus layout: speech folder to build the corpus from when missing
     build_config: str = "default"
     max_trials: int | None = None  # seeded subset of the eval trials (None = all)
+    protocol_format: str = "auto"  # how to read ``protocol``: auto (sniffed) or a voiceguard.protocols reader
 
 
 @dataclass(frozen=True)
@@ -171,7 +174,10 @@ def _mapping(v: Any, where: str) -> dict:
 
 def _data(d: dict) -> DataConfig:
     _unknown(d, {"layout", "path", "protocol", "audio_dir", "ext", "asv_scores", "asv_enroll", "asv_trials", "build",
-                 "max_trials"}, "data")
+                 "max_trials", "protocol_format"}, "data")
+    if d.get("protocol_format", "auto") not in PROTOCOL_FORMATS:
+        raise ReportConfigError(f"data.protocol_format must be one of {', '.join(PROTOCOL_FORMATS)}, got "
+                                f"{d.get('protocol_format')!r}")
     layout = d.get("layout", "corpus")
     if layout not in LAYOUTS:
         raise ReportConfigError(f"data.layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
@@ -192,7 +198,7 @@ def _data(d: dict) -> DataConfig:
     return DataConfig(layout, str(d["path"]), spec["protocol"], spec["audio_dir"], d.get("ext", ".flac"),
                       spec.get("asv_scores"), tuple([enroll] if isinstance(enroll, str) else enroll),
                       spec.get("asv_trials"), build.get("source"), str(build.get("config", "default")),
-                      _int(d, "max_trials", None, "data", 4))
+                      _int(d, "max_trials", None, "data", 4), str(d.get("protocol_format", "auto")))
 
 
 def _detectors(items: Any) -> tuple[DetectorConfig, ...]:
@@ -283,7 +289,7 @@ def load_report_config(name_or_path: str | os.PathLike) -> ReportConfig:
     """A shipped config by name (``mini-la``, ``asvspoof2019-la``) or a YAML file; ``${VAR:-default}`` expanded."""
     p = _find(name_or_path)
     try:
-        data = yaml.safe_load(expand(p.read_text()))
+        data = yaml.safe_load(expand(read_text(p, ReportConfigError, "report config")))
     except yaml.YAMLError as e:
         raise ReportConfigError(f"not valid YAML ({e})", source=p) from None
     except ReportConfigError as e:

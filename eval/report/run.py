@@ -14,9 +14,9 @@ from voiceguard.protocols import BONAFIDE
 from voiceguard.watermark import load_watermarker
 
 from .config import ReportConfig, slug
-from .stages import (SR, ReportError, StageCache, _log, asv_stage, asv_trials, detector_identity, environment,
-                     perceptual_measures, reid_condition, reid_sets, resolve_data, score_condition, subset,
-                     watermark_stage, watermarker_identity)
+from .stages import (SR, TORCH_THREADS, ReportError, StageCache, _log, asv_stage, asv_trials, detector_identity,
+                     environment, environment_key, fixed_torch_threads, perceptual_measures, reid_condition,
+                     reid_sets, resolve_data, score_condition, subset, watermark_stage, watermarker_identity)
 
 REPORT_FORMAT = 1
 
@@ -82,17 +82,42 @@ def _detection(cfg: ReportConfig, data, cache: StageCache, timings: dict, asv_ar
     return out
 
 
-def _clips(data, n: int, seed: int) -> tuple[list[str], list[np.ndarray]]:
+def _clips(data, n: int, seed: int, min_seconds: float = 0.0) -> tuple[list[str], list[np.ndarray]]:
+    """``n`` seeded bona fide clips at 16 kHz, skipping those shorter than ``min_seconds`` (the watermark
+    engines' minimum): the seeded order is walked until ``n`` clips fit, so when the first ``n`` all fit the
+    pick is the one made without the condition."""
+    from voiceguard.audio import audio_info
+
+    def fits(t) -> bool:  # a header that does not state its length (-1 frames) is kept: embed then says why
+        i = audio_info(data.path(t))
+        return min_seconds <= 0 or i.frames < 0 or i.frames >= min_seconds * i.sample_rate
+
     bona = [t for t in data.trials if t.label == BONAFIDE]
-    pick = sorted(np.random.default_rng(seed).permutation(len(bona))[:n].tolist())
-    paths = [str(data.path(bona[i])) for i in pick]
+    pick = []
+    for i in np.random.default_rng(seed).permutation(len(bona)).tolist():
+        if len(pick) == n:
+            break
+        if fits(bona[i]):
+            pick.append(i)
+    if not pick:
+        raise ReportError(f"no bona fide clip is long enough to watermark (minimum {min_seconds:g} s)",
+                          source=data.root)
+    paths = [str(data.path(bona[i])) for i in sorted(pick)]
     return paths, [load_audio(p, SR, mono=True)[0][0] for p in paths]
 
 
 def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = None, *, force: bool = False,
                progress: bool = False, log: Callable[[str], None] = _log) -> dict:
     """Run every stage the config names (cached under ``work``, default ``out/work``) and return the report
-    data (also written as ``out/report.json`` with the figures, ``report.md`` and ``report.html``)."""
+    data (also written as ``out/report.json`` with the figures, ``report.md`` and ``report.html``).
+    torch runs with ``TORCH_THREADS`` threads meanwhile; the report's ``environment`` block states what else
+    the figures depend on (package, ffmpeg and codec library versions, CPU kernels, the corpus's tools)."""
+    with fixed_torch_threads(TORCH_THREADS):  # the same thread count on every machine (see TORCH_THREADS)
+        return _run_report(cfg, out, work, force, progress, log)
+
+
+def _run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None, force: bool, progress: bool,
+                log: Callable[[str], None]) -> dict:
     from voiceguard.eval.scores import read_asv_scores
 
     from .figures import make_figures
@@ -102,11 +127,14 @@ def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = Non
     started = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     out = Path(out)
     work = Path(work) if work is not None else out / "work"
-    cache = StageCache(work / "cache", force, log)
+    env = environment()
+    cache = StageCache(work / "cache", force, log, environment_key(env))
     timings: dict[str, dict] = {}
     detectors = {d.label: detector_identity(d) for d in cfg.detectors}  # a missing model fails before any stage
     t0 = time.perf_counter()
     data = resolve_data(cfg, progress=progress, log=log)
+    if cfg.data.layout == "corpus":  # the tools that made the corpus's audio (it may have just been built)
+        env.update({k: v for k, v in environment(data.root, codecs=False).items() if k == "corpus_tools"})
     timings["data"] = {"seconds": round(time.perf_counter() - t0, 2), "cached": False}
     n_bona = sum(t.label == BONAFIDE for t in data.trials)
     attacks = sorted({t.attack for t in data.trials if t.label != BONAFIDE})
@@ -148,10 +176,12 @@ def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = Non
         from voiceguard.attacks import load_suite
 
         suite = cfg.watermark.suite or load_suite("audioseal-paper")
-        paths, clips = _clips(data, cfg.watermark.files, cfg.seed)
+        wms = {engine: load_watermarker(engine) for engine in cfg.watermark.engines}
+        paths, clips = _clips(data, cfg.watermark.files, cfg.seed,
+                              max(float(getattr(w, "min_seconds", 0.0) or 0.0) for w in wms.values()))
         results["watermark"] = {}
         for engine in cfg.watermark.engines:
-            wm = load_watermarker(engine)
+            wm = wms[engine]
             results["watermark"][engine] = cache.run(
                 f"watermark.{slug(engine)}", {"engine": watermarker_identity(wm), "seed": cfg.seed,
                                               "files": [(data.relative(p), Path(p).stat().st_size) for p in paths],
@@ -195,7 +225,7 @@ def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = Non
             arrays["reid"][label] = (np.asarray(got["mated"]), np.asarray(got["nonmated"]))
 
     report = {"format": REPORT_FORMAT, "name": cfg.name, "seed": cfg.seed, "config": cfg.to_dict(),
-              "results": results, "environment": environment(), "timings": timings, "started": started}
+              "results": results, "environment": env, "timings": timings, "started": started}
     report["figures"] = make_figures(results, arrays, out / "figures")
     report["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     write_report(report, out)

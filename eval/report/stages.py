@@ -4,12 +4,16 @@ condition under ``WORK/cache``), so a killed run resumes where it stopped and a 
 Every stage result is plain JSON data; the figures and the written report are made from it alone."""
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import platform
+import re
+import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -67,10 +71,12 @@ class StageCache:
     root: Path
     force: bool = False
     log: Callable[[str], None] = _log
+    environment: Any = None  # ``environment_key(...)``: a value cached under other libraries is recomputed
 
     def run(self, name: str, inputs: Any, compute: Callable[[], Any], timings: dict) -> Any:
-        """The cached value of ``name`` when its inputs are unchanged, else ``compute()`` (stored atomically)."""
-        key = fingerprint(inputs)
+        """The cached value of ``name`` when its inputs (and the environment) are unchanged, else ``compute()``
+        (stored atomically)."""
+        key = fingerprint(inputs if self.environment is None else {"inputs": inputs, "env": self.environment})
         path = self.root / f"{name}.json"
         if not self.force and path.is_file():
             try:
@@ -163,7 +169,7 @@ def resolve_data(cfg: ReportConfig, *, progress: bool = False, log: Callable[[st
         raise ReportError(f"eval protocol not found ({d.protocol} under data.path)", source=protocol)
     if d.layout == "corpus" and d.build_source is not None:
         _check_corpus_card(root, d.build_config, cfg.seed)
-    trials = read_protocol(protocol)
+    trials = read_protocol(protocol, d.protocol_format)
     audio_dir = root / d.audio_dir
     trials = subset(trials, d.max_trials, cfg.seed)
     check_audio_files(trials, audio_dir, d.ext, source=str(protocol))
@@ -334,8 +340,11 @@ def asv_stage(data: EvalData, trials: list, backend: str, out: Path) -> dict:
         for spk, utts in read_asv_enrollment(p).items():
             enrollment.setdefault(spk, []).extend(utts)
     enrollment = {s: u for s, u in enrollment.items() if s in {t.speaker for t in trials}}
+    # cache=False: the shared embedding cache (~/.cache/voiceguard/embeddings) is keyed by weights and file
+    # content only, so it may hold embeddings made by other library or decoder versions; this stage is cached
+    # itself, under a key that names the environment
     res = asv_check(enrollment, trials, data.audio_dir, get_embedder(backend), ext=data.ext, out=out,
-                    overwrite=True)
+                    overwrite=True, cache=False)
     result = res.to_dict()
     result["score_file"] = f"{out.parent.name}/{out.name}"  # relative to the work folder: results stay comparable
     return {"result": result, "scores": {k: v.tolist() for k, v in res.scores.items()}}
@@ -391,14 +400,164 @@ def reid_condition(enroll: list, probe: list, transform: Callable[[np.ndarray, i
             save_audio(out, np.clip(transform(x, i), -1, 1)[None], SR, overwrite=True)
             processed.append(LabeledFile(str(out), f.speaker))
         probe = processed
-    res = reid_check(enroll, probe, get_embedder(backend), seed=seed)
+    res = reid_check(enroll, probe, get_embedder(backend), seed=seed, cache=False)  # see asv_stage
     ignorant = res.attackers[0]
     return {"result": res.to_dict(), "mated": ignorant.mated.tolist(), "nonmated": ignorant.nonmated.tolist()}
 
 
 # --------------------------------------------------------------------------- environment
-def environment() -> dict:
-    """Versions and hardware, stated in every report."""
+#: torch's intra-op threads while a report runs. Scores differ in the last bits with the thread count (measured:
+#: detector LLRs by up to 1e-6 between 1 and 2 threads, speaker embeddings by 6e-8), so every machine uses the
+#: same count, the one the committed report was made with (2 cores).
+TORCH_THREADS = 2
+
+#: Python distributions whose versions the figures depend on (decoding, resampling, features, models, metrics)
+_DISTRIBUTIONS = ("numpy", "scipy", "torch", "torchaudio", "librosa", "scikit-learn", "soundfile", "soxr",
+                  "resemblyzer", "webrtcvad", "speechbrain", "audioseal", "pesq", "pystoi")
+#: CPU features that select other SIMD kernels (torch / oneDNN / MKL, libopus, ffmpeg), hence other roundings
+_SIMD_FLAGS = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni",
+               "avx512_bf16", "amx_tile", "asimd", "sve")
+#: codec libraries ffmpeg links, and the C function that returns each one's version string (None: none exists)
+_CODEC_LIBS = {"libopus": "opus_get_version_string", "libmp3lame": "get_lame_version",
+               "libvorbis": "vorbis_version_string", "libgsm": None, "libopencore-amrnb": None,
+               "libvo-amrwbenc": None, "libswresample": None, "libavcodec": None}
+
+
+@contextmanager
+def fixed_torch_threads(n: int = TORCH_THREADS):
+    """Run the block with ``torch.set_num_threads(n)``, then restore the previous count."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _ffmpeg_versions(exe: str) -> dict:
+    """``ffmpeg -version``: the release and the runtime versions of its libraries (e.g. libavcodec 59.37.100)."""
+    out = subprocess.run([exe, "-hide_banner", "-version"], capture_output=True, text=True).stdout.splitlines()
+    first = subprocess.run([exe, "-version"], capture_output=True, text=True).stdout.split()
+    got = {"ffmpeg": first[2] if len(first) > 2 and first[1] == "version" else "?"}
+    for line in out:
+        m = re.match(r"(lib\w+)\s+[\d. ]+/\s*([\d. ]+)$", line.strip())
+        if m and m.group(1) in ("libavcodec", "libavformat", "libswresample"):
+            got[m.group(1)] = m.group(2).replace(" ", "")
+    return got
+
+
+def _codec_libraries(exe: str) -> dict:
+    """Versions of the codec libraries a dynamically linked ffmpeg loads (``ldd``; empty for a static build):
+    the library's own version string where it has one (libopus, LAME, Vorbis), else its file name."""
+    import ctypes
+
+    try:
+        out = subprocess.run(["ldd", exe], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    got = {}
+    for line in out.splitlines():
+        m = re.match(r"\s*(\S+) => (/\S+)", line)
+        if not m:
+            continue
+        name = next((k for k in _CODEC_LIBS if m.group(1).startswith(k + ".so") or m.group(1).startswith(k + "-")),
+                    None)
+        if name is None:
+            continue
+        real = os.path.realpath(m.group(2))
+        version = os.path.basename(real)
+        if _CODEC_LIBS[name]:
+            try:
+                fn = getattr(ctypes.CDLL(real), _CODEC_LIBS[name])
+                fn.restype = ctypes.c_char_p
+                version = f"{fn().decode(errors='replace')} ({os.path.basename(real)})"
+            except (OSError, AttributeError):
+                pass
+        got[name] = version
+    return got
+
+
+def _test_signal(sr: int = SR) -> np.ndarray:
+    """One second of fixed, speech-like audio (a gliding harmonic tone plus seeded noise), ``[1, sr]`` float32."""
+    t = np.arange(sr) / sr
+    f0 = 120 + 80 * t
+    x = sum(0.3 / k * np.sin(2 * np.pi * k * np.cumsum(f0) / sr) for k in range(1, 12))
+    x = x + 0.02 * np.random.default_rng(0).standard_normal(sr)
+    return (0.5 * x / np.max(np.abs(x))).astype(np.float32)[None]
+
+
+def codec_bitstreams(exe: str) -> dict:
+    """Per codec of ``voiceguard.attacks.codecs`` that the installed ffmpeg has: a digest of the packets its
+    encoder makes from a fixed test signal (at the codec's default bitrate and rate). Two machines whose digests
+    match encode identically; a differing digest (another libopus, LAME, ... build) changes that attack's audio
+    and so its figures. Encoding is deterministic run to run (checked: same packets every time)."""
+    import tempfile
+
+    from voiceguard.attacks.codecs import CODECS, codec_available
+
+    got = {}
+    with tempfile.TemporaryDirectory(prefix="voiceguard-env-") as d:
+        src = save_audio(os.path.join(d, "in.wav"), _test_signal(), SR, subtype="FLOAT")
+        for name, spec in CODECS.items():
+            if not codec_available(name):
+                continue
+            rate = SR if spec.rates is None or SR in spec.rates else min(spec.rates, key=lambda r: abs(r - SR))
+            enc = os.path.join(d, f"{name}{spec.ext}")
+            cmd = [exe, "-v", "error", "-nostdin", "-y", "-i", str(src), "-ar", str(rate), "-c:a", spec.encoder]
+            if spec.bitrate:
+                cmd += ["-b:a", spec.bitrate]
+            if spec.fmt:
+                cmd += ["-f", spec.fmt]
+            if subprocess.run(cmd + [enc], capture_output=True).returncode != 0:
+                got[name] = "encoder failed"
+                continue
+            md5 = subprocess.run([exe, "-v", "error", "-nostdin", "-i", enc, "-map", "0:a", "-c", "copy", "-f",
+                                  "framemd5", "-"], capture_output=True, text=True).stdout
+            packets = [ln for ln in md5.splitlines() if ln and not ln.startswith("#")]
+            got[name] = f"{spec.encoder}:{hashlib.sha256(chr(10).join(packets).encode()).hexdigest()[:16]}"
+    return got
+
+
+def codec_environment() -> dict:
+    """ffmpeg's version, its codec libraries' versions and each encoder's bitstream digest (``codec_bitstreams``);
+    ``{"ffmpeg": None}`` without ffmpeg. Measured once per ffmpeg executable and process (about 1 s)."""
+    import shutil
+
+    exe = shutil.which("ffmpeg")
+    return json.loads(json.dumps(_codec_environment(exe)))  # a copy: callers may edit theirs
+
+
+@functools.lru_cache(maxsize=4)
+def _codec_environment(exe: str | None) -> dict:
+    if exe is None:
+        return {"ffmpeg": None}
+    return {**_ffmpeg_versions(exe), "libraries": _codec_libraries(exe), "bitstreams": codec_bitstreams(exe)}
+
+
+def _cpu() -> tuple[str, list[str]]:
+    cpu = platform.processor() or platform.machine()
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key = line.split(":", 1)[0].strip()
+            if key == "model name" and cpu in (platform.processor(), platform.machine()):
+                cpu = line.split(":", 1)[1].strip()
+            elif key in ("flags", "Features") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return cpu, [f for f in _SIMD_FLAGS if f in flags]
+
+
+def environment(corpus: str | Path | None = None, *, codecs: bool = True) -> dict:
+    """What the figures depend on besides the config and seed, stated in every report: package versions, torch's
+    thread count and CPU kernels, ffmpeg and its codec libraries (with encoder bitstream digests) and, for a
+    corpus built by ``voiceguard data build`` (``corpus``: its folder), the versions of the tools that made its
+    audio (``corpus_tools``). ``codecs=False`` leaves out the ffmpeg part (``codecs``)."""
+    import importlib.metadata
+
     import torch
 
     versions = {"voiceguard": __version__, "python": platform.python_version(), "numpy": np.__version__,
@@ -408,19 +567,37 @@ def environment() -> dict:
             versions[mod] = __import__(mod).__version__
         except Exception:  # noqa: BLE001  (absent or without a version: not stated)
             pass
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    packages = {}
+    for dist in _DISTRIBUTIONS:
+        try:
+            packages[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    cpu, flags = _cpu()
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"versions": versions, "hardware": {"cpu": cpu, "cores": os.cpu_count(), "torch_threads":
-                                               torch.get_num_threads(), "gpu": gpu, "platform": platform.platform()}}
+    env = {"versions": versions, "packages": packages,
+           "hardware": {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
+                        "platform": platform.platform(), "cpu_flags": flags,
+                        "torch_cpu_kernels": torch.backends.cpu.get_cpu_capability()}}
+    if codecs:
+        env["codecs"] = codec_environment()
+    if corpus is not None:
+        try:
+            env["corpus_tools"] = json.loads((Path(corpus) / "corpus.json").read_text()).get("tool_versions")
+        except (OSError, ValueError):
+            pass
+    return env
 
 
-__all__ = ["EvalData", "ReportConfigError", "ReportError", "StageCache", "asv_stage", "detector_identity",
-           "asv_trials", "environment", "fingerprint", "perceptual_measures", "watermarker_identity", "reid_condition", "reid_sets", "resolve_data", "score_condition", "si_snr",
+def environment_key(env: dict) -> dict:
+    """The part of ``environment()`` that changes computed values: part of every stage's cache key, so a stage
+    cached under other libraries, codecs, thread count or CPU kernels is recomputed, never reused."""
+    hw = env["hardware"]
+    return {"packages": env.get("packages"), "codecs": env.get("codecs", {}).get("bitstreams"),
+            "torch_threads": hw["torch_threads"], "kernels": hw.get("torch_cpu_kernels")}
+
+
+__all__ = ["EvalData", "ReportConfigError", "ReportError", "StageCache", "TORCH_THREADS", "asv_stage",
+           "codec_bitstreams", "codec_environment", "detector_identity", "asv_trials", "environment",
+           "environment_key", "fixed_torch_threads", "fingerprint", "perceptual_measures", "watermarker_identity", "reid_condition", "reid_sets", "resolve_data", "score_condition", "si_snr",
            "subset", "watermark_stage"]

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
-from voiceguard.audio import FileProblem, load_audio
+from voiceguard.audio import FileProblem
 from voiceguard.errors import RiskError, VoiceguardError, preview
 from voiceguard.eval.metrics import bootstrap_ci
 from voiceguard.files import atomic_write_text
 from voiceguard.protocols import BONAFIDE
 
-from .embed import EmbeddingSet, embed_arrays, embed_files
+from .embed import EmbeddingSet, decode_voice, embed_arrays, embed_files
 from .embedders import SAMPLE_RATE, SpeakerEmbedder, normalize_rows
 from .labels import LabeledFile, check_labels
 from .metrics import (AsvMetrics, LinkMetrics, asv_metrics, cosine_matrix, link_metrics, pair_scores, rank_k_rates,
@@ -235,12 +235,13 @@ def watermark_check(files: list[LabeledFile] | list[str], watermarker, *, messag
         originals, marked, names = [], [], []
         for f in labeled[k:k + chunk]:
             try:
-                audio, _ = load_audio(f.path, SAMPLE_RATE, mono=True)
+                wav = decode_voice(f.path)  # the channel rule shared with scan (voiceguard.vad.speech_mix)
+                mark = watermarker.embed(wav, SAMPLE_RATE, message)  # refused e.g. when shorter than it marks
             except VoiceguardError as e:
                 problems.append(FileProblem(f.path, e.reason))
                 continue
-            originals.append(audio[0])
-            marked.append(watermarker.embed(audio[0], SAMPLE_RATE, message))
+            originals.append(wav)
+            marked.append(mark)
             names.append(f.path)
         orig = embed_arrays(originals, embedder, names, cache=cache)
         wm = embed_arrays(marked, embedder, names, cache=cache)

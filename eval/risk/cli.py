@@ -7,7 +7,10 @@ from pathlib import Path
 import click
 
 from voiceguard import writers
+from voiceguard.cliopts import SEED, finite_float, protocol_format_option
 from voiceguard.errors import RiskError
+
+from ..cli import BOOTSTRAP
 
 PCT = ["eer", "p_miss", "p_fa_nontarget", "p_fa_spoof", "spf_eer", "sasv_eer", "accepted", "rank1", "rank5"]
 
@@ -41,14 +44,15 @@ def _warn_skipped(skipped) -> None:
         click.echo(f"voiceguard: warning: {p.path}: {p.reason} (left out)", err=True)
 
 
-def _files(source: str, labels: str | None, speaker_from: str):
-    """Labelled files of SOURCE: from a CSV or protocol (paths relative to SOURCE) or from the folder layout."""
-    from .labels import labels_from_csv, labels_from_folder, labels_from_protocol
+def _files(source: str, labels: str | None, speaker_from: str, protocol_format: str = "auto"):
+    """Labelled files of SOURCE: from a label CSV (path,speaker[,key]) or a protocol (paths relative to SOURCE;
+    told apart by content) or from the folder layout."""
+    from .labels import is_label_csv, labels_from_csv, labels_from_folder, labels_from_protocol
 
     if labels:
-        if labels.endswith(".csv"):
+        if protocol_format == "auto" and is_label_csv(labels):
             return labels_from_csv(labels, root=source if Path(source).is_dir() else None)
-        return labels_from_protocol(labels, source)
+        return labels_from_protocol(labels, source, fmt=protocol_format)
     return labels_from_folder(source, speaker_from)
 
 
@@ -83,7 +87,7 @@ def backends_command() -> None:
 @click.option("--snorm", is_flag=True, help="s-norm with the corpus train split's bona fide audio as cohort")
 @click.option("--cohort", type=click.Path(exists=True, path_type=Path), default=None,
               help="folder of cohort audio for s-norm (other speakers than the trials')")
-@click.option("--top-n", type=int, default=None, help="adaptive s-norm: the N closest cohort scores")
+@click.option("--top-n", type=click.IntRange(1, 1_000_000), default=None, help="adaptive s-norm: the N closest cohort scores")
 @_backend_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def asv_command(corpus, split, enroll, trials, audio_dir, ext, out, overwrite, snorm, cohort, top_n, backend, model,
@@ -143,9 +147,10 @@ def asv_command(corpus, split, enroll, trials, audio_dir, ext, out, overwrite, s
 @click.option("--engine", type=click.Choice(["audioseal", "spread-spectrum"]), default="audioseal",
               show_default=True)
 @click.option("--message", default="0xBEEF", show_default=True)
+@protocol_format_option
 @_backend_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
-def watermark_command(source, labels, speaker_from, engine, message, backend, model, no_cache, fmt):
+def watermark_command(source, labels, speaker_from, engine, message, protocol_format, backend, model, no_cache, fmt):
     """Does watermarking change identity? Cosine original vs watermarked, ASV EER before / after."""
     from voiceguard.audio import find_audio_files
     from voiceguard.watermark.cli import load_engine
@@ -153,7 +158,7 @@ def watermark_command(source, labels, speaker_from, engine, message, backend, mo
     from .checks import watermark_check
 
     if labels or speaker_from != "none":
-        files = _files(source, labels, speaker_from)
+        files = _files(source, labels, speaker_from, protocol_format)
     else:
         found, problems = find_audio_files([source])
         _warn_skipped(problems)
@@ -189,19 +194,21 @@ def watermark_command(source, labels, speaker_from, engine, message, backend, mo
 @click.option("--enroll-labels", default=None, help="CSV path,speaker or a protocol for --enroll")
 @click.option("--probe-labels", default=None, help="CSV path,speaker or a protocol for --probe")
 @click.option("--speaker-from", type=click.Choice(["folder", "prefix"]), default="folder", show_default=True)
-@click.option("--min-enroll", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--min-enroll", type=click.IntRange(1, 100_000), default=1, show_default=True,
               help="enrolment files every speaker must have")
-@click.option("--bootstrap", type=int, default=0, show_default=True, help="resamples for 95 % intervals")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--bootstrap", type=BOOTSTRAP, default=0, show_default=True,
+              help="resamples for 95 % intervals: 0 = off, else 200..100000")
+@click.option("--seed", type=SEED, default=0, show_default=True)
+@protocol_format_option
 @_backend_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def reid_command(enroll, probe, lazy_enroll, enroll_labels, probe_labels, speaker_from, min_enroll, bootstrap, seed,
-                 backend, model, no_cache, fmt):
+                 protocol_format, backend, model, no_cache, fmt):
     """Re-identification risk of PROBE speakers against enrolled originals, for two attackers."""
     from .checks import reid_check
 
-    e = _files(enroll, enroll_labels, speaker_from)
-    p = _files(probe, probe_labels, speaker_from)
+    e = _files(enroll, enroll_labels, speaker_from, protocol_format)
+    p = _files(probe, probe_labels, speaker_from, protocol_format)
     le = _files(lazy_enroll, None, speaker_from) if lazy_enroll else None
     emb = _embedder(backend, model)
     bar, tick = _progress(len(e) + len(p) + len(le or []), "embed")
@@ -226,7 +233,7 @@ def reid_command(enroll, probe, lazy_enroll, enroll_labels, probe_labels, speake
 @risk_group.command("compare")
 @click.argument("a", type=click.Path())
 @click.argument("b", type=click.Path())
-@click.option("--threshold", type=float, default=None,
+@click.option("--threshold", type=finite_float(-1, 1), default=None,
               help="same-speaker cosine threshold [default: the backend card's calibrated one]")
 @_backend_options
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)

@@ -17,6 +17,7 @@ from voiceguard.audio import FileProblem, load_audio
 from voiceguard.cards import cache_dir, sha256_file
 from voiceguard.errors import VoiceguardError, per_file
 from voiceguard.files import atomic_output
+from voiceguard.vad import load_vad, speech_mix
 
 from .embedders import SAMPLE_RATE, SpeakerEmbedder, array_key, check_speech
 
@@ -63,9 +64,17 @@ class EmbeddingCache:
             pass
 
 
+def decode_voice(path: str | os.PathLike) -> np.ndarray:
+    """A file as 16 kHz float32 ``[n]`` for a speaker embedder: decoded by the audio path and down-mixed by
+    the channel rule shared with ``scan`` (``voiceguard.vad.speech_mix``: the channel mean, or the channel
+    with the most speech when the channels cancel or one is dead / noise only). Raises the audio path's
+    ``VoiceguardError``s."""
+    audio, _ = load_audio(path, SAMPLE_RATE)
+    return speech_mix(audio, SAMPLE_RATE)[0]
+
+
 def _decode(path: str) -> np.ndarray:
-    audio, _ = load_audio(path, SAMPLE_RATE, mono=True)
-    wav = audio[0]
+    wav = decode_voice(path)
     check_speech(wav, path)
     return wav
 
@@ -92,6 +101,8 @@ def embed_files(paths: list[str | os.PathLike], embedder: SpeakerEmbedder, *, ca
         else:
             todo.append(p)
     cached = len(results)
+    if todo:
+        load_vad()  # multi-channel files need the VAD; load it here, not first in a worker thread
     if progress and len(paths) > len(todo):
         progress(len(paths) - len(todo))  # cache hits and unreadable files are done already
     with ThreadPoolExecutor(max(1, workers)) as pool:
@@ -165,4 +176,4 @@ def embed_arrays(wavs: list[np.ndarray], embedder: SpeakerEmbedder, names: list[
     return EmbeddingSet(tuple(kept), emb, tuple(problems), cached)
 
 
-__all__ = ["EmbeddingSet", "EmbeddingCache", "embed_files", "embed_arrays"]
+__all__ = ["EmbeddingSet", "EmbeddingCache", "embed_files", "embed_arrays", "decode_voice"]

@@ -1,7 +1,6 @@
 """Speaker labels for a set of audio files: from folder names, a CSV, or an ASVspoof-style protocol."""
 from __future__ import annotations
 
-import csv
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -9,6 +8,7 @@ from pathlib import Path
 
 from voiceguard.audio import find_audio_files
 from voiceguard.errors import RiskError, preview
+from voiceguard.files import csv_header_cells, iter_text_lines, read_csv_table
 from voiceguard.protocols import read_protocol
 
 SPEAKER_FROM = ("folder", "prefix")
@@ -57,35 +57,48 @@ def labels_from_folder(folder: str | os.PathLike, speaker_from: str = "folder") 
 def labels_from_csv(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[LabeledFile]:
     """CSV with a header holding ``path`` (or ``file``) and ``speaker`` (optional ``key``: bonafide/spoof).
 
-    Relative paths resolve against ``root`` (default: the CSV's folder)."""
+    Relative paths resolve against ``root`` (default: the CSV's folder).  Read with the shared reader
+    (byte-order mark, CRLF, ``,``/``;``/tab delimiters).  Raises ``RiskError`` naming the file (and line)."""
     path = Path(path)
-    if not path.is_file():
-        raise RiskError("no such label file", source=path)
     base = Path(root) if root else path.parent
-    with open(path, newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        cols = set(reader.fieldnames or [])
-        col = "path" if "path" in cols else "file" if "file" in cols else None
-        if col is None or "speaker" not in cols:
-            raise RiskError(f"label CSV needs a header with path (or file) and speaker; got {sorted(cols)}",
-                            source=path)
-        out = []
-        for n, row in enumerate(reader, 2):
-            if not row.get(col) or not row.get("speaker"):
-                raise RiskError(f"line {n}: empty {col} or speaker", source=path)
-            p = Path(row[col])
-            key = (row.get("key") or "bonafide").strip().lower()
-            if key not in ("bonafide", "spoof"):
-                raise RiskError(f"line {n}: key {key!r} is not bonafide or spoof", source=path)
-            out.append(LabeledFile(str(p if p.is_absolute() else base / p), row["speaker"].strip(), key))
+    header, rows = read_csv_table(path, RiskError, "label file", need={"speaker"})
+    cols = set(header)
+    col = "path" if "path" in cols else "file" if "file" in cols else None
+    if col is None or "speaker" not in cols:
+        raise RiskError(f"label CSV needs a header with path (or file) and speaker; got {sorted(cols)}",
+                        source=path)
+    out = []
+    for n, row in rows:
+        if not row.get(col) or not row.get("speaker"):
+            raise RiskError(f"line {n}: empty {col} or speaker", source=path)
+        p = Path(row[col])
+        key = (row.get("key") or "bonafide").lower()
+        if key not in ("bonafide", "spoof"):
+            raise RiskError(f"line {n}: key {key!r} is not bonafide or spoof", source=path)
+        out.append(LabeledFile(str(p if p.is_absolute() else base / p), row["speaker"], key))
     if not out:
         raise RiskError("label CSV has no rows", source=path)
     return out
 
 
+def is_label_csv(path: str | os.PathLike) -> bool:
+    """True when the file's first row is a label-CSV header (``path``/``file`` and ``speaker``, no ``label``
+    column): read it with ``labels_from_csv``; anything else is a protocol (In-the-Wild ``meta.csv`` has
+    ``label`` and is one).  Never raises: an unreadable file is left to the reader that reports it."""
+    try:
+        for _, line in iter_text_lines(path, RiskError, "label file"):
+            if line.strip() and not line.lstrip().startswith("#"):
+                cells = set(csv_header_cells(line))
+                return "speaker" in cells and bool({"path", "file"} & cells) and "label" not in cells
+    except RiskError:
+        pass
+    return False
+
+
 def labels_from_protocol(path: str | os.PathLike, audio_dir: str | os.PathLike, ext: str = ".flac",
                          fmt: str = "auto") -> list[LabeledFile]:
-    """An ASVspoof 2019/2021/5 (or voiceguard CSV) protocol: speaker column, bona fide / spoof key."""
+    """An ASVspoof 2019/2021/5, In-the-Wild or CSV protocol (``fmt``: ``auto`` sniffs it): speaker column,
+    bona fide / spoof key.  Raises ``ProtocolError`` naming the file and line."""
     return [LabeledFile(str(t.audio_path(audio_dir, ext)), t.speaker, t.label) for t in read_protocol(path, fmt)]
 
 
@@ -116,4 +129,4 @@ def check_labels(files: list[LabeledFile], *, what: str, min_speakers: int = 2, 
 
 
 __all__ = ["LabeledFile", "labels_from_folder", "labels_from_csv", "labels_from_protocol", "check_labels",
-           "SPEAKER_FROM"]
+           "SPEAKER_FROM", "is_label_csv"]

@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from voiceguard.errors import VoiceguardError
+from voiceguard.files import read_text
 
 from .base import ATTACKS, Attack, AttackUnavailable, get_attack, register
 
@@ -89,7 +90,7 @@ def load_suite(name_or_path: str | os.PathLike) -> Suite:
     if not p.is_file():
         raise VoiceguardError(f"unknown attack suite {str(name_or_path)!r}; shipped: {', '.join(list_suites())}")
     try:
-        data = yaml.safe_load(p.read_text())
+        data = yaml.safe_load(read_text(p, VoiceguardError, "suite file"))
     except yaml.YAMLError as e:
         raise VoiceguardError(f"not valid YAML ({e})", source=p) from None
     if not isinstance(data, dict):
