@@ -55,6 +55,9 @@ AUDIO_EXTENSIONS = frozenset(
 #: with AudioRangeError naming the peak, never rescaled silently (a guessed gain would change every
 #: level-dependent result, and a mark embedded at the wrong scale is undetectable).
 MAX_FLOAT_PEAK = 16.0
+#: Sample rates a header may declare: outside this range it is corrupt, not audio (a rate field zeroed to
+#: 1 Hz turns a 1 s file into 4 hours of samples at 16 kHz; telephony starts at 8 kHz, studio tops at 768 kHz)
+MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 1_000_000
 #: default upper bound on channels (a 5.1 / 7.1 file is fine; 64 channels is not speech)
 MAX_CHANNELS = 8
 _BLOCK_FRAMES = 1 << 18  # frames per internal read (~1 MB per channel)
@@ -306,10 +309,19 @@ def audio_info(source: AudioSource, *, backend: str = "auto") -> AudioInfo:
     MP3 included (captured decoder messages, LAME gapless trimming); ``backend='ffmpeg'`` skips
     libsndfile.  A path is checked with ``stat`` before it is opened: a directory, FIFO, socket or
     device raises ``NotAFileError`` (``"not a regular file (...)"``), a missing path
-    ``AudioFileNotFoundError``.
+    ``AudioFileNotFoundError``; a header rate outside ``MIN_SAMPLE_RATE..MAX_SAMPLE_RATE`` raises
+    ``AudioDecodeError`` (a corrupt header, never hours of resampled noise).
     """
     _check_path(source)
     label = _label(source)
+    info = _audio_info(source, label, backend)
+    if not MIN_SAMPLE_RATE <= info.sample_rate <= MAX_SAMPLE_RATE:
+        raise AudioDecodeError(f"implausible sample rate {info.sample_rate} Hz in the header (expected "
+                               f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz): corrupt header", source=label)
+    return info
+
+
+def _audio_info(source: AudioSource, label: str, backend: str) -> AudioInfo:
     use_soundfile = backend != "ffmpeg" and not (_looks_like_mpeg_audio(source) and shutil.which("ffmpeg"))
     f = _open_soundfile(source) if use_soundfile else None
     if f is not None:
@@ -525,7 +537,7 @@ def _soundfile_blocks(source: AudioSource, info: AudioInfo, frames: int, label: 
     done = 0
     try:
         with sf.SoundFile(_soundfile_handle(source)) as f:
-            _check_wav_truncation(f.extra_info, label)
+            _check_wav_truncation(f.extra_info, label, f.samplerate)
             while True:
                 # a block-coded WAV stops at its fact chunk's length (the rest is padding); elsewhere
                 # info.frames >= what is there, so this never cuts real audio
@@ -578,8 +590,20 @@ def _declared_wav_frames(header_log: str, frames: int, subtype: str | None) -> i
     return frames
 
 
-def _check_wav_truncation(header_log: str, label: str) -> None:
-    """libsndfile silently reads what is there; its header log tells when a WAV/RIFF is cut short."""
+_AIFF_FRAMES_SHORT = re.compile(r"Frame count read from 'COMM' chunk \((\d+)\) not equal to frame count\s*"
+                                r"\n?\*{0,3}\s*calculated from length of 'SSND' chunk \((\d+)\)", re.M)
+
+
+def _check_wav_truncation(header_log: str, label: str, sample_rate: int = 0) -> None:
+    """libsndfile silently reads what is there; its header log tells when a WAV/RIFF or AIFF/AIFC is
+    cut short (WAV: ``data : N (should be M)``; AIFF: the COMM chunk's frame count is larger than what
+    the SSND chunk holds)."""
+    m = _AIFF_FRAMES_SHORT.search(header_log or "")
+    if m and int(m.group(2)) < int(m.group(1)):
+        declared, present = int(m.group(1)), int(m.group(2))
+        figures = (f"{present / sample_rate:.1f} of {declared / sample_rate:.1f} s decoded" if sample_rate > 0
+                   else f"{present} of {declared} frames present")
+        raise AudioDecodeError(f"truncated: {figures}", source=label)
     m = _WAV_DATA_SIZE.search(header_log or "")
     if m:
         declared, present = int(m.group(1)), int(m.group(2))
