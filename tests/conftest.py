@@ -4,6 +4,12 @@ from helpers import la19, runner  # noqa: F401
 import sys
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw their examples from a seed derived from each test's name, so a rerun (CI included)
+# reproduces the same cases; print_blob gives the reproduction line of any failure.
+settings.register_profile("voiceguard", derandomize=True, print_blob=True)
+settings.load_profile("voiceguard")
 
 
 @pytest.fixture(autouse=True)

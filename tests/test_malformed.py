@@ -123,7 +123,7 @@ def test_scan_special_paths_in_a_subprocess(cases, tmp_path):
     """FIFOs, symlinks to /dev/zero, directories named x.wav, dangling links and non-UTF-8 names, by name,
     through the real entry point (a hang is caught by the timeout)."""
     chosen = [c for c in cases if not c.regular]
-    chosen += [c for c in cases if c.regular and not _utf8(c.name)][:3]
+    chosen += [c for c in cases if c.regular and not mf._utf8(c.name)][:3]
     assert chosen
     rep = mf.Report(cases=len(chosen))
     mf.run_scan(chosen, str(tmp_path), rep, subprocess_mode=True, timeout=300, extra=("--no-watermark",))
@@ -148,9 +148,3 @@ def test_watermark_embed_batch(cases, tmp_path):
     _assert_clean(rep)
 
 
-def _utf8(b: bytes) -> bool:
-    try:
-        b.decode("utf-8")
-        return True
-    except UnicodeDecodeError:
-        return False

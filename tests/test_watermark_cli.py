@@ -117,3 +117,20 @@ def test_train_resume_export_and_load(tmp_path):
     wm = load_watermarker("audioseal", generator=str(tmp_path / "cards" / "g.pth"),
                           detector=str(tmp_path / "cards" / "d.pth"))
     assert wm.embed(speechlike(2.0), 16000, 3).shape == (32000,)
+
+
+def test_folder_embed_into_a_subfolder_of_the_input_never_marks_its_own_outputs(tmp_path):
+    """Found in the #16 review: `watermark embed DIR DIR/out` marked DIR/out/*.wav again on a second run."""
+    import soundfile as sf
+
+    from test_watermark import speechlike
+    from voiceguard.watermark import load_watermarker
+    from voiceguard.watermark.batch import iter_embed
+
+    (tmp_path / "a.wav").parent.mkdir(exist_ok=True)
+    sf.write(tmp_path / "a.wav", speechlike(1.0), 16000)
+    wm = load_watermarker("spread-spectrum")
+    first = list(iter_embed(wm, tmp_path, tmp_path / "out", message=5))
+    assert [r.status for r in first] == ["ok"] and (tmp_path / "out" / "a.wav").is_file()
+    second = list(iter_embed(wm, tmp_path, tmp_path / "out", message=5, overwrite=True))
+    assert len(second) == 1 and not (tmp_path / "out" / "out").exists()

@@ -98,6 +98,9 @@ def iter_embed(engine: Watermarker, source: str | os.PathLike, output: str | os.
         if output is not None and out_dir.exists() and not out_dir.is_dir():
             raise OutputError("input is a folder, so the output must be a folder", source=out_dir)
         files, problems = find_audio_files([src])
+        if output is not None and out_dir.resolve() != src.resolve() and out_dir.resolve().is_relative_to(src.resolve()):
+            # an output folder inside the input folder: its files are outputs of earlier runs, not inputs
+            files = [f for f in files if not f.resolve().is_relative_to(out_dir.resolve())]
         jobs = [(f, out_dir / f.relative_to(src)) for f in files]
     else:
         out = Path(output) if output is not None else src
