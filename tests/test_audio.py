@@ -503,3 +503,16 @@ def test_block_coded_wav_decodes_to_its_fact_length_and_cut_rf64_is_truncated(tm
         (tmp_path / "cut.wav").write_bytes(data[:cut])
         with pytest.raises(AudioDecodeError, match="truncated"):
             A.load_audio(tmp_path / "cut.wav")
+
+
+def test_content_wins_over_an_mpeg_extension(tmp_path):
+    """Found by the malformed-input bench (case 16:1570): an MS ADPCM WAV named .aac went to ffmpeg, which
+    ignores the fact chunk (2.909 s for a 2.861 s source); WAV/FLAC/Ogg/AIFF content named .mp3/.aac is
+    read by libsndfile like any other file of that content."""
+    n = 45782
+    y = (0.3 * np.sin(np.arange(n) * 0.05)).astype(np.float32)
+    for subtype, fmt, name in [("MS_ADPCM", "WAV", "x.aac"), ("PCM_16", "FLAC", "y.mp3"), ("PCM_16", "AIFF", "z.mp2")]:
+        sf.write(tmp_path / name, y, 16000, subtype=subtype, format=fmt)
+        info = A.audio_info(tmp_path / name)
+        assert info.backend == "soundfile" and info.frames == n, (name, info)
+        assert A.load_audio(tmp_path / name)[0].shape == (1, n)

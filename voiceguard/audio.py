@@ -171,9 +171,11 @@ def _looks_like_mpeg_audio(source: AudioSource) -> bool:
     ``Note: Trying to resync...`` / ID3 warnings straight to the process's stderr) and which honours
     the LAME gapless delay and padding.
     """
+    head = _head(source)
+    if head[:4] in (b"RIFF", b"RF64", b"FORM", b"fLaC", b"OggS"):  # the content wins over a wrong extension
+        return False
     if not isinstance(source, (bytes, bytearray)) and Path(source).suffix.lower() in (".mp3", ".mp2", ".aac"):
         return True
-    head = _head(source)
     return head[:3] == b"ID3" or (len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0)
 
 
