@@ -516,3 +516,26 @@ def test_content_wins_over_an_mpeg_extension(tmp_path):
         info = A.audio_info(tmp_path / name)
         assert info.backend == "soundfile" and info.frames == n, (name, info)
         assert A.load_audio(tmp_path / name)[0].shape == (1, n)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_mpeg_audio_inside_a_wav_is_decoded_with_captured_messages(tmp_path):
+    """Found by the second 3,000-case bench run: MP3 data inside a RIFF WAVE (damaged) went to libsndfile,
+    whose libmpg123 printed 'Note: Illegal Audio-MPEG-Header ...' straight to the process's stderr."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "mp3.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=f=440:d=2", "-ar", "16000",
+                    "-c:a", "libmp3lame", str(src)], check=True)
+    data = bytearray(src.read_bytes())
+    data[5346:5346] = data[:200]  # a copy of the WAV header inside the MPEG stream (libmpg123 resyncs)
+    (tmp_path / "bad.wav").write_bytes(bytes(data))
+    assert A.audio_info(src).backend == "ffmpeg"
+    code = ("import warnings, voiceguard.audio as A\n"
+            "warnings.simplefilter('ignore')\n"
+            "for p in ('mp3.wav', 'bad.wav'):\n"
+            "    try: A.load_audio(p)\n"
+            "    except Exception as e: print(type(e).__name__)\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0 and "Note:" not in r.stderr and "MPEG" not in r.stderr, r.stderr

@@ -326,6 +326,11 @@ def audio_info(source: AudioSource, *, backend: str = "auto") -> AudioInfo:
 def _audio_info(source: AudioSource, label: str, backend: str) -> AudioInfo:
     use_soundfile = backend != "ffmpeg" and not (_looks_like_mpeg_audio(source) and shutil.which("ffmpeg"))
     f = _open_soundfile(source) if use_soundfile else None
+    if f is not None and str(f.subtype).startswith("MPEG_LAYER") and shutil.which("ffmpeg"):
+        # MPEG audio in another container (MP3 inside a RIFF WAVE): libsndfile would decode it with
+        # libmpg123, whose messages go straight to stderr; ffmpeg's are captured
+        f.close()
+        f = None
     if f is not None:
         with f:
             # libsndfile's MP3 length is an estimate without a Xing header (fallback when ffmpeg is absent)
