@@ -539,3 +539,33 @@ def test_mpeg_audio_inside_a_wav_is_decoded_with_captured_messages(tmp_path):
             "    except Exception as e: print(type(e).__name__)\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0 and "Note:" not in r.stderr and "MPEG" not in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_damaged_mpeg_in_wav_variants_print_nothing(tmp_path):
+    """The kind behind the bench's stray-stderr rows: MP3-in-WAV files, glued, zeroed or with foreign
+    headers inside, must never make libmpg123 write to the process's stderr (raw soundfile does)."""
+    import subprocess
+    import sys
+
+    src = tmp_path / "mp3.wav"
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", "sine=f=440:d=1", "-ar", "16000",
+                    "-c:a", "libmp3lame", str(src)], check=True)
+    d0 = src.read_bytes()
+    rng = np.random.default_rng(1)
+    for k in range(12):
+        d = bytearray(d0)
+        pos = int(rng.integers(60, len(d) - 100))
+        if k % 4 == 0:
+            d[pos:pos] = d0[:200]
+        elif k % 4 == 1:
+            d[pos:pos + 50] = bytes(50)
+        elif k % 4 == 2:
+            d += d0
+        else:
+            d[pos:pos + 4] = b"RIFF"
+        (tmp_path / f"v{k}.wav").write_bytes(bytes(d))
+    code = ("import warnings; warnings.simplefilter('ignore'); import voiceguard.audio as A\n"
+            "for k in range(12):\n    try: A.load_audio(f'v{k}.wav')\n    except Exception: pass\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stderr == "", r.stderr[:500]
