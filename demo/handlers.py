@@ -53,17 +53,23 @@ def embedder():
     return get_embedder("resemblyzer")
 
 
-#: the clips under the checkout's ``examples/`` offered in the Scan and Watermark tabs (file name, label)
+#: the clips offered in the Scan and Watermark tabs: (folder, file name, label). The synthetic clip ships in
+#: the checkout's ``examples/``; the real one is read from the reference speech folder (``$VOICEGUARD_SPEECH``,
+#: default ``../shared/data/speech/librispeech`` beside the checkout) and offered only when it is there:
+#: reference material is never copied into the repository
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
-EXAMPLE_CLIPS = (("librispeech_5339-14133-0000.flac", "real speech: LibriSpeech 5339-14133-0000 (CC BY 4.0)"),
-                 ("hello_espeak.flac", "synthetic speech: espeak-ng (a spoof)"))
+SPEECH_DIR = Path(os.environ.get("VOICEGUARD_SPEECH", EXAMPLES_DIR.parent.parent / "shared/data/speech/librispeech"))
+EXAMPLE_CLIPS = (("speech", "train-clean-100/5339-14133-0000.flac",
+                  "real speech: LibriSpeech 5339-14133-0000 (CC BY 4.0)"),
+                 ("examples", "hello_espeak.flac", "synthetic speech: espeak-ng (a spoof)"))
 
 
 def example_clips(folder: str | os.PathLike | None = None) -> list[tuple[str, str]]:
-    """``(absolute path, label)`` of the example clips found in ``folder`` (default ``EXAMPLES_DIR``, the
-    checkout's ``examples/``; an installed wheel has none, and then the demo offers none)."""
-    root = Path(folder) if folder is not None else EXAMPLES_DIR
-    return [(str(root / name), label) for name, label in EXAMPLE_CLIPS if (root / name).is_file()]
+    """``(absolute path, label)`` of the example clips that exist (``folder`` replaces both the examples and
+    the speech folder, for tests); an installed wheel without either offers none."""
+    roots = {"examples": EXAMPLES_DIR, "speech": SPEECH_DIR} if folder is None else \
+        {"examples": Path(folder), "speech": Path(folder)}
+    return [(str(roots[k] / name), label) for k, name, label in EXAMPLE_CLIPS if (roots[k] / name).is_file()]
 
 
 def check_upload(path: str | os.PathLike | None, *, what: str = "clip", max_mb: float = MAX_MB,
