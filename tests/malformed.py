@@ -131,12 +131,14 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
 def _real_speech(rng: np.random.Generator, n: int, sr: int) -> np.ndarray | None:
-    """An excerpt of the repository's example speech (``examples/*.flac``), tiled to ``n`` samples at
+    """An excerpt of the repository's example speech (``examples/*.flac``, plus the real LibriSpeech example
+    read from ``../shared`` when it is there, as the set-up command does), tiled to ``n`` samples at
     ``sr``; None when the examples are absent (then the synthetic speech-like signal is used)."""
     global _SPEECH
     if _SPEECH is None:
         _SPEECH = []
-        for p in sorted(EXAMPLES.glob("*.flac")):
+        shared = EXAMPLES.parents[1] / "shared/data/speech/librispeech/train-clean-100/5339-14133-0000.flac"
+        for p in sorted(EXAMPLES.glob("*.flac")) + ([shared] if shared.is_file() else []):
             x, r = sf.read(p, dtype="float64", always_2d=True)
             _SPEECH.append((x.mean(axis=1), r))
     if not _SPEECH:

@@ -171,11 +171,11 @@ def _looks_like_mpeg_audio(source: AudioSource) -> bool:
     ``Note: Trying to resync...`` / ID3 warnings straight to the process's stderr) and which honours
     the LAME gapless delay and padding.
     """
-    head = _head(source)
-    if head[:4] in (b"RIFF", b"RF64"):
+    start = _head(source, 4096)
+    head = start[:4]
+    if head in (b"RIFF", b"RF64"):
         # a WAVE whose fmt chunk says MPEG (0x0050) or MP3 (0x0055): libsndfile would scan it with
         # libmpg123 already when opening, and libmpg123 writes its notes straight to stderr
-        start = _head(source, 4096)
         at = start.find(b"fmt ", 12)
         return at >= 0 and start[at + 8:at + 10] in (b"\x50\x00", b"\x55\x00")
     if head[:4] in (b"FORM", b"fLaC", b"OggS"):  # the content wins over a wrong extension
