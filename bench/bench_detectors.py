@@ -27,7 +27,7 @@ from voiceguard.attacks import load_suite
 from voiceguard.audio import load_audio, save_audio
 from voiceguard.detect.batch import score_files
 from voiceguard.detect.models import DEFAULT_MODEL, load_model
-from voiceguard.eval import metrics as M
+from voiceguard.metrics import cm as M
 from voiceguard.files import atomic_write_text
 from voiceguard.protocols import read_protocol
 
@@ -102,7 +102,7 @@ def parse_model(spec: str):
 
 def speed(corpus: Path, trials) -> dict:
     """LFCC-GMM real-time factor and the time of ``scan`` over 100 files of 10 s (default model)."""
-    from voiceguard.detect.cli import scan_paths
+    from voiceguard.cli.detect import scan_paths
     from voiceguard.detect.gmm import GmmDetector
 
     rng = np.random.default_rng(0)

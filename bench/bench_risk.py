@@ -34,11 +34,11 @@ import numpy as np
 
 from voiceguard.attacks import get_attack
 from voiceguard.audio import load_audio, save_audio
-from voiceguard.eval.metrics import bootstrap_eer, compute_eer
+from voiceguard.metrics.cm import bootstrap_eer, compute_eer
 from voiceguard.eval.risk import (asv_check, corpus_asv_paths, embed_files, get_embedder, labels_from_folder,
                                   read_asv_enrollment, read_asv_trials, reid_check, watermark_check)
 from voiceguard.eval.risk.labels import LabeledFile
-from voiceguard.eval.risk.metrics import linkability, pair_scores, rank_k_rates
+from voiceguard.metrics.asv import linkability, pair_scores, rank_k_rates
 from voiceguard.files import atomic_write_text
 from voiceguard.watermark import load_watermarker
 
@@ -181,7 +181,7 @@ def main() -> int:
         a = asv_check(read_asv_enrollment(en), read_asv_trials(trl), audio, emb, out=out, overwrite=True)
         res["corpus_asv"] = {k: v for k, v in a.to_dict().items() if k != "backend"}
         if args.cm_scores:
-            from voiceguard.eval.scores import evaluate_score_file
+            from voiceguard.metrics.scores import evaluate_score_file
 
             m = evaluate_score_file(args.cm_scores, None, out)
             res["corpus_asv"]["cm"] = {"scores": str(args.cm_scores), "eer": m.eer.eer,

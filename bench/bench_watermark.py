@@ -32,7 +32,7 @@ import numpy as np
 
 from voiceguard.attacks import get_attack, load_suite
 from voiceguard.audio import find_audio_files, load_audio, save_audio
-from voiceguard.eval.report.stages import si_snr
+from voiceguard.metrics.watermark import si_snr
 from voiceguard.files import atomic_write_text
 from voiceguard.watermark import load_watermarker, message_bits
 

@@ -8,7 +8,7 @@ import argparse
 import time
 from pathlib import Path
 
-from voiceguard.eval.scores import evaluate_score_file
+from voiceguard.metrics.scores import evaluate_score_file
 
 
 def main() -> None:

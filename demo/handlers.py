@@ -248,14 +248,14 @@ NEEDS_OTHER_AUDIO = ("chain", "background_noise", "splice")  # need a second rec
 
 def attack_names() -> list[str]:
     """Attacks the lab offers: those available on this machine that work on one clip."""
-    from voiceguard.eval.attack_files import attack_catalogue
+    from voiceguard.attacks.files import attack_catalogue
 
     return [r["name"] for r in attack_catalogue() if r["available"] == "yes" and r["name"] not in NEEDS_OTHER_AUDIO]
 
 
 def parse_params(text: str | None) -> dict:
     """``key=value, key=value`` (commas or semicolons; ``[lo, hi]`` ranges kept whole) -> parameters."""
-    from voiceguard.eval.attack_files import parse_attack_params
+    from voiceguard.attacks.files import parse_attack_params
 
     return parse_attack_params(t for t in re.split(r"[,;](?![^\[]*\])", text or "") if t.strip())
 
@@ -263,7 +263,7 @@ def parse_params(text: str | None) -> dict:
 def attack_clip(path: str | os.PathLike | None, attack: str, params: str = "", seed: int = 0,
                 out_dir: str | os.PathLike | None = None) -> AttackView:
     """Apply an attack (native rate and channels), then compare the detector verdict and the watermark."""
-    from voiceguard.eval.attack_files import apply_attack_file
+    from voiceguard.attacks.files import apply_attack_file
 
     check_upload(path)
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="voiceguard-demo-"))

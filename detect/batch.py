@@ -159,7 +159,7 @@ def score_protocol(loaded, protocol: str | os.PathLike, audio_dir: str | os.Path
     """
     from tqdm import tqdm
 
-    from voiceguard.eval.scores import ScoredTrial, write_cm_scores
+    from voiceguard.metrics.scores import ScoredTrial, write_cm_scores
     from voiceguard.protocols import read_protocol
 
     trials = read_protocol(protocol, protocol_format)

@@ -77,7 +77,7 @@ def fit_calibration(bonafide: np.ndarray, spoof: np.ndarray, *, fa_rates: Sequen
     """Logistic regression on dev scores with balanced class weights (so the output is an LLR)."""
     from sklearn.linear_model import LogisticRegression
 
-    from voiceguard.eval.metrics import compute_eer
+    from voiceguard.metrics.cm import compute_eer
 
     bonafide, spoof = np.asarray(bonafide, float), np.asarray(spoof, float)
     x = np.concatenate([bonafide, spoof])[:, None]

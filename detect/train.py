@@ -237,7 +237,7 @@ def dev_scores(detector, trials: list[Trial], audio_dir, ext: str) -> np.ndarray
 
 
 def _eer(scores: np.ndarray, trials: list[Trial]) -> float:
-    from voiceguard.eval.metrics import compute_eer
+    from voiceguard.metrics.cm import compute_eer
 
     lab = np.array([t.is_bonafide for t in trials])
     return float(compute_eer(scores[lab], scores[~lab])[0])

@@ -10,7 +10,7 @@ from voiceguard.detect.base import DETECTORS
 from voiceguard.detect.features import cqcc, deltas, lfcc, linear_filterbank
 from voiceguard.detect.gmm import GmmDetector
 from voiceguard.errors import ModelCardError
-from voiceguard.eval.metrics import eer
+from voiceguard.metrics.cm import eer
 
 SR = 16000
 

@@ -1,4 +1,8 @@
-"""The layering of README's architecture section: a module may import only its own layer or lower ones."""
+"""The layering of README's architecture map: a module may import only its own layer or lower ones.
+
+Each import package (a folder) is one layer, given in ``LAYERS``; the modules at the root of ``voiceguard`` are
+the foundation (layer 0), listed by name so that a new one has to be placed on purpose.  No module is an
+exception: a command-line module is in ``voiceguard.cli`` because it is a command-line module."""
 from __future__ import annotations
 
 import ast
@@ -6,21 +10,27 @@ import ast
 from helpers import REPO
 
 FOLDERS = {"voiceguard": "voiceguard", "detect": "voiceguard.detect", "watermark": "voiceguard.watermark",
-           "eval": "voiceguard.eval", "demo": "voiceguard.demo",
-           "configs": "voiceguard.configs"}
+           "eval": "voiceguard.eval", "demo": "voiceguard.demo", "configs": "voiceguard.configs"}
+
+FOUNDATION = ("audio", "errors", "cards", "protocols", "files", "writers", "registry", "progress", "vad",
+              "selfcheck", "configs")
+LAYERS = {
+    **{f"voiceguard.{m}": 0 for m in FOUNDATION},
+    "voiceguard.metrics": 1, "voiceguard.attacks": 1,       # pure functions of arrays
+    "voiceguard.detect": 2, "voiceguard.watermark": 2,      # models: arrays in, scores / marks out
+    "voiceguard.eval": 3,                                   # corpus builder, voiceprint risk, joint report
+    "voiceguard.api": 4, "voiceguard": 4,                   # the front door (the package root re-exports it)
+    "voiceguard.cli": 5, "voiceguard.demo": 5,              # adapters over the front door
+}
 
 
 def layer_of(module: str) -> int:
+    """The layer of the longest ``LAYERS`` entry that is ``module`` or a package above it."""
     parts = module.split(".")
-    if parts[-1] == "cli" or module.startswith("voiceguard.demo"):
-        return 4
-    if module.startswith(("voiceguard.eval.metrics", "voiceguard.eval.scores", "voiceguard.attacks")):
-        return 1
-    if module.startswith(("voiceguard.detect", "voiceguard.watermark")):
-        return 2
-    if module.startswith("voiceguard.eval"):
-        return 3
-    return 0  # voiceguard.audio, errors, protocols, files, writers, the package root
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in LAYERS:
+            return LAYERS[".".join(parts[:n])]
+    raise KeyError(f"{module} is in no layer: add its package to LAYERS (and to README's architecture map)")
 
 
 def modules():
@@ -32,10 +42,11 @@ def modules():
             yield name.removesuffix(".__init__"), is_pkg, path
 
 
-def imported(name: str, is_pkg: bool, path) -> set[str]:
+def imported(name: str, is_pkg: bool, path, module_level_only: bool = False) -> set[str]:
     out = set()
     package = name if is_pkg else name.rsplit(".", 1)[0]
-    for node in ast.walk(ast.parse(path.read_text())):
+    tree = ast.parse(path.read_text())
+    for node in (tree.body if module_level_only else ast.walk(tree)):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
@@ -52,8 +63,10 @@ def imported(name: str, is_pkg: bool, path) -> set[str]:
 
 def test_no_upward_imports():
     known = {name for name, _, _ in modules()}
-    # an empty package __init__ is a namespace, not code: importing through it costs nothing
-    namespaces = {name for name, is_pkg, path in modules() if is_pkg and not imported(name, True, path)}
+    # a package whose __init__ imports nothing when loaded is a namespace: passing through it costs nothing
+    # (the package root only forwards names to voiceguard.api on first use)
+    namespaces = {name for name, is_pkg, path in modules()
+                  if is_pkg and not imported(name, True, path, module_level_only=True)}
     violations = []
     for name, is_pkg, path in modules():
         own = layer_of(name)
@@ -65,8 +78,35 @@ def test_no_upward_imports():
     assert not violations, "\n".join(violations)
 
 
+def test_every_module_has_a_layer():
+    unplaced = []
+    for name, _, _ in modules():
+        try:
+            layer_of(name)
+        except KeyError as e:
+            unplaced.append(str(e))
+    assert not unplaced, "\n".join(unplaced)
+
+
 def test_the_layer_map_sees_the_modules():
     names = {name for name, _, _ in modules()}
-    assert {"voiceguard.audio", "voiceguard.eval.metrics", "voiceguard.attacks.base", "voiceguard.eval.corpus.build",
-            "voiceguard.cli", "voiceguard.eval.cli"} <= names
+    assert {"voiceguard.audio", "voiceguard.metrics.cm", "voiceguard.attacks.base", "voiceguard.eval.corpus.build",
+            "voiceguard.cli", "voiceguard.cli.eval", "voiceguard.api"} <= names
     assert layer_of("voiceguard.eval.corpus.build") == 3 and layer_of("voiceguard.attacks.codecs") == 1
+    assert layer_of("voiceguard.cli.detect") == 5 and layer_of("voiceguard.audio") == 0
+
+
+def test_the_readme_map_names_every_package_with_its_layer():
+    """README's architecture map lists each import package of ``LAYERS`` (beyond the foundation modules) on the
+    line of its layer."""
+    text = (REPO / "README.md").read_text()
+    start = text.index("<!-- architecture-map:begin -->")
+    block = text[start: text.index("<!-- architecture-map:end -->", start)]
+    missing = []
+    for pkg, layer in LAYERS.items():
+        if pkg.removeprefix("voiceguard.") in FOUNDATION:
+            continue
+        line = next((l for l in block.splitlines() if f"`{pkg}`" in l), None)
+        if line is None or f"layer {layer}" not in line:
+            missing.append(f"{pkg} (layer {layer})")
+    assert not missing, "README architecture map lacks: " + ", ".join(missing)

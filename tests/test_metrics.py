@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from voiceguard.errors import ScoreError
-from voiceguard.eval import metrics as M
+from voiceguard.metrics import cm as M
 
 from helpers import run_cli
 

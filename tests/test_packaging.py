@@ -42,7 +42,7 @@ def test_wheel_builds_without_setuptools_warnings(tmp_path):
 
 
 def test_no_top_level_detect_eval_watermark(tmp_path):
-    code = ("import importlib.util as u, voiceguard.eval.metrics, voiceguard.detect, voiceguard.watermark;"
+    code = ("import importlib.util as u, voiceguard.metrics.cm, voiceguard.detect, voiceguard.watermark;"
             "print([n for n in ('detect', 'eval', 'watermark', 'demo', 'configs') if u.find_spec(n)])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, assume, given, settings, strategies as st
 
 from voiceguard import protocols as P
 from voiceguard.errors import ProtocolError, ScoreError
-from voiceguard.eval import metrics as M
-from voiceguard.eval.scores import read_asv_scores, read_cm_scores
+from voiceguard.metrics import cm as M
+from voiceguard.metrics.scores import read_asv_scores, read_cm_scores
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _COUNTER = itertools.count()

@@ -11,13 +11,13 @@ import torch
 
 from helpers import SHARED, run_cli, synthetic_speaker_folder
 from voiceguard.errors import ModelCardError, RiskError
-from voiceguard.eval.metrics import compute_eer
+from voiceguard.metrics.cm import compute_eer
 from voiceguard.eval.risk import embedders as E
 from voiceguard.eval.risk.checks import (asv_check, compare_clips, read_asv_enrollment, read_asv_trials, reid_check,
                                          risk_level, watermark_check)
 from voiceguard.eval.risk.embed import embed_arrays, embed_files
 from voiceguard.eval.risk.labels import LabeledFile, check_labels, labels_from_csv, labels_from_folder
-from voiceguard.eval.risk.metrics import asv_metrics, linkability, rank_k_rates, snorm
+from voiceguard.metrics.asv import asv_metrics, linkability, rank_k_rates, snorm
 
 LIBRI_TEST = SHARED / "data" / "speech" / "librispeech" / "test-other"
 
@@ -76,7 +76,7 @@ def test_rank_k_and_snorm():
 
 def test_risk_level_reads_the_strongest_attacker():
     from voiceguard.eval.risk.checks import AttackerResult
-    from voiceguard.eval.risk.metrics import link_metrics
+    from voiceguard.metrics.asv import link_metrics
 
     rng = np.random.default_rng(0)
     weak = link_metrics(rng.normal(0, 1, 200), rng.normal(0, 1, 2000))
@@ -274,7 +274,7 @@ def _corpus_lists(speakers: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 def test_asv_check_writes_scores_that_eval_eer_reads(resemblyzer, speakers, tmp_path):
-    from voiceguard.eval.scores import read_asv_scores
+    from voiceguard.metrics.scores import read_asv_scores
 
     enroll, trials, audio = _corpus_lists(speakers, tmp_path)
     out = tmp_path / "asv.txt"

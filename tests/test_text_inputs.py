@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from voiceguard import protocols as P
 from voiceguard.cli import cli
-from voiceguard.cliopts import FiniteFloatRange
+from voiceguard.cli.options import FiniteFloatRange
 from voiceguard.errors import ProtocolError, RiskError, ScoreError, VoiceguardError
-from voiceguard.eval import metrics as M
-from voiceguard.eval.cli import BootstrapCount
-from voiceguard.eval.scores import evaluate_score_file, read_asv_scores, read_cm_scores
+from voiceguard.metrics import cm as M
+from voiceguard.cli.eval import BootstrapCount
+from voiceguard.metrics.scores import evaluate_score_file, read_asv_scores, read_cm_scores
 from voiceguard.files import read_rows, read_text
 
 BOM = "\ufeff"

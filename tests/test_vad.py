@@ -16,7 +16,7 @@ from scipy.signal import lfilter
 from helpers import SHARED, speech, write_wav
 from voiceguard import vad
 from voiceguard.detect.batch import MIN_SECONDS, decode, decode_speech, score_files
-from voiceguard.detect.cli import ScanRow, exit_code, scan_paths, summary_line
+from voiceguard.cli.detect import ScanRow, exit_code, scan_paths, summary_line
 from voiceguard.detect.scoring import Calibration, summarize_windows
 from voiceguard.errors import ModelCardError, ScoreError
 from voiceguard.vad import MIN_SPEECH_SECONDS, choose_mix, speech_activity, speech_mix

@@ -8,7 +8,8 @@ import torch
 from voiceguard.attacks import get_attack
 from voiceguard.errors import ModelCardError
 from voiceguard.watermark import DetectionResult, load_watermarker, message_bits, parse_message
-from voiceguard.watermark.base import (block_starts, bits_value, crossfade_weights, match_p_value,
+from voiceguard.metrics.watermark import match_p_value
+from voiceguard.watermark.base import (block_starts, bits_value, crossfade_weights,
                                        smooth_segments, window_score)
 from voiceguard.watermark.calibrate import KINDS, clean_windows, threshold_for_fpr
 from voiceguard.watermark.models import (build_detector, build_generator, eager, read_checkpoint,

@@ -24,7 +24,6 @@ in [-1, 1] scale (``voiceguard.audio.check_sample_range``: ``AudioRangeError`` /
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -32,6 +31,7 @@ import numpy as np
 
 from voiceguard.audio import MAX_CHANNELS, as_channels_first, check_sample_range, require_duration, resample
 from voiceguard.errors import AudioError
+from voiceguard.metrics.watermark import match_p_value
 from voiceguard.registry import registrar
 
 WATERMARKERS: dict[str, type["Watermarker"]] = {}
@@ -139,11 +139,6 @@ def message_bits(value: int, nbits: int = 16) -> np.ndarray:
 
 def bits_value(bits: np.ndarray) -> int:
     return int("".join(str(int(b)) for b in bits), 2)
-
-
-def match_p_value(matches: int, nbits: int) -> float:
-    """P(at least ``matches`` of ``nbits`` fair coin flips agree): the chance a random message matches as well."""
-    return float(sum(math.comb(nbits, i) for i in range(matches, nbits + 1)) / 2 ** nbits)
 
 
 # --------------------------------------------------------------------------- results

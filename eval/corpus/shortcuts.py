@@ -13,7 +13,7 @@ import numpy as np
 from voiceguard.audio import load_audio
 from voiceguard.protocols import Trial
 
-from .. import metrics as M
+from voiceguard.metrics import cm as M
 
 FEATURES = ("duration_s", "leading_silence_s", "trailing_silence_s", "rms_dbfs", "spectral_bandwidth_hz")
 PASS_EER = 0.25

@@ -29,7 +29,7 @@ def _probit(p: np.ndarray) -> np.ndarray:
 
 
 def det_curves(scores: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> None:
-    from voiceguard.eval.metrics import det_curve, eer
+    from voiceguard.metrics.cm import det_curve, eer
 
     fig = _figure(5.5, 5)
     ax = fig.add_subplot()

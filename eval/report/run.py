@@ -30,7 +30,7 @@ def _available(row) -> str | None:
 
 
 def _rows(trials, cond: dict) -> list:
-    from voiceguard.eval.scores import ScoredTrial
+    from voiceguard.metrics.scores import ScoredTrial
 
     by = {t.utt_id: t for t in trials}
     return [ScoredTrial(u, s, by[u].label, by[u].attack, by[u].condition) for u, s in zip(cond["utt"], cond["score"])]
@@ -39,8 +39,8 @@ def _rows(trials, cond: dict) -> list:
 def _detection(cfg: ReportConfig, data, cache: StageCache, timings: dict, asv_arrays, work: Path, progress: bool,
                arrays: dict, detectors: dict) -> dict:
     """Every detector on the clean eval set (all metrics) and under each attack condition (EER)."""
-    from voiceguard.eval.metrics import eer
-    from voiceguard.eval.scores import evaluate_cm, write_cm_scores
+    from voiceguard.metrics.cm import eer
+    from voiceguard.metrics.scores import evaluate_cm, write_cm_scores
 
     attacked = subset(list(data.trials), cfg.attack_trials, cfg.seed + 1)
     fp_all, fp_att = data.fingerprint(), data.fingerprint(attacked)
@@ -118,7 +118,7 @@ def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = Non
 
 def _run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None, force: bool, progress: bool,
                 log: Callable[[str], None]) -> dict:
-    from voiceguard.eval.scores import read_asv_scores
+    from voiceguard.metrics.scores import read_asv_scores
 
     from .figures import make_figures
     from .render import write_report

@@ -24,6 +24,7 @@ from voiceguard import __version__
 from voiceguard.audio import load_audio, save_audio
 from voiceguard.errors import VoiceguardError
 from voiceguard.files import atomic_write_text
+from voiceguard.metrics.watermark import si_snr
 from voiceguard.protocols import BONAFIDE, Trial, check_audio_files, read_protocol
 
 from .config import ReportConfig, ReportConfigError
@@ -32,7 +33,7 @@ SR = 16000
 CACHE_VERSION = 2
 
 #: modules whose code computes the cached values: editing any of them invalidates the cache
-_CACHED_CODE = ("voiceguard.eval.report.stages", "voiceguard.eval.risk.checks", "voiceguard.eval.risk.metrics",
+_CACHED_CODE = ("voiceguard.eval.report.stages", "voiceguard.eval.risk.checks", "voiceguard.metrics.asv", "voiceguard.metrics.watermark",
                 "voiceguard.eval.risk.embed", "voiceguard.eval.risk.embedders", "voiceguard.detect.batch",
                 "voiceguard.detect.scoring", "voiceguard.watermark.base", "voiceguard.attacks.base")
 
@@ -251,14 +252,6 @@ def watermarker_identity(wm) -> dict:
                 h.update(v.detach().cpu().numpy().tobytes())
     return {"engine": wm.name, "model": wm.model, "threshold": wm.threshold, "strength": wm.strength,
             "snr_db": getattr(wm, "snr_db", None), "key": getattr(wm, "key", None), "weights": h.hexdigest()[:20]}
-
-
-def si_snr(ref: np.ndarray, est: np.ndarray) -> float:
-    """Scale-invariant SNR (dB) of ``est`` against ``ref``."""
-    ref = ref - ref.mean()
-    est = est - est.mean()
-    proj = (est @ ref) / max(float(ref @ ref), 1e-20) * ref
-    return float(10 * np.log10((proj @ proj) / ((est - proj) @ (est - proj) + 1e-20)))
 
 
 def perceptual_measures() -> bool:
@@ -599,5 +592,5 @@ def environment_key(env: dict) -> dict:
 
 __all__ = ["EvalData", "ReportConfigError", "ReportError", "StageCache", "TORCH_THREADS", "asv_stage",
            "codec_bitstreams", "codec_environment", "detector_identity", "asv_trials", "environment",
-           "environment_key", "fixed_torch_threads", "fingerprint", "perceptual_measures", "watermarker_identity", "reid_condition", "reid_sets", "resolve_data", "score_condition", "si_snr",
+           "environment_key", "fixed_torch_threads", "fingerprint", "perceptual_measures", "watermarker_identity", "reid_condition", "reid_sets", "resolve_data", "score_condition",
            "subset", "watermark_stage"]

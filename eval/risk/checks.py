@@ -20,14 +20,14 @@ import numpy as np
 
 from voiceguard.audio import FileProblem
 from voiceguard.errors import RiskError, VoiceguardError, preview
-from voiceguard.eval.metrics import bootstrap_ci
+from voiceguard.metrics.cm import bootstrap_ci
 from voiceguard.files import atomic_write_text
 from voiceguard.protocols import BONAFIDE
 
 from .embed import EmbeddingSet, decode_voice, embed_arrays, embed_files
 from .embedders import SAMPLE_RATE, SpeakerEmbedder, normalize_rows
 from .labels import LabeledFile, check_labels
-from .metrics import (AsvMetrics, LinkMetrics, asv_metrics, cosine_matrix, link_metrics, pair_scores, rank_k_rates,
+from voiceguard.metrics.asv import (AsvMetrics, LinkMetrics, asv_metrics, cosine_matrix, link_metrics, pair_scores, rank_k_rates,
                       snorm)
 
 FOOLS_ASV = 0.5  # an attack "fools the ASV" when at least half of its spoofs pass the ASV EER threshold

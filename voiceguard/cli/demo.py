@@ -13,8 +13,8 @@ import click
                    "docs/report)")
 def demo_command(host: str, port: int, share: bool, report_dir: str | None) -> None:
     """Launch the Gradio demo: Scan, Watermark, Attack lab, Voiceprint risk and Report tabs."""
-    from .app import build_demo
-    from .handlers import report_candidates
+    from voiceguard.demo.app import build_demo
+    from voiceguard.demo.handlers import report_candidates
 
     allowed = [str(p.resolve()) for p in report_candidates(report_dir) if p.is_dir()]  # figures are served
     build_demo(report_dir).queue().launch(server_name=host, server_port=port, share=share, show_error=True,

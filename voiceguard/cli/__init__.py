@@ -14,9 +14,9 @@ import warnings
 
 import click
 
-from . import __version__
-from .errors import VoiceguardError, VoiceguardWarning
-from .writers import printable
+from voiceguard import __version__
+from voiceguard.errors import VoiceguardError, VoiceguardWarning
+from voiceguard.writers import printable
 
 EXIT_INTERNAL = 3
 
@@ -73,11 +73,11 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from voiceguard.demo.cli import demo_command
-    from voiceguard.detect.cli import detect_group, scan_command
-    from voiceguard.eval.cli import attacks_group, data_group, eval_group
-    from voiceguard.eval.risk.cli import risk_group
-    from voiceguard.watermark.cli import watermark_group
+    from voiceguard.cli.demo import demo_command
+    from voiceguard.cli.detect import detect_group, scan_command
+    from voiceguard.cli.eval import attacks_group, data_group, eval_group
+    from voiceguard.cli.risk import risk_group
+    from voiceguard.cli.watermark import watermark_group
 
     for cmd in (scan_command, data_group, detect_group, watermark_group, attacks_group, eval_group,
                 risk_group, demo_command):

@@ -12,9 +12,9 @@ import click
 
 from voiceguard import writers
 from voiceguard.audio import find_audio_files
-from voiceguard.cliopts import SEED, finite_float, protocol_format_option
+from voiceguard.cli.options import SEED, finite_float, protocol_format_option
 from voiceguard.errors import ModelCardError, VoiceguardError
-from voiceguard.streaming import (EXIT_INTERRUPTED, announce_resume, from_output_row, interrupted_message,
+from voiceguard.cli.streaming import (EXIT_INTERRUPTED, announce_resume, from_output_row, interrupted_message,
                                   open_sink, output_options, stream_rows)
 
 EXIT_SPOOF, EXIT_ERRORS, EXIT_NO_SPEECH = 1, 2, 4
@@ -95,8 +95,8 @@ def iter_scan(inputs: list[str], loaded, *, threshold: float = 0.0, aggregate: s
     error row.  ``exit_code(rows)`` maps the rows to the CLI's exit code."""
     from voiceguard.progress import Progress
 
-    from .batch import decode_speech as decode, score_files
-    from .scoring import merge_flagged
+    from voiceguard.detect.batch import decode_speech as decode, score_files
+    from voiceguard.detect.scoring import merge_flagged
 
     files, problems = find_audio_files(inputs)
     if skip:
@@ -230,7 +230,7 @@ def scan_command(paths, model, checkpoint, fmt, threshold, aggregate, hop_second
     """
     from voiceguard.progress import Progress
 
-    from .models import load_model
+    from voiceguard.detect.models import load_model
 
     prog = Progress("scan", enabled=progress)
     sink = open_sink(fmt, COLUMNS if fmt == "table" else ALL_COLUMNS, output_file, resume=resume,
@@ -268,8 +268,8 @@ def detect_group() -> None:
 @click.option("--format", "fmt", type=click.Choice(writers.FORMATS), default="table", show_default=True)
 def list_command(fmt: str) -> None:
     """Model cards (shipped or downloadable) and trainable architectures."""
-    from .base import DETECTORS
-    from .models import DEFAULT_MODEL, list_cards
+    from voiceguard.detect.base import DETECTORS
+    from voiceguard.detect.models import DEFAULT_MODEL, list_cards
 
     rows = [{"name": c.name + (" (default)" if c.name == DEFAULT_MODEL else ""), "architecture": c.architecture,
              "weights": "shipped" if c.checkpoint and (c.path.parent / c.checkpoint).is_file() else "download",
@@ -287,7 +287,7 @@ def _card_eer(metrics: dict) -> str:
 
 
 def _kv(items: tuple[str, ...]) -> dict:
-    from .train import _number
+    from voiceguard.detect.train import _number
 
     out = {}
     for it in items:
@@ -328,7 +328,7 @@ def train_command(model, protocol, audio_dir, dev_protocol, dev_audio_dir, ext, 
                   lr, weight_decay, seed, patience, augment, augment_prob, model_config, workers, device, max_train,
                   resume, overwrite, protocol_format):
     """Train a detector; writes OUT/model.pt, OUT/card.yaml (calibration, sha256, command), OUT/last.pt."""
-    from .train import TrainConfig, train_detector
+    from voiceguard.detect.train import TrainConfig, train_detector
 
     cfg = TrainConfig(model=model, model_config=_kv(model_config), epochs=epochs, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, seed=seed, patience=patience, augment=tuple(augment),
@@ -359,8 +359,8 @@ def score_command(model, checkpoint, protocol, audio_dir, ext, out_file, columns
                   protocol_format):
     """Score every trial of a protocol (whole files, sliding windows) into an official-format score file
     that ``voiceguard eval eer`` reads. Unreadable files are listed and left out (exit code 2)."""
-    from .models import load_model
-    from .batch import score_protocol
+    from voiceguard.detect.models import load_model
+    from voiceguard.detect.batch import score_protocol
 
     if Path(out_file).exists() and not overwrite:
         raise click.UsageError(f"{out_file} already exists (use --overwrite to replace it)")

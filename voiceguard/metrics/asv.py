@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from voiceguard.eval.metrics import bootstrap_ci, cllr, compute_eer, min_cllr
+from .cm import bootstrap_ci, cllr, compute_eer, min_cllr
 
 
 @dataclass(frozen=True)

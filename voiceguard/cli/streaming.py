@@ -16,8 +16,8 @@ from typing import Any, Callable, Iterable, Iterator, TypeVar
 
 import click
 
-from .errors import OutputError
-from .writers import STREAMING_FORMATS, RowSink, printable
+from voiceguard.errors import OutputError
+from voiceguard.writers import STREAMING_FORMATS, RowSink, printable
 
 T = TypeVar("T")
 EXIT_INTERRUPTED = 130

@@ -13,7 +13,7 @@ import math
 
 import click
 
-from .protocols import PROTOCOL_FORMATS, READERS
+from voiceguard.protocols import PROTOCOL_FORMATS, READERS
 
 SEED_MAX = 2 ** 32 - 1
 #: random seeds: numpy's ``default_rng`` refuses negatives, torch's ``manual_seed`` values past 2**64

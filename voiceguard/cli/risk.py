@@ -7,10 +7,10 @@ from pathlib import Path
 import click
 
 from voiceguard import writers
-from voiceguard.cliopts import SEED, finite_float, protocol_format_option
+from voiceguard.cli.options import SEED, finite_float, protocol_format_option
 from voiceguard.errors import RiskError
 
-from ..cli import BOOTSTRAP
+from voiceguard.cli.eval import BOOTSTRAP
 
 PCT = ["eer", "p_miss", "p_fa_nontarget", "p_fa_spoof", "spf_eer", "sasv_eer", "accepted", "rank1", "rank5"]
 
@@ -25,7 +25,7 @@ def _backend_options(f):
 
 
 def _embedder(backend: str, model: str | None):
-    from .embedders import get_embedder
+    from voiceguard.eval.risk.embedders import get_embedder
 
     if model is None:
         return get_embedder(backend)
@@ -47,7 +47,7 @@ def _warn_skipped(skipped) -> None:
 def _files(source: str, labels: str | None, speaker_from: str, protocol_format: str = "auto"):
     """Labelled files of SOURCE: from a label CSV (path,speaker[,key]) or a protocol (paths relative to SOURCE;
     told apart by content) or from the folder layout."""
-    from .labels import is_label_csv, labels_from_csv, labels_from_folder, labels_from_protocol
+    from voiceguard.eval.risk.labels import is_label_csv, labels_from_csv, labels_from_folder, labels_from_protocol
 
     if labels:
         if protocol_format == "auto" and is_label_csv(labels):
@@ -65,7 +65,7 @@ def risk_group() -> None:
 @risk_group.command("backends")
 def backends_command() -> None:
     """List the speaker-embedding backends."""
-    from .embedders import EMBEDDERS
+    from voiceguard.eval.risk.embedders import EMBEDDERS
 
     for name, cls in sorted(EMBEDDERS.items()):
         click.echo(f"{name:12s} {(cls.__doc__ or '').strip().splitlines()[0]}")
@@ -96,7 +96,7 @@ def asv_command(corpus, split, enroll, trials, audio_dir, ext, out, overwrite, s
     from voiceguard.audio import find_audio_files
     from voiceguard.protocols import read_protocol
 
-    from .checks import asv_check, corpus_asv_paths, read_asv_enrollment, read_asv_trials
+    from voiceguard.eval.risk.checks import asv_check, corpus_asv_paths, read_asv_enrollment, read_asv_trials
 
     cohort_files = None
     if corpus is not None:
@@ -153,9 +153,9 @@ def asv_command(corpus, split, enroll, trials, audio_dir, ext, out, overwrite, s
 def watermark_command(source, labels, speaker_from, engine, message, protocol_format, backend, model, no_cache, fmt):
     """Does watermarking change identity? Cosine original vs watermarked, ASV EER before / after."""
     from voiceguard.audio import find_audio_files
-    from voiceguard.watermark.cli import load_engine
+    from voiceguard.cli.watermark import load_engine
 
-    from .checks import watermark_check
+    from voiceguard.eval.risk.checks import watermark_check
 
     if labels or speaker_from != "none":
         files = _files(source, labels, speaker_from, protocol_format)
@@ -205,7 +205,7 @@ def watermark_command(source, labels, speaker_from, engine, message, protocol_fo
 def reid_command(enroll, probe, lazy_enroll, enroll_labels, probe_labels, speaker_from, min_enroll, bootstrap, seed,
                  protocol_format, backend, model, no_cache, fmt):
     """Re-identification risk of PROBE speakers against enrolled originals, for two attackers."""
-    from .checks import reid_check
+    from voiceguard.eval.risk.checks import reid_check
 
     e = _files(enroll, enroll_labels, speaker_from, protocol_format)
     p = _files(probe, probe_labels, speaker_from, protocol_format)
@@ -239,7 +239,7 @@ def reid_command(enroll, probe, lazy_enroll, enroll_labels, probe_labels, speake
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def compare_command(a, b, threshold, backend, model, no_cache, fmt):
     """Are clips A and B the same speaker? Cosine of their embeddings and the decision."""
-    from .checks import compare_clips
+    from voiceguard.eval.risk.checks import compare_clips
 
     res = compare_clips(a, b, _embedder(backend, model), threshold=threshold, cache=not no_cache)
     if fmt == "json":

@@ -7,14 +7,14 @@ import click
 
 from voiceguard import writers
 from voiceguard.attacks import list_suites, load_suite
-from voiceguard.cliopts import SEED, WORKERS, protocol_format_option
+from voiceguard.cli.options import SEED, WORKERS, protocol_format_option
 from voiceguard.errors import VoiceguardError
 from voiceguard.progress import Progress
 from voiceguard.protocols import PROTOCOL_FORMATS, check_audio_files, read_protocol, summarize
 
-from .attack_files import apply_attack_file, apply_suite_file, attack_catalogue, parse_attack_params
-from .metrics import BOOTSTRAP_MAX, BOOTSTRAP_MIN
-from .scores import evaluate_score_file
+from voiceguard.attacks.files import apply_attack_file, apply_suite_file, attack_catalogue, parse_attack_params
+from voiceguard.metrics.cm import BOOTSTRAP_MAX, BOOTSTRAP_MIN
+from voiceguard.metrics.scores import evaluate_score_file
 
 
 class BootstrapCount(click.ParamType):
@@ -113,8 +113,8 @@ def report_command(config: str, out: Path | None, work: Path | None, force: bool
     """Evaluate detectors, watermark, attacks and voiceprint risk together; write the report."""
     import sys
 
-    from .report import headline_markdown, load_report_config, run_report, update_readme
-    from .report.render import check_readme
+    from voiceguard.eval.report import headline_markdown, load_report_config, run_report, update_readme
+    from voiceguard.eval.report.render import check_readme
 
     cfg = load_report_config(config)
     out = out if out is not None else Path("reports") / cfg.name
@@ -146,7 +146,7 @@ def data_group() -> None:
 @click.option("--workers", type=WORKERS, default=None, help="Parallel processes (default: the config's).")
 def build_command(source: Path, out: Path, config: str, seed: int, workers: int | None) -> None:
     """Build an ASVspoof 2019 LA-style corpus (flac/, protocols/, corpus.json, shortcut_check.json)."""
-    from .corpus import prepare_corpus
+    from voiceguard.eval.corpus import prepare_corpus
 
     card = prepare_corpus(source, out, config, seed, workers=workers, progress=True)
     rows = [{"split": s, **{k: v for k, v in c.items() if k != "per_attack"},

@@ -14,7 +14,7 @@ from voiceguard.errors import ProtocolError, ScoreError, preview
 from voiceguard.files import atomic_write_text, read_rows
 from voiceguard.protocols import BONAFIDE, Trial, normalize_label, read_protocol
 
-from . import metrics as M
+from . import cm as M
 
 
 @dataclass(frozen=True)

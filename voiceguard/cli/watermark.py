@@ -7,8 +7,8 @@ import sys
 import click
 
 from voiceguard import writers
-from voiceguard.cliopts import SEED, finite_float
-from voiceguard.streaming import (EXIT_INTERRUPTED, announce_resume, interrupted_message, open_sink, output_options,
+from voiceguard.cli.options import SEED, finite_float
+from voiceguard.cli.streaming import (EXIT_INTERRUPTED, announce_resume, interrupted_message, open_sink, output_options,
                                   stream_rows)
 
 EXIT_FOUND, EXIT_ERRORS = 1, 2
@@ -41,8 +41,8 @@ def _engine_options(f):
 def load_engine(engine: str, generator: str | None = None, detector: str | None = None, key: int | None = None,
                 strength: float | None = None, threshold: float | None = None, need: str = "both"):
     """The engine the options name (only the generator for embedding, only the detector for detection)."""
-    from .base import get_watermarker
-    from .models import DEFAULT_DETECTOR, DEFAULT_GENERATOR
+    from voiceguard.watermark.base import get_watermarker
+    from voiceguard.watermark.models import DEFAULT_DETECTOR, DEFAULT_GENERATOR
 
     if engine == "spread-spectrum":
         kw = {"key": key} if key is not None else {}
@@ -85,8 +85,8 @@ def embed_command(source, output, message, engine, generator, detector, key, str
     """
     from voiceguard.progress import Progress
 
-    from .base import parse_message
-    from .batch import iter_embed
+    from voiceguard.watermark.base import parse_message
+    from voiceguard.watermark.batch import iter_embed
 
     try:
         parse_message(message)
@@ -137,8 +137,8 @@ def detect_command(paths, engine, generator, detector, key, expect, threshold, p
     """
     from voiceguard.progress import Progress
 
-    from .base import parse_message
-    from .batch import iter_detect
+    from voiceguard.watermark.base import parse_message
+    from voiceguard.watermark.batch import iter_detect
 
     try:
         parse_message(expect)
@@ -168,9 +168,9 @@ def list_command() -> None:
     """Watermark engines and model cards."""
     from voiceguard.cards import load_card
 
-    from . import audioseal_engine, dsp  # noqa: F401  (the engines register on import)
-    from .base import WATERMARKERS
-    from .models import CARDS_DIR, DEFAULT_DETECTOR, DEFAULT_GENERATOR
+    from voiceguard.watermark import audioseal_engine, dsp  # noqa: F401  (the engines register on import)
+    from voiceguard.watermark.base import WATERMARKERS
+    from voiceguard.watermark.models import CARDS_DIR, DEFAULT_DETECTOR, DEFAULT_GENERATOR
 
     rows = []
     for p in sorted(CARDS_DIR.glob("*.yaml")):
@@ -202,7 +202,7 @@ def train_command(data, out_dir, steps, batch_size, lr, seed, n_filters, dimensi
                   resume):
     """Train an AudioSeal generator + detector jointly; writes OUT/generator.pth and OUT/detector.pth
     (audioseal's checkpoint format), OUT/state.pt (resume) and OUT/log.jsonl (per-step metrics)."""
-    from .train import WatermarkTrainConfig, train_watermark
+    from voiceguard.watermark.train import WatermarkTrainConfig, train_watermark
 
     cfg = WatermarkTrainConfig(data=tuple(data), out=out_dir, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                                n_filters=n_filters, dimension=dimension, target_snr_db=target_snr_db,
@@ -230,9 +230,9 @@ def calibrate_command(engine, generator, detector, key, speech, windows, target_
     from voiceguard.cards import find_card
     from voiceguard.files import atomic_write_text
 
-    from .calibrate import calibrate_fpr
-    from .models import CARDS_DIR, DEFAULT_DETECTOR, update_card as write_card
-    from .train import load_training_audio
+    from voiceguard.watermark.calibrate import calibrate_fpr
+    from voiceguard.watermark.models import CARDS_DIR, DEFAULT_DETECTOR, update_card as write_card
+    from voiceguard.watermark.train import load_training_audio
 
     card = None
     if update_card:  # check before the long calibration, not after it
@@ -265,7 +265,7 @@ def export_command(run_dir, dest, generator_name, detector_name, train_command_t
     import json
     from pathlib import Path
 
-    from .models import DEFAULT_DETECTOR, DEFAULT_GENERATOR, export_model
+    from voiceguard.watermark.models import DEFAULT_DETECTOR, DEFAULT_GENERATOR, export_model
 
     info_path = Path(run_dir) / "train.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
