@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 from voiceguard.detect.aasist import AASIST, AASIST_L, Aasist
+from voiceguard.audio import SAMPLE_RATE
 
 REPO = Path(__file__).resolve().parents[1]
-SR = 16000
 MODELS = {"AASIST": (AASIST, "aasist/AASIST"), "AASIST-L": (AASIST_L, "aasist/AASIST-L")}
 
 
@@ -32,10 +32,10 @@ def fixed_inputs(n_samples: int = 64600) -> np.ndarray:
     """``[8, n_samples]`` float32, deterministic: white noise at four levels, two harmonic tones
     (one with vibrato and light noise), a chirp, and a harmonic tone in brown noise."""
     rng = np.random.default_rng(0)
-    t = np.arange(n_samples) / SR
+    t = np.arange(n_samples) / SAMPLE_RATE
 
     def harmonic(f0: float, vibrato: float = 0.0) -> np.ndarray:
-        phase = 2 * np.pi * np.cumsum(f0 * (1 + vibrato * np.sin(2 * np.pi * 5 * t))) / SR
+        phase = 2 * np.pi * np.cumsum(f0 * (1 + vibrato * np.sin(2 * np.pi * 5 * t))) / SAMPLE_RATE
         x = sum(np.sin(k * phase) / k for k in range(1, 11))
         return x / np.abs(x).max() * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t) ** 2)
 

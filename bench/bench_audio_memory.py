@@ -16,12 +16,12 @@ import time
 CHILD = r"""
 import resource, sys, time
 mode, path = sys.argv[1], sys.argv[2]
-from voiceguard.audio import load_audio, stream_audio
+from voiceguard.audio import SAMPLE_RATE, load_audio, stream_audio
 t = time.perf_counter()
 if mode == "stream":
     n = sum(b.shape[1] for b in stream_audio(path, block_seconds=10.0))
 elif mode == "stream16k":
-    n = sum(b.shape[1] for b in stream_audio(path, block_seconds=10.0, target_sr=16000))
+    n = sum(b.shape[1] for b in stream_audio(path, block_seconds=10.0, target_sr=SAMPLE_RATE))
 elif mode == "load":
     n = load_audio(path)[0].shape[1]
 else:

@@ -30,8 +30,8 @@ from voiceguard.detect.models import DEFAULT_MODEL, load_model
 from voiceguard.metrics import cm as M
 from voiceguard.files import atomic_write_text
 from voiceguard.protocols import read_protocol
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 UNSEEN = {f"A{i:02d}" for i in range(7, 15)}
 
 
@@ -39,7 +39,7 @@ def trimmed(x: np.ndarray) -> np.ndarray:
     import librosa
 
     y, _ = librosa.effects.trim(x, top_db=35)
-    return y if y.size >= SR // 4 else x
+    return y if y.size >= SAMPLE_RATE // 4 else x
 
 
 def subset(trials: list, n: int | None, seed: int = 0) -> list:
@@ -56,7 +56,7 @@ def eval_scores(loaded, trials, audio_dir: Path, transform=None) -> np.ndarray:
     index = {str(p): i for i, p in enumerate(paths)}
 
     def decode(p):
-        x = load_audio(p, SR, mono=True)[0]
+        x = load_audio(p, SAMPLE_RATE, mono=True)[0]
         return transform(x, index[str(p)]) if transform else x
 
     out = np.full(len(trials), np.nan)
@@ -82,7 +82,7 @@ def suite_metrics(loaded, trials, audio_dir: Path, suite_name: str, seed: int = 
     out = {}
     for row in suite.rows:
         def attack(x, i, row=row):
-            return np.asarray(row.build(seed=seed * 100_000 + i)(x, SR), dtype=np.float32).ravel()
+            return np.asarray(row.build(seed=seed * 100_000 + i)(x, SAMPLE_RATE), dtype=np.float32).ravel()
         t0 = time.time()
         s = eval_scores(loaded, trials, audio_dir, attack)
         lab = np.array([t.is_bonafide for t in trials])
@@ -102,14 +102,14 @@ def parse_model(spec: str):
 
 def speed(corpus: Path, trials) -> dict:
     """LFCC-GMM real-time factor and the time of ``scan`` over 100 files of 10 s (default model)."""
-    from voiceguard.cli.detect import scan_paths
+    from voiceguard.cli.scan import scan_paths
     from voiceguard.detect.gmm import GmmDetector
 
     rng = np.random.default_rng(0)
-    audio = np.concatenate([load_audio(t.audio_path(corpus / "flac"), SR, mono=True)[0][0] for t in trials[:40]])
-    gmm = GmmDetector("lfcc", n_components=512, max_iter=5).fit([audio[: 60 * SR]], [audio[60 * SR: 120 * SR]])
-    x = audio[: 60 * SR]
-    gmm.score(x[:SR])
+    audio = np.concatenate([load_audio(t.audio_path(corpus / "flac"), SAMPLE_RATE, mono=True)[0][0] for t in trials[:40]])
+    gmm = GmmDetector("lfcc", n_components=512, max_iter=5).fit([audio[: 60 * SAMPLE_RATE]], [audio[60 * SAMPLE_RATE: 120 * SAMPLE_RATE]])
+    x = audio[: 60 * SAMPLE_RATE]
+    gmm.score(x[:SAMPLE_RATE])
     t0 = time.perf_counter()
     for _ in range(3):
         gmm.score(x)
@@ -117,8 +117,8 @@ def speed(corpus: Path, trials) -> dict:
     loaded = load_model(DEFAULT_MODEL)
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(100):
-            start = int(rng.integers(0, audio.size - 10 * SR))
-            save_audio(Path(tmp) / f"f{i:03d}.flac", audio[start:start + 10 * SR][None], SR)
+            start = int(rng.integers(0, audio.size - 10 * SAMPLE_RATE))
+            save_audio(Path(tmp) / f"f{i:03d}.flac", audio[start:start + 10 * SAMPLE_RATE][None], SAMPLE_RATE)
         t0 = time.perf_counter()
         rows = scan_paths([tmp], loaded)
         scan_s = time.perf_counter() - t0

@@ -41,8 +41,8 @@ from voiceguard.eval.risk.labels import LabeledFile
 from voiceguard.metrics.asv import linkability, pair_scores, rank_k_rates
 from voiceguard.files import atomic_write_text
 from voiceguard.watermark import load_watermarker
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 OUT = Path(__file__).parent / "results" / "risk.json"
 
 
@@ -57,11 +57,11 @@ def halves(train: Path, out: Path) -> tuple[list[str], list[str], list[str]]:
     """Write each train-clean utterance's first and second half as files; returns (first, second, speaker)."""
     first, second, spk = [], [], []
     for f in sorted(train.glob("*.flac")):
-        x, _ = load_audio(f, SR, mono=True)
+        x, _ = load_audio(f, SAMPLE_RATE, mono=True)
         n = x.shape[1] // 2
         a, b = out / f"{f.stem}_a.flac", out / f"{f.stem}_b.flac"
-        save_audio(a, x[:, :n], SR)
-        save_audio(b, x[:, n:], SR)
+        save_audio(a, x[:, :n], SAMPLE_RATE)
+        save_audio(b, x[:, n:], SAMPLE_RATE)
         first.append(str(a))
         second.append(str(b))
         spk.append(f.stem.split("-")[0])
@@ -71,10 +71,10 @@ def halves(train: Path, out: Path) -> tuple[list[str], list[str], list[str]]:
 def processed_copies(files: list[LabeledFile], root: Path, name: str, fn) -> list[LabeledFile]:
     out = []
     for i, f in enumerate(files):
-        x, _ = load_audio(f.path, SR, mono=True)
+        x, _ = load_audio(f.path, SAMPLE_RATE, mono=True)
         dest = root / name / f.speaker / f"{Path(f.path).stem}.flac"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        save_audio(dest, np.asarray(fn(x[0], i), dtype=np.float32)[None], SR)
+        save_audio(dest, np.asarray(fn(x[0], i), dtype=np.float32)[None], SAMPLE_RATE)
         out.append(LabeledFile(str(dest), f.speaker))
     return out
 
@@ -130,7 +130,7 @@ def main() -> int:
         print(f"train-clean halves: EER {eer * 100:.2f} %, rank-1 {rank[1] * 100:.1f} %", flush=True)
 
         speed_files = (first + second)[:500]
-        audio_s = sum(load_audio(f)[0].shape[1] for f in speed_files) / SR
+        audio_s = sum(load_audio(f)[0].shape[1] for f in speed_files) / SAMPLE_RATE
         os.environ["VOICEGUARD_CACHE"] = str(tmp / "speed-cache")
         runs = []
         for _ in range(2):
@@ -160,9 +160,9 @@ def main() -> int:
         mp3 = get_attack("mp3", bitrate="32k")
         conditions = {
             "original": None,
-            "watermarked (audioseal)": lambda x, i: wm.embed(x, SR, 0xBEEF),
-            "pitch +4 semitones": lambda x, i: shift(x, SR),
-            "mp3 32k": lambda x, i: mp3(x, SR),
+            "watermarked (audioseal)": lambda x, i: wm.embed(x, SAMPLE_RATE, 0xBEEF),
+            "pitch +4 semitones": lambda x, i: shift(x, SAMPLE_RATE),
+            "mp3 32k": lambda x, i: mp3(x, SAMPLE_RATE),
         }
         res["reid"] = {}
         for name, fn in conditions.items():

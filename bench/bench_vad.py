@@ -24,7 +24,7 @@ def main() -> int:
                                                         str(Path(__file__).resolve().parents[2] / "shared")))
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
-    from voiceguard.audio import load_audio
+    from voiceguard.audio import SAMPLE_RATE, load_audio
     from voiceguard.detect.batch import MIN_SECONDS
     from voiceguard.errors import VoiceguardError
     from voiceguard.vad import MIN_SPEECH_SECONDS, choose_mix, load_vad
@@ -44,14 +44,14 @@ def main() -> int:
         least, no_speech, unreadable = [], [], []
         for path, _ in files:
             try:
-                audio, _ = load_audio(path, 16000, min_seconds=MIN_SECONDS, purpose="spoof detection")
+                audio, _ = load_audio(path, SAMPLE_RATE, min_seconds=MIN_SECONDS, purpose="spoof detection")
             except VoiceguardError as e:  # unreadable or shorter than scan's minimum: an error row before the VAD
                 unreadable.append(f"{path.relative_to(shared)}: {e.reason}")
                 continue
             t = time.perf_counter()
-            mix = choose_mix(audio, 16000)
+            mix = choose_mix(audio, SAMPLE_RATE)
             total_vad += time.perf_counter() - t
-            total_audio += audio.shape[1] / 16000
+            total_audio += audio.shape[1] / SAMPLE_RATE
             act = mix.activity
             least.append((act.speech_s, act.speech_s / max(act.duration_s, 1e-9), str(path.relative_to(shared))))
             if not act.has_speech:

@@ -35,8 +35,8 @@ from voiceguard.audio import find_audio_files, load_audio, save_audio
 from voiceguard.metrics.watermark import si_snr
 from voiceguard.files import atomic_write_text
 from voiceguard.watermark import load_watermarker, message_bits
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 EXTRA_ATTACKS = [("speed 1.1", "speed", {"factor": 1.1}), ("mp3 32k", "mp3", {"bitrate": "32k"}),
                  ("aac 64k", "aac", {"bitrate": "64k"}), ("lowpass 5k", "lowpass", {"cutoff_hz": 5000})]
 
@@ -47,10 +47,10 @@ def clips_from(paths: list[str], n: int, seconds: float, seed: int = 0) -> list[
     rng = np.random.default_rng(seed)
     out = []
     for f in rng.permutation(len(files)):
-        x = load_audio(files[f], SR, mono=True)[0][0]
-        if len(x) >= seconds * SR:
-            s = int(rng.integers(0, len(x) - int(seconds * SR) + 1))
-            out.append(x[s:s + int(seconds * SR)])
+        x = load_audio(files[f], SAMPLE_RATE, mono=True)[0][0]
+        if len(x) >= seconds * SAMPLE_RATE:
+            s = int(rng.integers(0, len(x) - int(seconds * SAMPLE_RATE) + 1))
+            out.append(x[s:s + int(seconds * SAMPLE_RATE)])
         if len(out) == n:
             break
     return out
@@ -63,11 +63,11 @@ def long_clips(paths: list[str], n: int, seconds: float, seed: int = 1) -> list[
     out = []
     while len(out) < n:
         parts, total = [], 0
-        while total < seconds * SR:
-            x = load_audio(files[int(rng.integers(len(files)))], SR, mono=True)[0][0]
+        while total < seconds * SAMPLE_RATE:
+            x = load_audio(files[int(rng.integers(len(files)))], SAMPLE_RATE, mono=True)[0][0]
             parts.append(x)
             total += len(x)
-        out.append(np.concatenate(parts)[:int(seconds * SR)])
+        out.append(np.concatenate(parts)[:int(seconds * SAMPLE_RATE)])
     return out
 
 
@@ -83,27 +83,27 @@ def quality(wm, clips, messages) -> dict:
 
     rows = []
     for x, m in zip(clips, messages):
-        y = wm.embed(x, SR, m)
-        rows.append((si_snr(x, y), pesq(SR, x, np.clip(y, -1, 1), "wb"), stoi(x, y, SR, extended=False)))
+        y = wm.embed(x, SAMPLE_RATE, m)
+        rows.append((si_snr(x, y), pesq(SAMPLE_RATE, x, np.clip(y, -1, 1), "wb"), stoi(x, y, SAMPLE_RATE, extended=False)))
     a = np.asarray(rows)
     return {"si_snr": float(a[:, 0].mean()), "pesq": float(a[:, 1].mean()), "stoi": float(a[:, 2].mean()),
             "si_snr_min": float(a[:, 0].min()), "n": len(rows)}
 
 
 def robustness(wm, clips, messages, seed: int = 0) -> dict:
-    marked = [wm.embed(x, SR, m) for x, m in zip(clips, messages)]
+    marked = [wm.embed(x, SAMPLE_RATE, m) for x, m in zip(clips, messages)]
     out = {}
     for label, attack in attacks():
         tp, fp, acc = 0, 0, []
         for i, (x, y, m) in enumerate(zip(clips, marked, messages)):
             attack.rng = np.random.default_rng([seed, i])
-            ya = attack(y, SR)
+            ya = attack(y, SAMPLE_RATE)
             attack.rng = np.random.default_rng([seed, i])
-            xa = attack(x, SR)
-            r = wm.detect(ya, SR, expected=m)
+            xa = attack(x, SAMPLE_RATE)
+            r = wm.detect(ya, SAMPLE_RATE, expected=m)
             tp += r.detected
             acc.append(r.bits_matched / len(r.bits))
-            fp += wm.detect(xa, SR).detected
+            fp += wm.detect(xa, SAMPLE_RATE).detected
         out[label] = {"tpr": tp / len(clips), "bit_acc": float(np.mean(acc)), "fpr": fp / len(clips),
                       "n": len(clips)}
         print(f"  {label:>12}: TPR {out[label]['tpr']:.3f}  bit acc {out[label]['bit_acc']:.3f}  "
@@ -115,13 +115,13 @@ def localisation(wm, clips, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     ious = []
     for x in clips:
-        y = wm.embed(x, SR, int(rng.integers(0, 2 ** 16)))
-        s = int(rng.integers(0, len(x) - SR))
+        y = wm.embed(x, SAMPLE_RATE, int(rng.integers(0, 2 ** 16)))
+        s = int(rng.integers(0, len(x) - SAMPLE_RATE))
         z = x.copy()
-        z[s:s + SR] = y[s:s + SR]
-        r = wm.detect(z, SR)
+        z[s:s + SAMPLE_RATE] = y[s:s + SAMPLE_RATE]
+        r = wm.detect(z, SAMPLE_RATE)
         truth = np.zeros(len(r.presence), bool)
-        truth[s // 320:(s + SR) // 320] = True
+        truth[s // 320:(s + SAMPLE_RATE) // 320] = True
         pred = r.presence > 0.5
         ious.append((truth & pred).sum() / max(1, (truth | pred).sum()))
     return {"iou": float(np.mean(ious)), "iou_min": float(np.min(ious)), "n": len(ious)}
@@ -132,12 +132,12 @@ def speed(wm, clip10: np.ndarray, repeats: int = 5) -> dict:
 
     from voiceguard.watermark.models import eager
 
-    wm.embed(clip10, SR, 1)
+    wm.embed(clip10, SAMPLE_RATE, 1)
     t = time.perf_counter()
     for _ in range(repeats):
-        wm.embed(clip10, SR, 1)
+        wm.embed(clip10, SAMPLE_RATE, 1)
     t_embed = (time.perf_counter() - t) / repeats
-    out = {"embed_rtf": len(clip10) / SR / t_embed}
+    out = {"embed_rtf": len(clip10) / SAMPLE_RATE / t_embed}
     if getattr(wm, "generator", None) is not None:  # the bare model on the same 10 s, one call
         xt = torch.from_numpy(clip10)[None, None]
         msg = torch.from_numpy(message_bits(1))[None]
@@ -147,13 +147,13 @@ def speed(wm, clip10: np.ndarray, repeats: int = 5) -> dict:
             for _ in range(repeats):
                 wm.generator(xt, message=msg)
             t_bare = (time.perf_counter() - t) / repeats
-        out["bare_rtf"] = len(clip10) / SR / t_bare
+        out["bare_rtf"] = len(clip10) / SAMPLE_RATE / t_bare
         out["overhead"] = t_embed / t_bare - 1
-    wm.detect(clip10, SR)
+    wm.detect(clip10, SAMPLE_RATE)
     t = time.perf_counter()
     for _ in range(repeats):
-        wm.detect(clip10, SR)
-    out["detect_rtf"] = len(clip10) / SR / ((time.perf_counter() - t) / repeats)
+        wm.detect(clip10, SAMPLE_RATE)
+    out["detect_rtf"] = len(clip10) / SAMPLE_RATE / ((time.perf_counter() - t) / repeats)
     return out
 
 
@@ -161,8 +161,8 @@ def memory(engine: str, clip: np.ndarray) -> dict:
     """Peak RSS of the CLI embedding and detecting a 1-hour 16 kHz mono file (fresh subprocesses)."""
     exe = Path(sys.executable).with_name("voiceguard")
     with tempfile.TemporaryDirectory() as d:
-        hour = np.tile(clip, int(np.ceil(3600 * SR / len(clip))))[:3600 * SR]
-        save_audio(Path(d) / "hour.wav", hour, SR)
+        hour = np.tile(clip, int(np.ceil(3600 * SAMPLE_RATE / len(clip))))[:3600 * SAMPLE_RATE]
+        save_audio(Path(d) / "hour.wav", hour, SAMPLE_RATE)
         out = {}
         for step, args in (("embed", ["embed", f"{d}/hour.wav", f"{d}/marked.wav", "--message", "0xBEEF"]),
                            ("detect", ["detect", f"{d}/marked.wav", "--format", "json"])):

@@ -17,10 +17,10 @@ import numpy as np
 
 from voiceguard.audio import AudioInfo, audio_info
 from voiceguard.errors import VoiceguardError
+from voiceguard.audio import SAMPLE_RATE
 
 MAX_MB = 50.0
 MAX_SECONDS = 600.0
-SR = 16000
 
 
 class DemoInputError(VoiceguardError):
@@ -146,7 +146,7 @@ def scan_clip(path: str | os.PathLike | None) -> ScanView:
                                    decode=decode_once)))
     if scored.result is None and scored.no_speech is None:
         raise DemoInputError(scored.error or "could not scan the clip", source=Path(path).name)
-    mark = watermarker().detect(decoded["audio"], SR)
+    mark = watermarker().detect(decoded["audio"], SAMPLE_RATE)
     wm = mark.message_hex if mark.detected else "none"
     wm_line = f"**Watermark: {wm}** (presence {mark.probability:.3f}, threshold {mark.threshold:.3f})"
     channel = f"\n\n{scored.note[0].upper()}{scored.note[1:]}." if scored.note else ""

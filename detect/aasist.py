@@ -26,8 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ AASIST_L = AasistConfig(filts=(70, (1, 32), (32, 32), (32, 24), (24, 24)), gat_d
                         pool_ratios=(0.4, 0.5, 0.7, 0.5))
 
 
-def sinc_filterbank(n_filters: int, length: int, sr: int = SR) -> Tensor:
+def sinc_filterbank(n_filters: int, length: int, sr: int = SAMPLE_RATE) -> Tensor:
     """``[n_filters, taps]`` Hamming-windowed ideal band-pass filters, band edges evenly spaced on the
     mel scale from 0 Hz to Nyquist; ``taps`` is ``length`` rounded up to an odd number. The sinc
     arguments are rounded to float32, as in the filters the published models were trained with."""

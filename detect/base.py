@@ -5,6 +5,8 @@ from typing import Callable, Protocol, runtime_checkable
 
 import numpy as np
 
+from voiceguard.registry import Registry
+
 
 @runtime_checkable
 class Detector(Protocol):
@@ -15,13 +17,9 @@ class Detector(Protocol):
         """Score one mono float waveform ``[n]`` at ``sample_rate`` (higher = bona fide)."""
 
 
-DETECTORS: dict[str, Callable[..., Detector]] = {}
+DETECTORS: Registry[Callable[..., Detector]] = Registry("detector architecture")
 
 
 def register_detector(name: str):
-    def deco(factory):
-        if name in DETECTORS:
-            raise ValueError(f"detector {name!r} registered twice")
-        DETECTORS[name] = factory
-        return factory
-    return deco
+    """Decorator registering a factory ``(**config) -> Detector`` under ``name``."""
+    return DETECTORS.register(name=name)

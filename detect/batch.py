@@ -15,8 +15,8 @@ from voiceguard.errors import VoiceguardError, per_file
 from voiceguard.vad import Mix, choose_mix, load_vad
 
 from .scoring import Calibration, FileScore, fit_window, summarize_windows, window_starts
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ MIN_SECONDS = 0.25  # shorter audio is reported, not scored: a window of repeats
 
 def _load(path: str | os.PathLike) -> tuple[np.ndarray, AudioInfo]:
     info = audio_info(path)
-    audio, _ = load_audio(path, SR, min_seconds=MIN_SECONDS, purpose="spoof detection")
+    audio, _ = load_audio(path, SAMPLE_RATE, min_seconds=MIN_SECONDS, purpose="spoof detection")
     return audio, info
 
 
@@ -47,14 +47,14 @@ def decode(path: str | os.PathLike) -> tuple[np.ndarray, AudioInfo]:
     the channel mean, or the channel with the most speech when the channels cancel or one is dead), and
     its header. Raises the audio path's ``VoiceguardError``s."""
     audio, info = _load(path)
-    return choose_mix(audio, SR, activity=False).audio, info
+    return choose_mix(audio, SAMPLE_RATE, activity=False).audio, info
 
 
 def decode_speech(path: str | os.PathLike) -> tuple[np.ndarray, AudioInfo, Mix]:
     """``decode`` plus the speech activity of the chosen signal (silero-vad), for ``score_files`` to
     report files without speech as ``no-speech`` instead of scoring them."""
     audio, info = _load(path)
-    mix = choose_mix(audio, SR)
+    mix = choose_mix(audio, SAMPLE_RATE)
     return mix.audio, info, mix
 
 
@@ -107,16 +107,16 @@ def score_files(detector, sources: Sequence[str | os.PathLike], *, calibration: 
                 np.stack([fit_window(pending[k][1][s:s + win], win) for k, s in chunk]))
         i = 0
         for src, audio, starts, info, mix in pending:
-            got = per_file(lambda _: summarize_windows(raw[i:i + len(starts)], starts, audio.size, SR, win,
+            got = per_file(lambda _: summarize_windows(raw[i:i + len(starts)], starts, audio.size, SAMPLE_RATE, win,
                                                        calibration=calibration, threshold=threshold,
                                                        aggregate=aggregate), src, "scoring")
             i += len(starts)
             speech = mix.activity.speech_s if mix is not None and mix.activity is not None else None
             note = mix.note if mix is not None else None
             if isinstance(got, VoiceguardError):
-                yield Scored(src, round(audio.size / SR, 3), None, got.reason, info, speech_s=speech, note=note)
+                yield Scored(src, round(audio.size / SAMPLE_RATE, 3), None, got.reason, info, speech_s=speech, note=note)
             else:
-                yield Scored(src, round(audio.size / SR, 3), got, None, info, speech_s=speech, note=note)
+                yield Scored(src, round(audio.size / SAMPLE_RATE, 3), got, None, info, speech_s=speech, note=note)
         pending, n_windows = [], 0
 
     for src, got in _prefetched(list(sources), lambda p: per_file(decode, p, "decoding"), workers):
@@ -128,7 +128,7 @@ def score_files(detector, sources: Sequence[str | os.PathLike], *, calibration: 
         audio = np.asarray(audio, dtype=np.float32).ravel()
         if mix is not None and mix.activity is not None and not mix.activity.has_speech:
             yield from flush()  # keep the output in input order
-            yield Scored(str(src), round(audio.size / SR, 3), None, None, info, no_speech=mix.activity.reason,
+            yield Scored(str(src), round(audio.size / SAMPLE_RATE, 3), None, None, info, no_speech=mix.activity.reason,
                          speech_s=mix.activity.speech_s, note=mix.note)
             continue
         starts = window_starts(audio.size, win, hop)

@@ -8,8 +8,8 @@ from functools import lru_cache
 
 import numpy as np
 from scipy.fft import dct
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 DITHER = 1e-5  # ~-100 dBFS of fixed-seed noise (as Kaldi's dither): digital silence gives finite log energies
 
 
@@ -41,7 +41,7 @@ def with_deltas(static: np.ndarray) -> np.ndarray:
     return np.concatenate([static, d1, deltas(d1)], axis=1)
 
 
-def linear_filterbank(n_filters: int, n_fft: int, sr: int = SR) -> np.ndarray:
+def linear_filterbank(n_filters: int, n_fft: int, sr: int = SAMPLE_RATE) -> np.ndarray:
     """Triangular filters equally spaced on a linear frequency axis, ``[n_filters, n_fft // 2 + 1]``."""
     edges = np.linspace(0, sr / 2, n_filters + 2)
     freqs = np.linspace(0, sr / 2, n_fft // 2 + 1)
@@ -69,7 +69,7 @@ def power_frames(x, window, hop: int, n_fft: int):
     return spec.real.square() + spec.imag.square()
 
 
-def spectral_statistics_module(sr: int = SR, *, win_ms: float = 32.0, hop_ms: float = 10.0, n_fft: int = 512):
+def spectral_statistics_module(sr: int = SAMPLE_RATE, *, win_ms: float = 32.0, hop_ms: float = 10.0, n_fft: int = 512):
     """A torch ``nn.Module``: ``[B, n]`` -> ``[B, 8 * (n_fft // 2 + 1)]`` per-frequency-bin statistics over
     time of the magnitude and the phase of the STFT (hann window):
 
@@ -110,7 +110,7 @@ def spectral_statistics_module(sr: int = SR, *, win_ms: float = 32.0, hop_ms: fl
     return SpectralStatistics()
 
 
-def lfcc_module(sr: int = SR, *, win_ms: float = 20.0, hop_ms: float = 10.0, n_fft: int = 512,
+def lfcc_module(sr: int = SAMPLE_RATE, *, win_ms: float = 20.0, hop_ms: float = 10.0, n_fft: int = 512,
                 n_filters: int = 20, n_ceps: int = 20, use_deltas: bool = True, level_norm: bool = False):
     """A torch ``nn.Module``: ``[B, n]`` waveforms -> ``[B, frames, dims]`` linear-frequency cepstra
     (hamming frames, power spectrum, linear triangular filters, log, orthonormal DCT-II, optional
@@ -149,7 +149,7 @@ def _cached_lfcc_module(**kw):
     return lfcc_module(**kw)
 
 
-def lfcc(x: np.ndarray, sr: int = SR, *, win_ms: float = 20.0, hop_ms: float = 10.0, n_fft: int = 512,
+def lfcc(x: np.ndarray, sr: int = SAMPLE_RATE, *, win_ms: float = 20.0, hop_ms: float = 10.0, n_fft: int = 512,
          n_filters: int = 20, n_ceps: int = 20, use_deltas: bool = True) -> np.ndarray:
     """Linear-frequency cepstral coefficients (ASVspoof 2019 baseline: 20 ms, 20 filters, 20 coefficients,
     plus deltas and double deltas = 60 dims), ``[frames, dims]`` float32."""
@@ -162,7 +162,7 @@ def lfcc(x: np.ndarray, sr: int = SR, *, win_ms: float = 20.0, hop_ms: float = 1
     return out[0].numpy()
 
 
-def cqcc(x: np.ndarray, sr: int = SR, *, bins_per_octave: int = 48, n_octaves: int = 8, hop: int = 128,
+def cqcc(x: np.ndarray, sr: int = SAMPLE_RATE, *, bins_per_octave: int = 48, n_octaves: int = 8, hop: int = 128,
          n_uniform: int = 256, n_ceps: int = 20, use_deltas: bool = True) -> np.ndarray:
     """Constant-Q cepstral coefficients: log-power CQT, resampled to a uniform frequency axis, then DCT
     (Todisco et al. 2017; 48 bins per octave instead of the paper's 96, for speed)."""

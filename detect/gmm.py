@@ -11,14 +11,14 @@ from voiceguard.errors import ModelCardError
 
 from .base import register_detector
 from .features import FEATURES
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 
 
 class GmmDetector:
     """Two diagonal-covariance GMMs over frame features."""
 
-    sample_rate = SR
+    sample_rate = SAMPLE_RATE
     input_samples = 64600  # window length when scoring long files in windows (about 4 s, as the networks)
 
     def __init__(self, feature: str = "lfcc", n_components: int = 512, seed: int = 0, max_frames: int = 200_000,
@@ -35,7 +35,7 @@ class GmmDetector:
                 "max_iter": self.max_iter}
 
     def features(self, audio: np.ndarray) -> np.ndarray:
-        return FEATURES[self.feature](np.asarray(audio, dtype=np.float32).ravel(), SR)
+        return FEATURES[self.feature](np.asarray(audio, dtype=np.float32).ravel(), SAMPLE_RATE)
 
     def _fit_one(self, feats: list[np.ndarray], seed: int) -> GaussianMixture:
         frames = np.concatenate(feats).astype(np.float64)

@@ -10,8 +10,8 @@ import numpy as np
 from voiceguard.errors import ModelCardError
 
 from .base import register_detector
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 
 
 @dataclass(frozen=True)
@@ -76,7 +76,7 @@ def normalize_config(cfg: Any) -> dict:
 class NeuralDetector:
     """A network as a Detector: ``score_batch`` of fixed-length windows, ``score`` of a whole signal."""
 
-    sample_rate = SR
+    sample_rate = SAMPLE_RATE
 
     def __init__(self, architecture: str, module, config: Any, *, name: str | None = None, device: str = "cpu",
                  batch_size: int = 16):

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 from torch.nn import functional as F
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 SLOPE = 0.3  # LeakyReLU negative slope
 
 
@@ -49,7 +49,7 @@ def _mel_to_hz(m: torch.Tensor) -> torch.Tensor:
     return 700.0 * (10.0 ** (m / 2595.0) - 1.0)
 
 
-def mel_band_edges(n_filters: int, sample_rate: int = SR) -> torch.Tensor:
+def mel_band_edges(n_filters: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """``[n_filters, 2]`` (low, high) cut-offs in Hz of contiguous mel-spaced bands strictly inside (0, sr/2)."""
     mels = torch.linspace(0.0, float(_hz_to_mel(torch.tensor(sample_rate / 2.0))), n_filters + 3,
                           dtype=torch.float64)
@@ -57,7 +57,7 @@ def mel_band_edges(n_filters: int, sample_rate: int = SR) -> torch.Tensor:
     return torch.stack([edges[:-1], edges[1:]], dim=1)
 
 
-def mel_sinc_filters(n_filters: int, kernel: int, sample_rate: int = SR) -> torch.Tensor:
+def mel_sinc_filters(n_filters: int, kernel: int, sample_rate: int = SAMPLE_RATE) -> torch.Tensor:
     """``[n_filters, 1, kernel]`` Hamming-windowed ideal band-pass (difference of two sinc low-passes)."""
     bands = mel_band_edges(n_filters, sample_rate) / sample_rate  # normalised cut-offs, cycles/sample
     t = torch.arange(kernel, dtype=torch.float64) - (kernel - 1) / 2.0

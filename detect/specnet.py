@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from voiceguard.audio import SAMPLE_RATE
+
 from .features import spectral_statistics_module
 
 
@@ -36,7 +38,7 @@ class SpecNet(nn.Module):
     def __init__(self, config: SpecNetConfig = SPECNET) -> None:
         super().__init__()
         self.config, self.input_samples = config, config.input_samples
-        self.front_ends = nn.ModuleList(spectral_statistics_module(n_fft=n, win_ms=1000 * n / 16000)
+        self.front_ends = nn.ModuleList(spectral_statistics_module(n_fft=n, win_ms=1000 * n / SAMPLE_RATE)
                                         for n in config.n_ffts)
         dims = sum(8 * (n // 2 + 1) for n in config.n_ffts)
         self.standardize = nn.BatchNorm1d(dims, affine=False)  # running mean / variance: a learned scaler

@@ -27,8 +27,8 @@ from voiceguard.protocols import Trial, check_audio_files, read_protocol
 from .batch import MIN_SECONDS, score_files
 from .models import build_detector
 from .scoring import Calibration, fit_calibration, fit_window
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 # the ``codec`` augmentation group: channel codecs of the ASVspoof 2021 LA/DF conditions
 CODEC_GROUP: tuple[tuple[str, dict], ...] = (
     ("mp3", {"bitrate": "32k"}), ("mp3", {"bitrate": "64k"}), ("aac", {"bitrate": "32k"}),
@@ -147,7 +147,7 @@ class Augmenter:
             return x
         group = self.groups[int(rng.integers(len(self.groups)))]
         name, params = group[int(rng.integers(len(group)))]
-        y = get_attack(name, seed=int(rng.integers(2 ** 31)), **params)(x, SR)
+        y = get_attack(name, seed=int(rng.integers(2 ** 31)), **params)(x, SAMPLE_RATE)
         y = np.asarray(y, dtype=np.float32).ravel()
         return y if np.isfinite(y).all() else x
 
@@ -182,7 +182,7 @@ def _check_two_classes(trials: list[Trial], source) -> None:
 
 def _read(trial: Trial, audio_dir, ext: str) -> np.ndarray:
     """A trial's audio as 16 kHz mono ``[n]``."""
-    return load_audio(trial.audio_path(audio_dir, ext), SR, mono=True)[0][0]
+    return load_audio(trial.audio_path(audio_dir, ext), SAMPLE_RATE, mono=True)[0][0]
 
 
 class _TrainSet:
@@ -405,7 +405,7 @@ def write_card(out: Path, name: str, config: TrainConfig, checkpoint: Path, cali
     det = build_detector(config.model, config.model_config)
     cfg = det.config_dict() if hasattr(det, "config_dict") else dict(config.model_config)
     card = {
-        "name": name, "kind": "detector", "architecture": config.model, "config": cfg, "sample_rate": SR,
+        "name": name, "kind": "detector", "architecture": config.model, "config": cfg, "sample_rate": SAMPLE_RATE,
         "checkpoint": checkpoint.name, "sha256": sha256_file(checkpoint),
         "input_samples": int(det.input_samples),
         "training": {"command": command, "seed": config.seed, "config": config.to_dict(), **data},

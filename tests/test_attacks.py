@@ -11,11 +11,11 @@ from voiceguard.attacks.base import power
 from voiceguard.attacks.codecs import codec_available
 
 from helpers import run_cli, tone, write_wav
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 
 
-def speechlike(seconds=1.0, sr=SR, channels=1, seed=0):
+def speechlike(seconds=1.0, sr=SAMPLE_RATE, channels=1, seed=0):
     """Coloured noise with a syllable-rate envelope: broadband like speech, deterministic."""
     rng = np.random.default_rng(seed)
     n = int(seconds * sr)
@@ -25,7 +25,7 @@ def speechlike(seconds=1.0, sr=SR, channels=1, seed=0):
     return (0.3 * x / np.abs(x).max()).astype(np.float32)
 
 
-def tone_level_db(y, freq, sr=SR):
+def tone_level_db(y, freq, sr=SAMPLE_RATE):
     spec = np.abs(np.fft.rfft(y * np.hanning(y.size)))
     k = int(round(freq * y.size / sr))
     return 20 * np.log10(spec[max(k - 3, 0):k + 4].max() + 1e-12)
@@ -48,14 +48,14 @@ def test_contracts(name):
         pytest.skip(f"{name} unavailable on this machine")
     attack = get_attack(name, seed=1)
     stereo = speechlike(0.6, channels=2)
-    y = attack(stereo, SR)
+    y = attack(stereo, SAMPLE_RATE)
     assert y.dtype == np.float32 and y.ndim == 2 and y.shape[0] == 2 and np.isfinite(y).all()
     if attack.preserves_length:
         assert y.shape == stereo.shape
-    mono = attack(stereo[0], SR)
+    mono = attack(stereo[0], SAMPLE_RATE)
     assert mono.ndim == 1
     # replaying the drawn parameters gives the same output
-    again = attack.apply(stereo[:1], SR, attack.parameters)
+    again = attack.apply(stereo[:1], SAMPLE_RATE, attack.parameters)
     np.testing.assert_allclose(again[0], mono, atol=1e-6)
 
 
@@ -63,9 +63,9 @@ def test_contracts(name):
                                   "crop", "splice"])
 def test_seed_reproduces_and_differs(name):
     x = speechlike(2.0)
-    a = get_attack(name, seed=7)(x, SR)
-    b = get_attack(name, seed=7)(x, SR)
-    c = get_attack(name, seed=8)(x, SR)
+    a = get_attack(name, seed=7)(x, SAMPLE_RATE)
+    b = get_attack(name, seed=7)(x, SAMPLE_RATE)
+    c = get_attack(name, seed=8)(x, SAMPLE_RATE)
     np.testing.assert_array_equal(a, b)
     assert a.shape != c.shape or not np.array_equal(a, c)
 
@@ -74,7 +74,7 @@ def test_range_parameters_are_drawn_from_the_seed():
     x = speechlike(0.3)
     a, b = get_attack("white_noise", seed=3, snr_db=[5, 15]), get_attack("white_noise", seed=3, snr_db=[5, 15])
     def draw(attack):
-        attack(x, SR)
+        attack(x, SAMPLE_RATE)
         return attack.parameters["snr_db"]
 
     draws = [draw(a) for _ in range(3)]
@@ -86,26 +86,26 @@ def test_range_parameters_are_drawn_from_the_seed():
 @pytest.mark.parametrize("snr", [0.0, 10.0, 25.0])
 def test_snr_within_half_a_db(name, snr):
     x = speechlike(1.0)
-    y = get_attack(name, seed=0, snr_db=snr)(x, SR)
+    y = get_attack(name, seed=0, snr_db=snr)(x, SAMPLE_RATE)
     measured = 10 * np.log10(power(x) / power(y - x))
     assert abs(measured - snr) < 0.5
 
 
 def test_sigma_and_pink_spectrum():
-    x = np.zeros((1, 4 * SR), dtype=np.float32)
-    w = get_attack("white_noise", seed=0, sigma=0.05)(x, SR)
+    x = np.zeros((1, 4 * SAMPLE_RATE), dtype=np.float32)
+    w = get_attack("white_noise", seed=0, sigma=0.05)(x, SAMPLE_RATE)
     assert abs(w.std() - 0.05) < 0.002
-    p = get_attack("pink_noise", seed=0, sigma=0.1)(x, SR)[0]
+    p = get_attack("pink_noise", seed=0, sigma=0.1)(x, SAMPLE_RATE)[0]
     spec = np.abs(np.fft.rfft(p)) ** 2
-    f = np.fft.rfftfreq(p.size, 1 / SR)
+    f = np.fft.rfftfreq(p.size, 1 / SAMPLE_RATE)
     low, high = spec[(f > 100) & (f < 200)].mean(), spec[(f > 3200) & (f < 6400)].mean()
     assert 10 * np.log10(low / high) > 10  # 1/f: ~15 dB more power an octave band 5 octaves down
 
 
 def test_background_noise_at_snr(tmp_path):
-    write_wav(tmp_path / "noise.wav", speechlike(0.4, seed=5), SR, "FLOAT")
+    write_wav(tmp_path / "noise.wav", speechlike(0.4, seed=5), SAMPLE_RATE, "FLOAT")
     x = speechlike(1.0)
-    y = get_attack("background_noise", seed=0, noise=str(tmp_path), snr_db=5.0)(x, SR)
+    y = get_attack("background_noise", seed=0, noise=str(tmp_path), snr_db=5.0)(x, SAMPLE_RATE)
     assert abs(10 * np.log10(power(x) / power(y - x)) - 5.0) < 0.5
     with pytest.raises(ValueError, match="needs noise="):
         get_attack("background_noise")
@@ -122,9 +122,9 @@ def test_background_noise_at_snr(tmp_path):
 def test_filters_attenuate(name, params, kept, removed):
     if not runnable(name):
         pytest.skip(f"{name} unavailable")
-    t = np.arange(SR) / SR
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
     x = (0.3 * np.sin(2 * np.pi * kept * t) + 0.3 * np.sin(2 * np.pi * removed * t)).astype(np.float32)
-    y = get_attack(name, **params)(x, SR)
+    y = get_attack(name, **params)(x, SAMPLE_RATE)
     assert abs(tone_level_db(y, kept) - tone_level_db(x, kept)) < 1.0
     assert tone_level_db(x, removed) - tone_level_db(y, removed) > 30
 
@@ -137,7 +137,7 @@ def test_codecs_really_encode_and_stay_aligned(name):
             get_attack(name)
         pytest.skip(f"ffmpeg here has no encoder for {name}")
     x = speechlike(1.0)[0]
-    y = get_attack(name)(x, SR)
+    y = get_attack(name)(x, SAMPLE_RATE)
     assert y.shape == x.shape
     err = 10 * np.log10(power(x) / power(y - x))
     assert 0 < err < 60  # changed, but still the same signal
@@ -147,54 +147,54 @@ def test_codecs_really_encode_and_stay_aligned(name):
 
 def test_bitrate_matters():
     x = speechlike(1.0)[0]
-    low = get_attack("mp3", bitrate="16k")(x, SR)
-    high = get_attack("mp3", bitrate="128k")(x, SR)
+    low = get_attack("mp3", bitrate="16k")(x, SAMPLE_RATE)
+    high = get_attack("mp3", bitrate="128k")(x, SAMPLE_RATE)
     assert power(high - x) < power(low - x)
 
 
 def test_speed_pitch_stretch():
-    t = np.arange(SR) / SR
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
     x = (0.5 * np.sin(2 * np.pi * 300 * t)).astype(np.float32)
-    fast = get_attack("speed", factor=1.25)(x, SR)
-    assert abs(fast.size - SR / 1.25) <= 2
-    assert abs(np.argmax(np.abs(np.fft.rfft(fast))) * SR / fast.size - 375) < 3
-    up = get_attack("pitch_shift", semitones=12)(x, SR)
-    assert up.size == x.size and abs(np.argmax(np.abs(np.fft.rfft(up))) * SR / up.size - 600) < 3
-    slow = get_attack("time_stretch", rate=0.8)(x, SR)
-    assert abs(slow.size - SR / 0.8) < 0.02 * SR
-    assert abs(np.argmax(np.abs(np.fft.rfft(slow))) * SR / slow.size - 300) < 3
+    fast = get_attack("speed", factor=1.25)(x, SAMPLE_RATE)
+    assert abs(fast.size - SAMPLE_RATE / 1.25) <= 2
+    assert abs(np.argmax(np.abs(np.fft.rfft(fast))) * SAMPLE_RATE / fast.size - 375) < 3
+    up = get_attack("pitch_shift", semitones=12)(x, SAMPLE_RATE)
+    assert up.size == x.size and abs(np.argmax(np.abs(np.fft.rfft(up))) * SAMPLE_RATE / up.size - 600) < 3
+    slow = get_attack("time_stretch", rate=0.8)(x, SAMPLE_RATE)
+    assert abs(slow.size - SAMPLE_RATE / 0.8) < 0.02 * SAMPLE_RATE
+    assert abs(np.argmax(np.abs(np.fft.rfft(slow))) * SAMPLE_RATE / slow.size - 300) < 3
 
 
 def test_echo_gain_quantize_clip_polarity_packet_loss():
-    imp = np.zeros(SR, dtype=np.float32)
+    imp = np.zeros(SAMPLE_RATE, dtype=np.float32)
     imp[100] = 0.5
-    e = get_attack("echo", delay_s=0.25, volume=0.5)(imp, SR)
+    e = get_attack("echo", delay_s=0.25, volume=0.5)(imp, SAMPLE_RATE)
     assert e[100] == pytest.approx(0.5) and e[100 + 4000] == pytest.approx(0.25)
     x = speechlike(0.2)[0]
-    np.testing.assert_allclose(get_attack("gain", factor=0.8)(x, SR), 0.8 * x, rtol=1e-6)
-    np.testing.assert_array_equal(get_attack("polarity")(x, SR), -x)
-    assert np.unique(get_attack("requantize", bits=4)(x, SR)).size <= 16
-    c = get_attack("clip", threshold=0.5)(x, SR)
+    np.testing.assert_allclose(get_attack("gain", factor=0.8)(x, SAMPLE_RATE), 0.8 * x, rtol=1e-6)
+    np.testing.assert_array_equal(get_attack("polarity")(x, SAMPLE_RATE), -x)
+    assert np.unique(get_attack("requantize", bits=4)(x, SAMPLE_RATE)).size <= 16
+    c = get_attack("clip", threshold=0.5)(x, SAMPLE_RATE)
     assert np.abs(c).max() == pytest.approx(0.5 * np.abs(x).max())
-    lost = get_attack("packet_loss", seed=0, rate=0.5, frame_ms=20)(x + 1.0, SR)
+    lost = get_attack("packet_loss", seed=0, rate=0.5, frame_ms=20)(x + 1.0, SAMPLE_RATE)
     zero_frac = np.mean(lost == 0)
     assert 0.3 < zero_frac < 0.7 and zero_frac == pytest.approx(np.mean(lost.reshape(-1, 320) == 0), abs=1e-9)
 
 
 def test_reverb_has_the_requested_decay():
-    imp = np.zeros(2 * SR, dtype=np.float32)
+    imp = np.zeros(2 * SAMPLE_RATE, dtype=np.float32)
     imp[0] = 1.0
-    y = get_attack("reverb", seed=0, rt60=0.6)(imp, SR)
+    y = get_attack("reverb", seed=0, rt60=0.6)(imp, SAMPLE_RATE)
     energy = np.cumsum((y[::-1] ** 2))[::-1]  # Schroeder backward integral
     edc = 10 * np.log10(energy / energy[0])
-    t20 = (np.argmax(edc < -25) - np.argmax(edc < -5)) / SR  # 20 dB of decay
+    t20 = (np.argmax(edc < -25) - np.argmax(edc < -5)) / SAMPLE_RATE  # 20 dB of decay
     assert 0.6 * 0.7 < 3 * t20 < 0.6 * 1.3
 
 
 @pytest.mark.parametrize("algo", range(1, 9))
 def test_rawboost_all_algorithms(algo):
     x = speechlike(0.5)
-    y = get_attack("rawboost", seed=0, algo=algo)(x, SR)
+    y = get_attack("rawboost", seed=0, algo=algo)(x, SAMPLE_RATE)
     assert y.shape == x.shape and not np.allclose(y, x)
 
 
@@ -206,9 +206,9 @@ def test_rawboost_all_algorithms(algo):
 def test_torch_twins_match_numpy(name, params):
     attack = get_attack(name, seed=0, **params)
     x = speechlike(0.5)
-    y = attack(x, SR)
+    y = attack(x, SAMPLE_RATE)
     wav = torch.from_numpy(x).requires_grad_(True)
-    yt = attack.apply_torch(wav, SR, attack.parameters)
+    yt = attack.apply_torch(wav, SAMPLE_RATE, attack.parameters)
     assert yt.shape == wav.shape
     edge = 400  # filters differ only in how they treat the clip edges
     a, b = yt.detach().numpy()[:, edge:-edge], y[:, edge:-edge]
@@ -223,9 +223,9 @@ def test_codec_straight_through_gradient():
     attack = get_attack("mp3", bitrate="32k")
     x = speechlike(0.5)
     wav = torch.from_numpy(x).requires_grad_(True)
-    params = attack.randomize_parameters(x, SR)
-    out = attack.apply_torch(wav, SR, params)
-    np.testing.assert_allclose(out.detach().numpy(), attack.apply(x, SR, params), atol=1e-6)
+    params = attack.randomize_parameters(x, SAMPLE_RATE)
+    out = attack.apply_torch(wav, SAMPLE_RATE, params)
+    np.testing.assert_allclose(out.detach().numpy(), attack.apply(x, SAMPLE_RATE, params), atol=1e-6)
     out.sum().backward()
     assert torch.allclose(wav.grad, torch.ones_like(wav))
 
@@ -242,8 +242,8 @@ def test_suites_load_and_cover_the_paper_settings():
         assert expected in rows
     df = load_suite("asvspoof21-df")
     cascade = df.rows[-1].build(seed=0)
-    y = cascade(speechlike(0.5)[0], SR)
-    assert y.shape == (SR // 2,)
+    y = cascade(speechlike(0.5)[0], SAMPLE_RATE)
+    assert y.shape == (SAMPLE_RATE // 2,)
     for name in list_suites():
         for row in load_suite(name).rows:
             assert row.attack in ATTACKS
@@ -254,7 +254,7 @@ def test_codec_suites_run_on_16khz_mono_speech_rate(suite):
     """Every condition must encode at the detectors' rate (libvorbis, e.g., refuses 128k at 16 kHz mono)."""
     x = tone(1.0)[0]
     for row in load_suite(suite).rows:
-        y = row.build(seed=0)(x, SR)
+        y = row.build(seed=0)(x, SAMPLE_RATE)
         assert y.shape == x.shape and np.isfinite(y).all(), row.label
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -101,7 +100,6 @@ def test_build_demo_has_the_tabs_and_friendly_errors():
 
 def _fake_report(folder, title):
     import json
-    import os
 
     (folder / "figures").mkdir(parents=True)
     (folder / "figures" / "det.png").write_bytes(b"\x89PNG\r\n\x1a\n")

@@ -11,13 +11,13 @@ from voiceguard.detect.features import cqcc, deltas, lfcc, linear_filterbank
 from voiceguard.detect.gmm import GmmDetector
 from voiceguard.errors import ModelCardError
 from voiceguard.metrics.cm import eer
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 
 
 def voiced(f0, seconds=1.0, seed=0, buzz=True):
     rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * SR)) / SR
+    t = np.arange(int(seconds * SAMPLE_RATE)) / SAMPLE_RATE
     x = sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 20)) if buzz else np.zeros(t.size)
     return (0.1 * x + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
 
@@ -25,15 +25,15 @@ def voiced(f0, seconds=1.0, seed=0, buzz=True):
 def test_lfcc_shapes_and_filterbank():
     fb = linear_filterbank(20, 512)
     assert fb.shape == (20, 257) and np.allclose(fb.max(axis=1), 1.0, atol=0.1)
-    f = lfcc(voiced(120), SR)
+    f = lfcc(voiced(120), SAMPLE_RATE)
     assert f.shape == (99, 60) and np.isfinite(f).all()
-    assert np.isfinite(lfcc(np.zeros(SR), SR)).all()  # digital silence: dither keeps logs finite
+    assert np.isfinite(lfcc(np.zeros(SAMPLE_RATE), SAMPLE_RATE)).all()  # digital silence: dither keeps logs finite
     ramp = np.arange(10, dtype=np.float32)[:, None]
     assert np.allclose(deltas(ramp)[3:-3], 1.0)  # the regression slope of a unit ramp is 1
 
 
 def test_cqcc_shape():
-    f = cqcc(voiced(200), SR)
+    f = cqcc(voiced(200), SAMPLE_RATE)
     assert f.shape[1] == 60 and f.shape[0] > 100 and np.isfinite(f).all()
 
 

@@ -8,8 +8,8 @@ from helpers import write_wav
 from voiceguard.detect.batch import score_files
 from voiceguard.detect.scoring import (Calibration, fit_calibration, fit_window, merge_flagged, score_file,
                                        spoof_probability, summarize_windows, window_starts, windows)
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 
 
 def test_windows_cover_the_whole_signal():
@@ -33,21 +33,21 @@ class Energy:
 
 
 def partial(seconds=6.0, loud=(2.0, 3.0)):
-    x = np.full(int(seconds * SR), 0.1, dtype=np.float32)
-    x[int(loud[0] * SR):int(loud[1] * SR)] = 0.9
+    x = np.full(int(seconds * SAMPLE_RATE), 0.1, dtype=np.float32)
+    x[int(loud[0] * SAMPLE_RATE):int(loud[1] * SAMPLE_RATE)] = 0.9
     return x
 
 
 def test_partial_spoof_is_flagged_where_it_happens():
     det = Energy()
-    fs = score_file(partial(), SR, det.score_batch, win=det.input_samples, hop=4000)
+    fs = score_file(partial(), SAMPLE_RATE, det.score_batch, win=det.input_samples, hop=4000)
     assert fs.verdict == "partial-spoof"  # mean over the file is bona fide, some windows are not
     spans = merge_flagged(fs.segments)
     assert len(spans) == 1
     start, end = spans[0]
     assert 1.0 <= start <= 2.0 and 3.0 <= end <= 3.6  # windows overlapping the loud part, merged
-    assert score_file(partial(), SR, det.score_batch, win=8000, hop=4000, aggregate="min").verdict == "spoof"
-    clean = score_file(np.full(6 * SR, 0.1, np.float32), SR, det.score_batch, win=8000)
+    assert score_file(partial(), SAMPLE_RATE, det.score_batch, win=8000, hop=4000, aggregate="min").verdict == "spoof"
+    clean = score_file(np.full(6 * SAMPLE_RATE, 0.1, np.float32), SAMPLE_RATE, det.score_batch, win=8000)
     assert clean.verdict == "bonafide" and not clean.flagged
 
 
@@ -67,13 +67,13 @@ def test_calibration_gives_llrs_and_probabilities():
 
 def test_summarize_windows_threshold_moves_the_verdict():
     raw = np.array([1.0, -0.5, 1.0])
-    assert summarize_windows(raw, [0, 100, 200], 300, SR, 100).verdict == "partial-spoof"
-    assert summarize_windows(raw, [0, 100, 200], 300, SR, 100, threshold=-1.0).verdict == "bonafide"
-    assert summarize_windows(raw, [0, 100, 200], 300, SR, 100, threshold=1.0).verdict == "spoof"
+    assert summarize_windows(raw, [0, 100, 200], 300, SAMPLE_RATE, 100).verdict == "partial-spoof"
+    assert summarize_windows(raw, [0, 100, 200], 300, SAMPLE_RATE, 100, threshold=-1.0).verdict == "bonafide"
+    assert summarize_windows(raw, [0, 100, 200], 300, SAMPLE_RATE, 100, threshold=1.0).verdict == "spoof"
 
 
 def test_score_files_keeps_order_and_reports_bad_files(tmp_path):
-    good = [write_wav(tmp_path / f"g{i}.wav", partial(3.0 + i, loud=(0, 0)), SR) for i in range(5)]
+    good = [write_wav(tmp_path / f"g{i}.wav", partial(3.0 + i, loud=(0, 0)), SAMPLE_RATE) for i in range(5)]
     bad = tmp_path / "bad.wav"
     bad.write_bytes(b"not audio at all")
     sources = [good[0], bad, *good[1:], tmp_path / "missing.wav"]
@@ -96,10 +96,10 @@ def test_long_files_are_scored_in_bounded_batches(tmp_path):
     det = Recording()
     x = partial(seconds=20.0, loud=(5.0, 6.0))
     write_wav(tmp_path / "long.wav", x[None])
-    write_wav(tmp_path / "short.wav", x[None, :SR])
+    write_wav(tmp_path / "short.wav", x[None, :SAMPLE_RATE])
     out = list(score_files(det, [tmp_path / "short.wav", tmp_path / "long.wav"], batch_windows=4, workers=1))
-    assert max(det.sizes) <= 4 and sum(det.sizes) == len(window_starts(SR, 8000, 4000)) + len(window_starts(x.size, 8000, 4000))
-    expected = score_file(x, SR, Energy().score_batch, win=8000, hop=4000)
+    assert max(det.sizes) <= 4 and sum(det.sizes) == len(window_starts(SAMPLE_RATE, 8000, 4000)) + len(window_starts(x.size, 8000, 4000))
+    expected = score_file(x, SAMPLE_RATE, Energy().score_batch, win=8000, hop=4000)
     assert [s.start_s for s in out[1].result.segments] == [s.start_s for s in expected.segments]
     assert out[1].result.score == pytest.approx(expected.score, abs=1e-4)
     assert out[1].result.verdict == "partial-spoof"

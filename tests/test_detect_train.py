@@ -12,8 +12,8 @@ from voiceguard.cards import sha256_file
 from voiceguard.detect.models import load_model
 from voiceguard.detect.train import Augmenter, TrainConfig, TrainError, _TrainSet, load_trials, parse_augment, \
     train_detector
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 TINY = {"input_samples": 16000, "widths": [4, 4, 4, 4, 4], "dropout": 0.0}
 
 
@@ -25,7 +25,7 @@ def toy_corpus(root, n: int = 12):
         lines = []
         for i in range(n):
             bona = i % 2 == 0
-            t = np.arange(int(rng.uniform(1.5, 3.0) * SR)) / SR
+            t = np.arange(int(rng.uniform(1.5, 3.0) * SAMPLE_RATE)) / SAMPLE_RATE
             if bona:
                 x = 0.3 * np.sin(2 * np.pi * rng.uniform(120, 300) * t) + 0.01 * rng.standard_normal(t.size)
             else:

@@ -7,12 +7,12 @@ import torch
 
 from voiceguard.detect.features import lfcc, lfcc_module
 from voiceguard.detect.lcnn import LCNN, LCNN_SMALL, Lcnn, LcnnConfig
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 
 
 def test_lfcc_shape_and_tone_energy_lands_in_the_right_filter():
-    t = np.arange(SR) / SR
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
     x = (0.5 * np.sin(2 * np.pi * 3000 * t)).astype(np.float32)
     f = lfcc(x)
     assert f.shape == (99, 60) and np.isfinite(f).all()
@@ -25,7 +25,7 @@ def test_lfcc_shape_and_tone_energy_lands_in_the_right_filter():
 
 
 def test_lfcc_level_norm_removes_recording_level_only():
-    x = np.random.default_rng(0).standard_normal(SR).astype(np.float32) * 0.1
+    x = np.random.default_rng(0).standard_normal(SAMPLE_RATE).astype(np.float32) * 0.1
     m = lfcc_module(level_norm=True)
     with torch.inference_mode():
         a, b = m(torch.from_numpy(x)[None]), m(torch.from_numpy(4 * x)[None])
@@ -61,7 +61,7 @@ def test_lcnn_config_validates_and_roundtrips_state():
 def test_lcnn_learns_a_toy_task():
     """Noise vs. low-pass tones: 40 steps of the small LCNN must separate them (it can fail)."""
     rng = np.random.default_rng(0)
-    t = np.arange(16000) / SR
+    t = np.arange(16000) / SAMPLE_RATE
 
     def sample(label: int) -> np.ndarray:
         if label:

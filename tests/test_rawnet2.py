@@ -10,8 +10,8 @@ from torch.nn import functional as F
 
 from voiceguard.detect.rawnet2 import (RAWNET2, RAWNET2_SMALL, RawNet2, RawNet2Config, mel_band_edges,
                                        mel_sinc_filters)
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 
 
 def n_params(module: torch.nn.Module) -> int:
@@ -83,7 +83,7 @@ def test_sinc_bands_are_mel_spaced():
     bands = mel_band_edges(20).numpy()
     low, high = bands[:, 0], bands[:, 1]
     centres = (low + high) / 2
-    assert (low > 0).all() and (high < SR / 2).all() and (low < high).all()
+    assert (low > 0).all() and (high < SAMPLE_RATE / 2).all() and (low < high).all()
     assert (np.diff(centres) > 0).all()
     np.testing.assert_allclose(low[1:], high[:-1])  # contiguous
     mel = 2595 * np.log10(1 + np.append(low, high[-1]) / 700)
@@ -96,14 +96,14 @@ def test_sinc_filters_are_band_pass(kernel):
     h = mel_sinc_filters(20, kernel)[:, 0].double().numpy()
     n_fft = 16384
     mag = np.abs(np.fft.rfft(h, n_fft))
-    freqs = np.fft.rfftfreq(n_fft, 1 / SR)
+    freqs = np.fft.rfftfreq(n_fft, 1 / SAMPLE_RATE)
     bands = mel_band_edges(20).numpy()
     for (low, high), m in zip(bands, mag):
         centre = (low + high) / 2
         in_band = m[np.argmin(np.abs(freqs - centre))]
         assert 0.5 < in_band < 1.3  # about unit pass-band gain
         assert m[-1] < 0.1 * in_band  # nothing at Nyquist
-        far = (freqs < low - 4 * SR / kernel) | (freqs > high + 4 * SR / kernel)
+        far = (freqs < low - 4 * SAMPLE_RATE / kernel) | (freqs > high + 4 * SAMPLE_RATE / kernel)
         assert m[far].max() < 0.05 * in_band  # stop bands away from the band
     # DC: only the lowest band (84-173 Hz) comes near 0 Hz, and the short kernel smears it
     assert (mag[:, 0] < (0.35 if kernel < 512 else 0.05)).all()
@@ -112,7 +112,7 @@ def test_sinc_filters_are_band_pass(kernel):
 def _two_classes(n: int, length: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Class 0: white noise; class 1: a low-frequency tone mix plus faint noise; both at the same RMS."""
     rng = np.random.default_rng(seed)
-    t = np.arange(length) / SR
+    t = np.arange(length) / SAMPLE_RATE
     x, y = [], []
     for i in range(n):
         if i % 2:

@@ -6,8 +6,8 @@ import torch
 
 from voiceguard.detect.features import spectral_statistics_module
 from voiceguard.detect.specnet import SpecNet, SpecNetConfig
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 
 
 def test_shapes_size_and_any_length():
@@ -31,10 +31,10 @@ def test_recording_level_cannot_change_the_score():
 
 def test_phase_statistics_tell_a_steady_tone_from_noise():
     """A stationary sine has a regular phase advance (unit mean phasor at its bin); noise does not."""
-    t = np.arange(SR) / SR
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE
     f0_bin = 64  # 64 * 16000 / 512 = 2000 Hz: the tone sits on a bin centre
     tone = torch.tensor(0.5 * np.sin(2 * np.pi * 2000 * t), dtype=torch.float32)[None]
-    noise = torch.tensor(np.random.default_rng(0).standard_normal(SR) * 0.1, dtype=torch.float32)[None]
+    noise = torch.tensor(np.random.default_rng(0).standard_normal(SAMPLE_RATE) * 0.1, dtype=torch.float32)[None]
     stats = spectral_statistics_module()
     with torch.inference_mode():
         ft, fn = stats(tone)[0].view(8, 257), stats(noise)[0].view(8, 257)
@@ -44,7 +44,7 @@ def test_phase_statistics_tell_a_steady_tone_from_noise():
 
 def test_learns_noise_from_tones():
     rng = np.random.default_rng(0)
-    t = np.arange(8000) / SR
+    t = np.arange(8000) / SAMPLE_RATE
     x = [0.3 * np.sin(2 * np.pi * rng.uniform(200, 3000) * t) if k else 0.1 * rng.standard_normal(t.size)
          for k in [0, 1] * 8]
     x, y = torch.tensor(np.stack(x), dtype=torch.float32), torch.tensor([0, 1] * 8)

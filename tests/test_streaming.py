@@ -219,7 +219,7 @@ def test_resume_refuses_a_file_that_is_not_this_commands_output(tmp_path):
 
 
 def test_rows_read_back_from_csv_get_their_types():
-    from voiceguard.cli.detect import ScanRow
+    from voiceguard.cli.scan import ScanRow
 
     row = from_output_row(ScanRow, {"path": "a.wav", "status": "ok", "verdict": "spoof", "p_spoof": "0.9",
                                     "sample_rate": "16000", "llr": "", "error": ""})
@@ -299,7 +299,7 @@ def _keyboard_interrupt_after(n, real):
 def test_scan_interrupted_then_resumed_equals_an_uninterrupted_run(clips, tmp_path, monkeypatch, fmt):
     """Regression (issue #16 §7): a killed scan lost every row.  Interrupted after 2 files it keeps them and
     exits 130 saying how to resume; --resume scans only the other files; the result equals one full run."""
-    import voiceguard.cli.detect as dcli
+    import voiceguard.cli.scan as dcli
     from voiceguard.cli import cli
 
     runner = CliRunner()

@@ -9,19 +9,18 @@ import sys
 
 import numpy as np
 import pytest
-import soundfile as sf
 from hypothesis import HealthCheck, given, settings, strategies as st
 from scipy.signal import lfilter
 
 from helpers import SHARED, speech, write_wav
 from voiceguard import vad
 from voiceguard.detect.batch import MIN_SECONDS, decode, decode_speech, score_files
-from voiceguard.cli.detect import ScanRow, exit_code, scan_paths, summary_line
+from voiceguard.cli.scan import ScanRow, exit_code, scan_paths, summary_line
 from voiceguard.detect.scoring import Calibration, summarize_windows
 from voiceguard.errors import ModelCardError, ScoreError
 from voiceguard.vad import MIN_SPEECH_SECONDS, choose_mix, speech_activity, speech_mix
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 PROFILE = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 
@@ -55,7 +54,7 @@ def loaded():
 def test_issue_examples_are_no_speech_not_bonafide(tmp_path, loaded):
     """Regression: silence, DC, a 1 kHz tone and hiss were `bonafide` with p_spoof 0.000, exit 0."""
     for kind in ("silence", "dc", "tone", "white", "pink"):
-        write_wav(tmp_path / f"{kind}.wav", non_speech(kind, 5.0, SR, -6, 1000.0)[None], subtype="FLOAT")
+        write_wav(tmp_path / f"{kind}.wav", non_speech(kind, 5.0, SAMPLE_RATE, -6, 1000.0)[None], subtype="FLOAT")
     rows = scan_paths([str(tmp_path)], loaded)
     assert len(rows) == 5
     for r in rows:
@@ -101,22 +100,22 @@ def test_speech_is_found_at_any_rate_and_level(seconds, sr, gain_db):
 # --------------------------------------------------------------------------- the channel rule
 def test_channel_rule_cases():
     x = speech(3.0)[0]
-    noise = non_speech("white", 3.0, SR, -10, 0)
+    noise = non_speech("white", 3.0, SAMPLE_RATE, -10, 0)
     cases = {"cancel": (np.stack([x, -x]), 0, "the channels cancel in the mean"),
              "dead": (np.stack([np.zeros_like(x), x]), 1, "channel 1 has no speech"),
              "near-silent": (np.stack([x, 1e-4 * noise]), 0, "channel 2 has no speech"),
              "noise + speech": (np.stack([noise, x]), 1, "channel 1 has no speech")}
     for name, (audio, channel, why) in cases.items():
-        m = choose_mix(audio, SR)
+        m = choose_mix(audio, SAMPLE_RATE)
         assert (m.channel, m.why) == (channel, why), name
-        assert np.array_equal(m.audio[0], audio[channel]) and np.array_equal(speech_mix(audio, SR), m.audio)
+        assert np.array_equal(m.audio[0], audio[channel]) and np.array_equal(speech_mix(audio, SAMPLE_RATE), m.audio)
         assert m.activity.has_speech and m.audio.dtype == np.float32 and m.audio.shape == (1, x.size)
     normal = np.stack([x, 0.7 * x + 0.01 * noise])
-    m = choose_mix(normal, SR)
+    m = choose_mix(normal, SAMPLE_RATE)
     assert m.channel is None and m.note is None and np.allclose(m.audio[0], normal.mean(axis=0))
-    silent = np.zeros((2, SR), np.float32)  # nothing to choose: the mean, and no speech
-    assert choose_mix(silent, SR).channel is None and not choose_mix(silent, SR).activity.has_speech
-    mono = choose_mix(x, SR, activity=False)
+    silent = np.zeros((2, SAMPLE_RATE), np.float32)  # nothing to choose: the mean, and no speech
+    assert choose_mix(silent, SAMPLE_RATE).channel is None and not choose_mix(silent, SAMPLE_RATE).activity.has_speech
+    mono = choose_mix(x, SAMPLE_RATE, activity=False)
     assert mono.channel is None and mono.activity is None and np.array_equal(mono.audio[0], x)
 
 
@@ -130,9 +129,9 @@ def test_channel_rule_layouts(channels, data):
                                 max_size=channels).filter(lambda ls: "speech" in ls))
     gains = data.draw(st.lists(st.floats(0.6, 1.0), min_size=channels, max_size=channels))
     rows = {"speech": lambda g: g * x, "inverted": lambda g: -g * x, "dead": lambda g: 0 * x,
-            "noise": lambda g: non_speech("white", 1.5, SR, -12, 0, seed=int(g * 1000))}
+            "noise": lambda g: non_speech("white", 1.5, SAMPLE_RATE, -12, 0, seed=int(g * 1000))}
     audio = np.stack([rows[k](g) for k, g in zip(layout, gains)]).astype(np.float32)
-    m = choose_mix(audio, SR)
+    m = choose_mix(audio, SAMPLE_RATE)
     assert m.activity.has_speech
     signed = [g if k == "speech" else -g for k, g in zip(layout, gains) if k in ("speech", "inverted")]
     loudest = max(abs(g) for g in signed)
@@ -212,7 +211,7 @@ def test_any_non_finite_window_makes_the_file_an_error(n, data):
     bad = data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=n))
     raw[bad] = data.draw(st.sampled_from([np.nan, np.inf, -np.inf]))
     with pytest.raises(ScoreError, match="model produced a non-finite score"):
-        summarize_windows(raw, list(range(0, 100 * n, 100)), 100 * n, SR, 100)
+        summarize_windows(raw, list(range(0, 100 * n, 100)), 100 * n, SAMPLE_RATE, 100)
 
 
 def test_only_the_file_with_nan_scores_fails(tmp_path):
@@ -220,9 +219,9 @@ def test_only_the_file_with_nan_scores_fails(tmp_path):
         def score_batch(self, batch):
             return np.where(np.abs(batch).max(axis=1) > 0.6, np.nan, 1.0)
 
-    write_wav(tmp_path / "a.wav", 0.5 * np.ones((1, 2 * SR), np.float32), subtype="FLOAT")
-    write_wav(tmp_path / "b.wav", 0.9 * np.ones((1, 2 * SR), np.float32), subtype="FLOAT")
-    write_wav(tmp_path / "c.wav", 0.5 * np.ones((1, 2 * SR), np.float32), subtype="FLOAT")
+    write_wav(tmp_path / "a.wav", 0.5 * np.ones((1, 2 * SAMPLE_RATE), np.float32), subtype="FLOAT")
+    write_wav(tmp_path / "b.wav", 0.9 * np.ones((1, 2 * SAMPLE_RATE), np.float32), subtype="FLOAT")
+    write_wav(tmp_path / "c.wav", 0.5 * np.ones((1, 2 * SAMPLE_RATE), np.float32), subtype="FLOAT")
     out = list(score_files(NanOnLoud([1.0]), sorted(tmp_path.glob("*.wav")), batch_windows=3))
     assert [o.result is None for o in out] == [False, True, False]
     assert "non-finite" in out[1].error and out[0].result.llr == 1.0
@@ -232,8 +231,8 @@ def test_only_the_file_with_nan_scores_fails(tmp_path):
 def test_no_speech_row_still_reports_the_watermark(tmp_path, loaded):
     from voiceguard.watermark import load_watermarker
 
-    tone = non_speech("tone", 3.0, SR, -10, 1000.0)
-    marked = load_watermarker("audioseal").embed(tone, SR, 0xBEEF)
+    tone = non_speech("tone", 3.0, SAMPLE_RATE, -10, 1000.0)
+    marked = load_watermarker("audioseal").embed(tone, SAMPLE_RATE, 0xBEEF)
     write_wav(tmp_path / "marked_tone.wav", np.asarray(marked)[None], subtype="FLOAT")
     write_wav(tmp_path / "tone.wav", tone[None], subtype="FLOAT")
     rows = scan_paths([str(tmp_path)], loaded, watermarker=load_watermarker("audioseal", generator=None))
@@ -246,7 +245,7 @@ def test_no_speech_row_still_reports_the_watermark(tmp_path, loaded):
 def test_demo_scan_says_no_speech(tmp_path):
     from voiceguard.demo import handlers as H
 
-    p = write_wav(tmp_path / "hiss.wav", non_speech("white", 2.0, SR, -20, 0)[None], subtype="FLOAT")
+    p = write_wav(tmp_path / "hiss.wav", non_speech("white", 2.0, SAMPLE_RATE, -20, 0)[None], subtype="FLOAT")
     v = H.scan_clip(p)
     assert (v.verdict, v.p_spoof, v.llr) == ("no-speech", None, None)
     assert "no speech detected (0.00 s of 2.00 s)" in v.summary and "Watermark: none" in v.summary
@@ -258,11 +257,11 @@ def test_vad_matches_the_stock_silero_onnx_path():
     import torch
     from silero_vad import get_speech_timestamps, load_silero_vad
 
-    x = np.concatenate([speech(3.0)[0], np.zeros(SR, np.float32), speech(2.0)[0]])
+    x = np.concatenate([speech(3.0)[0], np.zeros(SAMPLE_RATE, np.float32), speech(2.0)[0]])
     threads = torch.get_num_threads()
-    stock = get_speech_timestamps(torch.from_numpy(x), load_silero_vad(onnx=True), sampling_rate=SR)
+    stock = get_speech_timestamps(torch.from_numpy(x), load_silero_vad(onnx=True), sampling_rate=SAMPLE_RATE)
     torch.set_num_threads(threads)
-    assert tuple((round(s["start"] / SR, 3), round(s["end"] / SR, 3)) for s in stock) == speech_activity(x, SR).spans
+    assert tuple((round(s["start"] / SAMPLE_RATE, 3), round(s["end"] / SAMPLE_RATE, 3)) for s in stock) == speech_activity(x, SAMPLE_RATE).spans
 
 
 def test_model_file_sha256_is_checked(tmp_path, monkeypatch):
@@ -320,10 +319,10 @@ def test_real_speech_is_never_no_speech():
     missed = []
     for p in files:
         try:
-            audio, _ = load_audio(p, SR, min_seconds=MIN_SECONDS)
+            audio, _ = load_audio(p, SAMPLE_RATE, min_seconds=MIN_SECONDS)
         except AudioError:  # unreadable / too short for scan: an error row before the VAD is asked
             continue
-        act = choose_mix(audio, SR).activity
+        act = choose_mix(audio, SAMPLE_RATE).activity
         if not act.has_speech:
             missed.append((p.name, act.speech_s))
     assert not missed, missed

@@ -57,6 +57,8 @@ AUDIO_EXTENSIONS = frozenset(
 MAX_FLOAT_PEAK = 16.0
 #: Sample rates a header may declare: outside this range it is corrupt, not audio (a rate field zeroed to
 #: 1 Hz turns a 1 s file into 4 hours of samples at 16 kHz; telephony starts at 8 kHz, studio tops at 768 kHz)
+#: the one model sample rate (Hz): every detector, watermark engine, speaker embedder and VAD works at it
+SAMPLE_RATE = 16000
 MIN_SAMPLE_RATE, MAX_SAMPLE_RATE = 1000, 1_000_000
 #: default upper bound on channels (a 5.1 / 7.1 file is fine; 64 channels is not speech)
 MAX_CHANNELS = 8

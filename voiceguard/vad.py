@@ -36,9 +36,9 @@ import numpy as np
 
 from .audio import as_channels_first, resample
 from .errors import ModelCardError
+from .audio import SAMPLE_RATE
 
 #: the VAD's working rate
-VAD_RATE = 16000
 #: less detected speech than this (seconds) is "no speech".  silero-vad keeps speech chunks of at least
 #: 250 ms (+ 30 ms padding each side), so one short word passes; silence, DC, tones and hiss detect 0 s.
 MIN_SPEECH_SECONDS = 0.3
@@ -161,7 +161,7 @@ def load_vad():
                 from silero_vad.utils_vad import get_speech_timestamps_from_probs
             finally:
                 torch.set_num_threads(threads)
-            _vad = (SileroVADSequence(str(path), sampling_rate=VAD_RATE), get_speech_timestamps_from_probs)
+            _vad = (SileroVADSequence(str(path), sampling_rate=SAMPLE_RATE), get_speech_timestamps_from_probs)
         return _vad
 
 
@@ -183,13 +183,13 @@ def speech_activity(audio: np.ndarray, sample_rate: int) -> SpeechActivity:
     if x.shape[0] != 1:
         raise ValueError(f"speech_activity takes one channel, got {x.shape[0]} (use choose_mix)")
     duration = x.shape[1] / sample_rate
-    x = np.ascontiguousarray(resample(x, sample_rate, VAD_RATE)[0], dtype=np.float32)
+    x = np.ascontiguousarray(resample(x, sample_rate, SAMPLE_RATE)[0], dtype=np.float32)
     model, to_spans = load_vad()
     if x.size == 0:
         return SpeechActivity(0.0, round(duration, 3))
-    probs = model.audio_forward(x, sampling_rate=VAD_RATE)
-    spans = to_spans(probs.tolist(), sampling_rate=VAD_RATE, audio_length_samples=x.size)
-    sec = tuple((round(s["start"] / VAD_RATE, 3), round(s["end"] / VAD_RATE, 3)) for s in spans)
+    probs = model.audio_forward(x, sampling_rate=SAMPLE_RATE)
+    spans = to_spans(probs.tolist(), sampling_rate=SAMPLE_RATE, audio_length_samples=x.size)
+    sec = tuple((round(s["start"] / SAMPLE_RATE, 3), round(s["end"] / SAMPLE_RATE, 3)) for s in spans)
     return SpeechActivity(round(float(sum(b - a for a, b in sec)), 3), round(duration, 3), sec)
 
 

@@ -32,16 +32,16 @@ import numpy as np
 from voiceguard.audio import MAX_CHANNELS, as_channels_first, check_sample_range, require_duration, resample
 from voiceguard.errors import AudioError
 from voiceguard.metrics.watermark import match_p_value
-from voiceguard.registry import registrar
+from voiceguard.registry import Registry
+from voiceguard.audio import SAMPLE_RATE
 
-WATERMARKERS: dict[str, type["Watermarker"]] = {}
+WATERMARKERS: Registry[type["Watermarker"]] = Registry("watermark engine")
 
-MODEL_RATE = 16000
 FRAME_RATE = 50  # presence frames per second (hop 320 samples at 16 kHz)
-HOP = MODEL_RATE // FRAME_RATE
+HOP = SAMPLE_RATE // FRAME_RATE
 
 
-register = registrar(WATERMARKERS, "watermark engine")  # class decorator: WATERMARKERS[cls.name] = cls
+register = WATERMARKERS.register  # class decorator: WATERMARKERS[cls.name] = cls
 
 #: array layouts the API accepts for 2-D input
 LAYOUTS = ("channels_first", "channels_last")
@@ -290,7 +290,7 @@ class Watermarker:
     def block_watermarks(self, blocks: list[np.ndarray], sample_rate: int, bits: np.ndarray) -> list[np.ndarray]:
         """Watermark (native rate, mono) for each mono block, each padded to the full block at the model rate."""
         block, _ = self.block_sizes(sample_rate)
-        n16 = int(round(self.block_seconds * MODEL_RATE))
+        n16 = int(round(self.block_seconds * SAMPLE_RATE))
         out: list[np.ndarray] = []
         for i in range(0, len(blocks), self.max_batch):
             group = blocks[i:i + self.max_batch]
@@ -298,11 +298,11 @@ class Watermarker:
             for j, b in enumerate(group):
                 padded = np.zeros(block, dtype=np.float32)
                 padded[:len(b)] = b
-                r = resample(padded, sample_rate, MODEL_RATE)
+                r = resample(padded, sample_rate, SAMPLE_RATE)
                 x16[j, :min(n16, len(r))] = r[:n16]
             w16 = self.watermark_blocks(x16, bits) * self.strength
             for j, b in enumerate(group):
-                w = resample(np.ascontiguousarray(w16[j]), MODEL_RATE, sample_rate)
+                w = resample(np.ascontiguousarray(w16[j]), SAMPLE_RATE, sample_rate)
                 w = np.pad(w, (0, max(0, block - len(w))))[:block]
                 out.append(w[:len(b)].astype(np.float32))
         return out
@@ -378,9 +378,9 @@ class Watermarker:
         xf = to_channels_first(audio, layout, source=src)
         sample_rate = _check_rate(sample_rate, src)
         mono = xf.mean(axis=0) if xf.shape[0] > 1 else xf[0]
-        x16 = resample(np.ascontiguousarray(mono), sample_rate, MODEL_RATE)
+        x16 = resample(np.ascontiguousarray(mono), sample_rate, SAMPLE_RATE)
         if len(x16) == 0:  # e.g. 2 samples at 800 MHz: nothing left at 16 kHz to analyse
-            require_duration(0, MODEL_RATE, 1 / MODEL_RATE, source=src, purpose=f"the {self.name} watermark detector")
+            require_duration(0, SAMPLE_RATE, 1 / SAMPLE_RATE, source=src, purpose=f"the {self.name} watermark detector")
         presence, bit_logits = self.frame_scores(x16)
         return self.result(presence, bit_logits, len(mono) / sample_rate, parse_message(expected, self.nbits))
 
@@ -430,6 +430,4 @@ def get_watermarker(name: str, **kwargs: Any) -> Watermarker:
     """An engine by registry name (``audioseal``, ``spread-spectrum``)."""
     from . import audioseal_engine, dsp  # noqa: F401  (register the engines)
 
-    if name not in WATERMARKERS:
-        raise KeyError(f"unknown watermark engine {name!r}; known: {', '.join(sorted(WATERMARKERS))}")
     return WATERMARKERS[name].load(**kwargs)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from voiceguard.cards import ModelCard, find_card, load_checkpoint, resolve_checkpoint, sha256_file
+from voiceguard.audio import SAMPLE_RATE
 from voiceguard.errors import ModelCardError
 
 CARDS_DIR = Path(__file__).parent / "cards"
@@ -183,7 +184,7 @@ def export_model(run_dir: str | os.PathLike, dest: str | os.PathLike, *, generat
         model.load_state_dict(state)
         ckpt = dest / f"{name}.pth"
         sha = save_checkpoint(ckpt, model, cfg)
-        card = {"name": name, "kind": f"watermark-{kind}", "architecture": "audioseal-seanet", "sample_rate": 16000,
+        card = {"name": name, "kind": f"watermark-{kind}", "architecture": "audioseal-seanet", "sample_rate": SAMPLE_RATE,
                 "checkpoint": ckpt.name, "sha256": sha,
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "config": {"nbits": cfg.get("nbits", NBITS), "seanet": {k: cfg["seanet"][k] for k in (

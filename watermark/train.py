@@ -29,8 +29,8 @@ from voiceguard.cards import load_verified, save_verified
 from voiceguard.errors import VoiceguardError
 
 from .models import build_detector, build_generator, eager, save_checkpoint, scale_to_snr, seanet_config
+from voiceguard.audio import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 
 
 class WatermarkTrainError(VoiceguardError):

@@ -17,8 +17,8 @@ import numpy as np
 
 from voiceguard.audio import load_audio
 from voiceguard.errors import MissingToolError
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 FRAME_PERIOD_MS = 5.0
 
 
@@ -62,7 +62,7 @@ def _run_tts(cmd: list[str], out: str, stdin: str | None = None) -> np.ndarray:
     res = subprocess.run(cmd, input=stdin, capture_output=True, text=True)
     if res.returncode != 0 or not os.path.exists(out) or os.path.getsize(out) < 100:
         raise RuntimeError(f"{os.path.basename(cmd[0])} failed: {res.stderr.strip()[-200:]}")
-    y, _ = load_audio(out, target_sr=SR, mono=True)
+    y, _ = load_audio(out, target_sr=SAMPLE_RATE, mono=True)
     return y[0]
 
 
@@ -99,10 +99,10 @@ def _world_analysis(x: np.ndarray):
     import pyworld as pw
 
     x64 = x.astype(np.float64)
-    f0, t = pw.dio(x64, SR, frame_period=FRAME_PERIOD_MS)
-    f0 = pw.stonemask(x64, f0, t, SR)
-    sp = pw.cheaptrick(x64, f0, t, SR)
-    ap = pw.d4c(x64, f0, t, SR)
+    f0, t = pw.dio(x64, SAMPLE_RATE, frame_period=FRAME_PERIOD_MS)
+    f0 = pw.stonemask(x64, f0, t, SAMPLE_RATE)
+    sp = pw.cheaptrick(x64, f0, t, SAMPLE_RATE)
+    ap = pw.d4c(x64, f0, t, SAMPLE_RATE)
     return f0, sp, ap
 
 
@@ -126,7 +126,7 @@ def world(job: Job, p: dict) -> np.ndarray:
     import pyworld as pw
 
     f0, sp, ap = _world_analysis(job.source)
-    return pw.synthesize(f0, sp, ap, SR, frame_period=FRAME_PERIOD_MS).astype(np.float32)
+    return pw.synthesize(f0, sp, ap, SAMPLE_RATE, frame_period=FRAME_PERIOD_MS).astype(np.float32)
 
 
 @system("world_vc", "vc", "WORLD voice conversion: F0 moved to another speaker's median F0 (log domain) and the "
@@ -139,7 +139,7 @@ def world_vc(job: Job, p: dict) -> np.ndarray:
     if voiced.any() and job.target_f0:
         f0 = np.where(voiced, f0 * job.target_f0 / np.median(f0[voiced]), 0.0)
     sp = warp_envelope(sp, float(p.get("alpha", 0.1)))
-    return pw.synthesize(f0, np.ascontiguousarray(sp), ap, SR, frame_period=FRAME_PERIOD_MS).astype(np.float32)
+    return pw.synthesize(f0, np.ascontiguousarray(sp), ap, SAMPLE_RATE, frame_period=FRAME_PERIOD_MS).astype(np.float32)
 
 
 def _excitation(f0: np.ndarray, n: int, hop: int, rng: np.random.Generator) -> np.ndarray:
@@ -149,10 +149,10 @@ def _excitation(f0: np.ndarray, n: int, hop: int, rng: np.random.Generator) -> n
     for i in range(n):
         f = f0[min(i // hop, f0.size - 1)]
         if f > 0:
-            phase += f / SR
+            phase += f / SAMPLE_RATE
             if phase >= 1.0:
                 phase -= 1.0
-                exc[i] = np.sqrt(SR / f)
+                exc[i] = np.sqrt(SAMPLE_RATE / f)
         else:
             exc[i] = rng.standard_normal()
     return exc
@@ -215,10 +215,10 @@ def lpc(job: Job, p: dict) -> np.ndarray:
 def mfcc_inversion(job: Job, p: dict) -> np.ndarray:
     import librosa
 
-    m = librosa.feature.mfcc(y=job.source, sr=SR, n_mfcc=int(p.get("n_mfcc", 40)), n_mels=128, n_fft=512,
+    m = librosa.feature.mfcc(y=job.source, sr=SAMPLE_RATE, n_mfcc=int(p.get("n_mfcc", 40)), n_mels=128, n_fft=512,
                              hop_length=128)
     mel = librosa.feature.inverse.mfcc_to_mel(m, n_mels=128)
-    mag = librosa.feature.inverse.mel_to_stft(mel, sr=SR, n_fft=512)
+    mag = librosa.feature.inverse.mel_to_stft(mel, sr=SAMPLE_RATE, n_fft=512)
     y = librosa.griffinlim(mag, n_iter=32, hop_length=128, n_fft=512, random_state=job.seed,
                            length=job.source.size)
     return y.astype(np.float32)
@@ -228,7 +228,7 @@ def median_f0(x: np.ndarray) -> float:
     """Median F0 of voiced frames (DIO), 0 when nothing is voiced."""
     import pyworld as pw
 
-    f0, _ = pw.dio(x.astype(np.float64), SR, frame_period=10.0)
+    f0, _ = pw.dio(x.astype(np.float64), SAMPLE_RATE, frame_period=10.0)
     v = f0[f0 > 0]
     return float(np.median(v)) if v.size else 0.0
 

@@ -28,8 +28,8 @@ from voiceguard.metrics.watermark import si_snr
 from voiceguard.protocols import BONAFIDE, Trial, check_audio_files, read_protocol
 
 from .config import ReportConfig, ReportConfigError
+from voiceguard.audio import SAMPLE_RATE
 
-SR = 16000
 CACHE_VERSION = 2
 
 #: modules whose code computes the cached values: editing any of them invalidates the cache
@@ -200,7 +200,7 @@ def _attack_decode(row, seed: int, index: dict[str, int]):
         x, info = decode(path)
         if row is None:
             return x, info
-        y = row.build(seed=seed * 100_003 + index[str(path)])(x, SR)
+        y = row.build(seed=seed * 100_003 + index[str(path)])(x, SAMPLE_RATE)
         return np.asarray(y, dtype=np.float32).ravel(), info
     return dec
 
@@ -267,14 +267,14 @@ def watermark_stage(wm, clips: list[np.ndarray], suite, seed: int) -> dict:
 
     rng = np.random.default_rng(seed)
     messages = [int(m) for m in rng.integers(0, 2 ** wm.nbits, len(clips))]
-    marked = [wm.embed(x, SR, m) for x, m in zip(clips, messages)]
+    marked = [wm.embed(x, SAMPLE_RATE, m) for x, m in zip(clips, messages)]
     q = {"si_snr": [si_snr(x, y) for x, y in zip(clips, marked)]}
     if perceptual_measures():  # optional (pip install -e .[bench]); a clip they cannot rate is left out
         from pesq import pesq
         from pystoi import stoi
 
-        for name, fn in (("pesq", lambda x, y: pesq(SR, x, np.clip(y, -1, 1), "wb")),
-                         ("stoi", lambda x, y: stoi(x, y, SR, extended=False))):
+        for name, fn in (("pesq", lambda x, y: pesq(SAMPLE_RATE, x, np.clip(y, -1, 1), "wb")),
+                         ("stoi", lambda x, y: stoi(x, y, SAMPLE_RATE, extended=False))):
             vals = []
             for x, y in zip(clips, marked):
                 try:
@@ -291,12 +291,12 @@ def watermark_stage(wm, clips: list[np.ndarray], suite, seed: int) -> dict:
         try:
             for i, (x, y, m) in enumerate(zip(clips, marked, messages)):
                 s = seed * 100_003 + i
-                ya = np.asarray(row.build(seed=s)(y, SR), np.float32).ravel()
-                xa = np.asarray(row.build(seed=s)(x, SR), np.float32).ravel()
-                r = wm.detect(ya, SR, expected=m)
+                ya = np.asarray(row.build(seed=s)(y, SAMPLE_RATE), np.float32).ravel()
+                xa = np.asarray(row.build(seed=s)(x, SAMPLE_RATE), np.float32).ravel()
+                r = wm.detect(ya, SAMPLE_RATE, expected=m)
                 tp += int(r.detected)
                 acc.append(r.bits_matched / len(r.bits))
-                fp += int(wm.detect(xa, SR).detected)
+                fp += int(wm.detect(xa, SAMPLE_RATE).detected)
         except AttackUnavailable as e:
             rows[row.label] = {"unavailable": str(e)}
             continue
@@ -388,9 +388,9 @@ def reid_condition(enroll: list, probe: list, transform: Callable[[np.ndarray, i
         folder.mkdir(parents=True, exist_ok=True)
         processed = []
         for i, f in enumerate(probe):
-            x = load_audio(f.path, SR, mono=True)[0][0]
+            x = load_audio(f.path, SAMPLE_RATE, mono=True)[0][0]
             out = folder / f"{i:04d}_{Path(f.path).stem}.flac"
-            save_audio(out, np.clip(transform(x, i), -1, 1)[None], SR, overwrite=True)
+            save_audio(out, np.clip(transform(x, i), -1, 1)[None], SAMPLE_RATE, overwrite=True)
             processed.append(LabeledFile(str(out), f.speaker))
         probe = processed
     res = reid_check(enroll, probe, get_embedder(backend), seed=seed, cache=False)  # see asv_stage
@@ -472,7 +472,7 @@ def _codec_libraries(exe: str) -> dict:
     return got
 
 
-def _test_signal(sr: int = SR) -> np.ndarray:
+def _test_signal(sr: int = SAMPLE_RATE) -> np.ndarray:
     """One second of fixed, speech-like audio (a gliding harmonic tone plus seeded noise), ``[1, sr]`` float32."""
     t = np.arange(sr) / sr
     f0 = 120 + 80 * t
@@ -492,11 +492,11 @@ def codec_bitstreams(exe: str) -> dict:
 
     got = {}
     with tempfile.TemporaryDirectory(prefix="voiceguard-env-") as d:
-        src = save_audio(os.path.join(d, "in.wav"), _test_signal(), SR, subtype="FLOAT")
+        src = save_audio(os.path.join(d, "in.wav"), _test_signal(), SAMPLE_RATE, subtype="FLOAT")
         for name, spec in CODECS.items():
             if not codec_available(name):
                 continue
-            rate = SR if spec.rates is None or SR in spec.rates else min(spec.rates, key=lambda r: abs(r - SR))
+            rate = SAMPLE_RATE if spec.rates is None or SAMPLE_RATE in spec.rates else min(spec.rates, key=lambda r: abs(r - SAMPLE_RATE))
             enc = os.path.join(d, f"{name}{spec.ext}")
             cmd = [exe, "-v", "error", "-nostdin", "-y", "-i", str(src), "-ar", str(rate), "-c:a", spec.encoder]
             if spec.bitrate:

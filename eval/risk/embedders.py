@@ -20,18 +20,18 @@ import numpy as np
 
 from voiceguard.cards import ModelCard, cache_dir, find_card, load_state_dict, sha256_file
 from voiceguard.errors import AudioTooShortError, EmptyAudioError, ModelCardError
-from voiceguard.registry import registrar
+from voiceguard.registry import Registry
+from voiceguard.audio import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 CARDS_DIR = Path(__file__).parent / "cards"
 MIN_SECONDS = 0.5  # shortest audio any backend is asked to embed
 MIN_SPEECH_SECONDS = 0.25  # voiced audio left after Resemblyzer's voice activity detection
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this a clip holds no speech to embed
 
-EMBEDDERS: dict[str, type["SpeakerEmbedder"]] = {}
+EMBEDDERS: Registry[type["SpeakerEmbedder"]] = Registry("speaker-embedding backend")
 
 
-register = registrar(EMBEDDERS, "speaker embedder")  # class decorator: EMBEDDERS[cls.name] = cls
+register = EMBEDDERS.register  # class decorator: EMBEDDERS[cls.name] = cls
 
 
 def check_speech(wav: np.ndarray, source: str | None = None, min_seconds: float = MIN_SECONDS) -> None:
@@ -264,8 +264,6 @@ def list_embedders() -> list[str]:
 
 def get_embedder(name: str = "resemblyzer", **kwargs: Any) -> SpeakerEmbedder:
     """A backend by registry name; ``kwargs`` go to its constructor (``source=``/``weights=``, ``sha256=``)."""
-    if name not in EMBEDDERS:
-        raise ModelCardError(f"unknown speaker-embedding backend {name!r}; known: {', '.join(list_embedders())}")
     return EMBEDDERS[name](**kwargs)
 
 

@@ -8,7 +8,6 @@ import click
 from voiceguard import writers
 from voiceguard.attacks import list_suites, load_suite
 from voiceguard.cli.options import SEED, WORKERS, protocol_format_option
-from voiceguard.errors import VoiceguardError
 from voiceguard.progress import Progress
 from voiceguard.protocols import PROTOCOL_FORMATS, check_audio_files, read_protocol, summarize
 
