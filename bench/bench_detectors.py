@@ -25,8 +25,9 @@ import numpy as np
 
 from voiceguard.attacks import load_suite
 from voiceguard.audio import load_audio, save_audio
-from voiceguard.detect.batch import score_files
 from voiceguard.detect.models import DEFAULT_MODEL, load_model
+from voiceguard.eval.report.data import EvalData
+from voiceguard.eval.report.detection import score_condition
 from voiceguard.metrics import cm as M
 from voiceguard.files import atomic_write_text
 from voiceguard.protocols import read_protocol
@@ -50,21 +51,22 @@ def subset(trials: list, n: int | None, seed: int = 0) -> list:
     return [trials[i] for i in keep]
 
 
-def eval_scores(loaded, trials, audio_dir: Path, transform=None) -> np.ndarray:
-    """Mean-window raw score of each trial; ``transform(x, index)`` is applied after decoding."""
-    paths = [t.audio_path(audio_dir) for t in trials]
-    index = {str(p): i for i, p in enumerate(paths)}
+class _Trimmed:
+    """The silence-trimmed shortcut check as a condition ``score_condition`` applies (like a suite row)."""
 
-    def decode(p):
-        x = load_audio(p, SAMPLE_RATE, mono=True)[0]
-        return transform(x, index[str(p)]) if transform else x
+    def build(self, seed=None):
+        return lambda x, sr: trimmed(x)
 
-    out = np.full(len(trials), np.nan)
-    for k, s in enumerate(score_files(loaded.detector, paths, decode=decode)):
-        if s.result is None:
-            raise SystemExit(f"{s.source}: {s.error}")
-        out[k] = s.result.score
-    return out
+
+def eval_scores(loaded, trials, audio_dir: Path, row=None, seed: int = 0) -> np.ndarray:
+    """The calibrated LLR of each trial, scored as the report scores it (``score_condition``: ``row``, a suite
+    row, applied to each file first with the evaluations' seeding rule ``file_seed(seed, i)``). The metrics here
+    (EER, minDCF) depend on the scores' order only, so the calibration changes none of them."""
+    data = EvalData(tuple(trials), audio_dir, ".flac", audio_dir.parent, None, (), None)
+    got = score_condition(loaded, data, list(trials), row, seed)
+    if got["errors"]:
+        raise SystemExit(": ".join(got["errors"][0]))
+    return np.asarray(got["score"])
 
 
 def metrics_of(scores: np.ndarray, trials) -> dict:
@@ -81,10 +83,8 @@ def suite_metrics(loaded, trials, audio_dir: Path, suite_name: str, seed: int = 
     suite = load_suite(suite_name)
     out = {}
     for row in suite.rows:
-        def attack(x, i, row=row):
-            return np.asarray(row.build(seed=seed * 100_000 + i)(x, SAMPLE_RATE), dtype=np.float32).ravel()
         t0 = time.time()
-        s = eval_scores(loaded, trials, audio_dir, attack)
+        s = eval_scores(loaded, trials, audio_dir, row, seed)
         lab = np.array([t.is_bonafide for t in trials])
         out[row.label] = M.eer(s[lab], s[~lab])[0]
         print(f"  {suite_name} {row.label}: EER {out[row.label] * 100:.2f} % [{time.time() - t0:.0f} s]",
@@ -102,7 +102,7 @@ def parse_model(spec: str):
 
 def speed(corpus: Path, trials) -> dict:
     """LFCC-GMM real-time factor and the time of ``scan`` over 100 files of 10 s (default model)."""
-    from voiceguard.cli.scan import scan_paths
+    from voiceguard.api import scan
     from voiceguard.detect.gmm import GmmDetector
 
     rng = np.random.default_rng(0)
@@ -120,15 +120,15 @@ def speed(corpus: Path, trials) -> dict:
             start = int(rng.integers(0, audio.size - 10 * SAMPLE_RATE))
             save_audio(Path(tmp) / f"f{i:03d}.flac", audio[start:start + 10 * SAMPLE_RATE][None], SAMPLE_RATE)
         t0 = time.perf_counter()
-        rows = scan_paths([tmp], loaded)
+        rows = list(scan([tmp], model=loaded, watermark=False))
         scan_s = time.perf_counter() - t0
         assert len(rows) == 100 and all(r.status == "ok" for r in rows)
         # `voiceguard scan`'s default also reads the watermark of every file (--no-watermark skips it)
         from voiceguard.watermark import load_watermarker
 
-        wm = load_watermarker("audioseal", generator=None)
+        wm = load_watermarker("audioseal", need="detect")
         t0 = time.perf_counter()
-        rows = scan_paths([tmp], loaded, watermarker=wm)
+        rows = list(scan([tmp], model=loaded, watermark=wm))
         scan_wm_s = time.perf_counter() - t0
     assert len(rows) == 100 and all(r.status == "ok" and r.watermark is not None for r in rows)
     return {"lfcc_gmm_512_realtime_factor": gmm_rtf, "scan_100x10s_seconds": scan_s,
@@ -174,8 +174,7 @@ def main() -> None:
         row = {"label": label, "corpus": str(args.corpus), "n_trials": len(trials),
                **metrics_of(eval_scores(loaded, trials, audio_dir), trials)}
         if not args.no_trimmed:
-            row["eer_trimmed"] = metrics_of(eval_scores(loaded, trials, audio_dir, lambda x, i: trimmed(x)),
-                                            trials)["eer"]
+            row["eer_trimmed"] = metrics_of(eval_scores(loaded, trials, audio_dir, _Trimmed()), trials)["eer"]
         if args.suites:
             suite_trials = subset(all_trials, args.suite_trials)
             row["suite_trials"] = len(suite_trials)

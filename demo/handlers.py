@@ -17,7 +17,6 @@ import numpy as np
 
 from voiceguard.audio import AudioInfo, audio_info
 from voiceguard.errors import VoiceguardError
-from voiceguard.audio import SAMPLE_RATE
 
 MAX_MB = 50.0
 MAX_SECONDS = 600.0
@@ -128,34 +127,27 @@ class ScanView:
 
 
 def scan_clip(path: str | os.PathLike | None) -> ScanView:
-    """Spoof verdict with per-window scores and flagged segments, plus watermark detection (one decode).
-    A clip without speech gets verdict ``no-speech`` (no score; the watermark is still checked)."""
-    from voiceguard.detect.batch import decode_speech, score_files
+    """Spoof verdict with per-window scores and flagged segments, plus watermark detection: one
+    ``voiceguard.api.scan`` of the clip (one decode).  A clip without speech gets verdict ``no-speech`` (no
+    score; the watermark is still checked)."""
+    from voiceguard.api import scan
     from voiceguard.detect.scoring import merge_flagged
 
     check_upload(path)
     loaded = detector()
-    decoded: dict[str, np.ndarray] = {}
-
-    def decode_once(p):  # the detector's decode also hands the 16 kHz audio to the watermark detector
-        audio, info, mix = decode_speech(p)
-        decoded["audio"] = audio
-        return audio, info, mix
-
-    scored = next(iter(score_files(loaded.detector, [str(path)], calibration=loaded.calibration, workers=1,
-                                   decode=decode_once)))
-    if scored.result is None and scored.no_speech is None:
-        raise DemoInputError(scored.error or "could not scan the clip", source=Path(path).name)
-    mark = watermarker().detect(decoded["audio"], SAMPLE_RATE)
-    wm = mark.message_hex if mark.detected else "none"
-    wm_line = f"**Watermark: {wm}** (presence {mark.probability:.3f}, threshold {mark.threshold:.3f})"
-    channel = f"\n\n{scored.note[0].upper()}{scored.note[1:]}." if scored.note else ""
-    if scored.result is None:  # no speech: nothing for a spoof detector to judge
-        summary = (f"**Verdict: no-speech**: {scored.no_speech}; a spoof verdict needs speech (model "
-                   f"`{loaded.name}` not run){channel}\n\n{wm_line}")
-        return ScanView("no-speech", None, None, (), wm, float(mark.probability), summary, None,
+    row = next(scan([str(path)], model=loaded, workers=1, watermark=watermarker()))
+    if row.status == "error":
+        raise DemoInputError(row.error or "could not scan the clip", source=Path(path).name)
+    mark = row.mark
+    if mark is None:
+        raise DemoInputError(f"could not check the watermark ({row.watermark})", source=Path(path).name)
+    wm_line = f"**Watermark: {row.watermark}** (presence {mark.probability:.3f}, threshold {mark.threshold:.3f})"
+    if row.score is None:  # no speech: nothing for a spoof detector to judge
+        summary = (f"**Verdict: no-speech**: {row.note}; a spoof verdict needs speech (model "
+                   f"`{loaded.name}` not run)\n\n{wm_line}")
+        return ScanView("no-speech", None, None, (), row.watermark, float(mark.probability), summary, None,
                         presence_figure(mark))
-    r = scored.result
+    r = row.score
     flagged = tuple(merge_flagged(r.segments))
     fig, ax = _figure()
     mids = [(s.start_s + s.end_s) / 2 for s in r.segments]
@@ -166,10 +158,11 @@ def scan_clip(path: str | os.PathLike | None) -> ScanView:
     ax.set(ylim=(-0.02, 1.02), xlabel="time (s)", ylabel="P(spoof)", title=f"{loaded.name}: per-window score")
     fig.tight_layout()
     spans = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in flagged) or "none"
+    channel = f"\n\n{row.note[0].upper()}{row.note[1:]}." if row.note else ""
     summary = (f"**Verdict: {r.verdict}** (P(spoof) {r.p_spoof:.3f}, LLR {r.llr:+.2f}, model `{loaded.name}`)\n\n"
                f"Flagged segments: {spans}{channel}\n\n{wm_line}")
-    return ScanView(r.verdict, float(r.p_spoof), float(r.llr), flagged, wm, float(mark.probability), summary, fig,
-                    presence_figure(mark))
+    return ScanView(r.verdict, float(r.p_spoof), float(r.llr), flagged, row.watermark, float(mark.probability),
+                    summary, fig, presence_figure(mark))
 
 
 # --------------------------------------------------------------------------- Watermark tab
@@ -192,17 +185,19 @@ def _message(text: str | None) -> int | None:
 def embed_clip(path: str | os.PathLike | None, message: str, out_dir: str | os.PathLike | None = None,
                engine: str = "audioseal") -> EmbedView:
     """Watermark an upload with ``message`` (hex or int) into a new file; the upload is untouched."""
-    from voiceguard.watermark.batch import embed_file
+    from voiceguard.api import embed_file
 
     info = check_upload(path)
     value = _message(message)
     if value is None:
         raise DemoInputError("type a message to embed, e.g. 0xBEEF or 48879")
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="voiceguard-demo-"))
-    row = embed_file(watermarker(engine), path, out_dir / f"{Path(path).stem}.watermarked{Path(path).suffix}",
-                     message=value, overwrite=True)
-    if row.status != "ok":
-        raise DemoInputError(row.error or "could not watermark the clip", source=Path(path).name)
+    wm = watermarker(engine)
+    try:
+        row = embed_file(path, out_dir / f"{Path(path).stem}.watermarked{Path(path).suffix}", value, engine=wm,
+                         overwrite=True)
+    except VoiceguardError as e:
+        raise DemoInputError(e.reason or "could not watermark the clip", source=Path(path).name) from None
     return EmbedView(row.output, row.message, f"Embedded **{row.message}** with `{engine}` into "
                                               f"{info.duration:.1f} s at {row.sample_rate} Hz ({row.channels} "
                                               "channel(s)); download it below.")
@@ -220,13 +215,15 @@ class DetectView:
 
 def detect_clip(path: str | os.PathLike | None, expected: str | None = None, engine: str = "audioseal"
                 ) -> DetectView:
-    from voiceguard.watermark.batch import detect_paths
+    from voiceguard.api import detect_file
 
     check_upload(path)
     exp = _message(expected)
-    row = detect_paths(watermarker(engine), [str(path)], expected=exp)[0]
-    if row.result is None:
-        raise DemoInputError(row.error or "could not read the clip", source=Path(path).name)
+    wm = watermarker(engine)
+    try:
+        row = detect_file(path, engine=wm, expected=exp)
+    except VoiceguardError as e:
+        raise DemoInputError(e.reason or "could not read the clip", source=Path(path).name) from None
     r = row.result
     msg = r.message_hex if r.detected else "none"
     matched = r.bits_matched if exp is not None and r.detected else None
@@ -334,7 +331,7 @@ def latest_report(candidates: list[Path]) -> Path | None:
 
 def report_view(folder: str | os.PathLike | None = None) -> ReportView:
     """The tables and figures of ``folder``'s report when it holds one, else of the latest report found."""
-    import json
+    from voiceguard.eval.report.results import read_figures
 
     found = latest_report([Path(folder)]) if folder else None  # the folder asked for (--report) comes first
     found = found or latest_report(report_candidates())
@@ -342,12 +339,11 @@ def report_view(folder: str | os.PathLike | None = None) -> ReportView:
         raise DemoInputError("no report found yet: run `voiceguard eval report --config configs/mini-la.yaml "
                              "--out reports/mini-la` (or start the demo with --report DIR)")
     try:
-        report = json.loads((found / "report.json").read_text())
+        listed = read_figures(found / "report.json")
         md = (found / "report.md").read_text()
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, KeyError) as e:
         raise DemoInputError(f"unreadable report ({e})", source=found) from None
-    figures = tuple((str((found / f["file"]).resolve()), f["title"]) for f in report.get("figures", [])
-                    if (found / f["file"]).is_file())
+    figures = tuple((str((found / f.file).resolve()), f.title) for f in listed if (found / f.file).is_file())
     text = "\n".join(line for line in md.splitlines() if not line.startswith("!["))
     return ReportView(str(found), f"_Report folder: `{found}`_\n\n" + text, figures)
 

@@ -6,7 +6,7 @@ import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -31,6 +31,7 @@ class Scored:
     no_speech: str | None = None  # "no speech detected (0.00 s of 5.00 s)": not scored, not an error
     speech_s: float | None = None  # seconds of detected speech (when the decoder ran the VAD)
     note: str | None = None  # which channel was used when it was not the channel mean, and why
+    extra: Any = None  # what the decode hook returned after the Mix (scan: the file's watermark check)
 
 
 MIN_SECONDS = 0.25  # shorter audio is reported, not scored: a window of repeats says nothing
@@ -84,7 +85,9 @@ def score_files(detector, sources: Sequence[str | os.PathLike], *, calibration: 
     """Yield a ``Scored`` per source, in order.  ``detector`` needs ``score_batch`` and ``input_samples``;
     ``decode(path)`` returns 16 kHz mono audio, or ``(audio, AudioInfo)``, or ``(audio, AudioInfo, Mix)``
     (``decode_speech``: a file whose ``Mix.activity`` has too little speech is yielded unscored, with
-    ``no_speech`` set), or raises a VoiceguardError.  A file whose scores are not finite (NaN/Inf from the
+    ``no_speech`` set), or ``(audio, AudioInfo, Mix, extra)``: ``extra`` (anything the hook computed on the
+    decoded file in its worker thread, e.g. a watermark check) is carried to the file's ``Scored.extra``;
+    or raises a VoiceguardError.  A file whose scores are not finite (NaN/Inf from the
     model) becomes an error row ("model produced a non-finite score ...")."""
     if decode in (_decode_default, decode_speech):
         load_vad()  # the first load imports silero_vad (torch thread count saved and restored): not in a worker
@@ -92,7 +95,7 @@ def score_files(detector, sources: Sequence[str | os.PathLike], *, calibration: 
     hop = hop or win // 2
     if not 0 < hop <= win:
         raise ValueError(f"hop must be 1..{win} samples (a longer hop leaves parts of files unscored), got {hop}")
-    pending: list[tuple[str, np.ndarray, list[int], AudioInfo | None]] = []
+    pending: list[tuple[str, np.ndarray, list[int], AudioInfo | None, Any, Any]] = []
     n_windows = 0
 
     def flush() -> Iterator[Scored]:
@@ -106,7 +109,7 @@ def score_files(detector, sources: Sequence[str | os.PathLike], *, calibration: 
             raw[i:i + len(chunk)] = detector.score_batch(
                 np.stack([fit_window(pending[k][1][s:s + win], win) for k, s in chunk]))
         i = 0
-        for src, audio, starts, info, mix in pending:
+        for src, audio, starts, info, mix, extra in pending:
             got = per_file(lambda _: summarize_windows(raw[i:i + len(starts)], starts, audio.size, SAMPLE_RATE, win,
                                                        calibration=calibration, threshold=threshold,
                                                        aggregate=aggregate), src, "scoring")
@@ -114,9 +117,11 @@ def score_files(detector, sources: Sequence[str | os.PathLike], *, calibration: 
             speech = mix.activity.speech_s if mix is not None and mix.activity is not None else None
             note = mix.note if mix is not None else None
             if isinstance(got, VoiceguardError):
-                yield Scored(src, round(audio.size / SAMPLE_RATE, 3), None, got.reason, info, speech_s=speech, note=note)
+                yield Scored(src, round(audio.size / SAMPLE_RATE, 3), None, got.reason, info, speech_s=speech,
+                             note=note, extra=extra)
             else:
-                yield Scored(src, round(audio.size / SAMPLE_RATE, 3), got, None, info, speech_s=speech, note=note)
+                yield Scored(src, round(audio.size / SAMPLE_RATE, 3), got, None, info, speech_s=speech,
+                             note=note, extra=extra)
         pending, n_windows = [], 0
 
     for src, got in _prefetched(list(sources), lambda p: per_file(decode, p, "decoding"), workers):
@@ -124,15 +129,15 @@ def score_files(detector, sources: Sequence[str | os.PathLike], *, calibration: 
             yield from flush()  # keep the output in input order
             yield Scored(str(src), None, None, got.reason)
             continue
-        audio, info, mix = (tuple(got) + (None,))[:3] if isinstance(got, tuple) else (got, None, None)
+        audio, info, mix, extra = (tuple(got) + (None, None))[:4] if isinstance(got, tuple) else (got, None, None, None)
         audio = np.asarray(audio, dtype=np.float32).ravel()
         if mix is not None and mix.activity is not None and not mix.activity.has_speech:
             yield from flush()  # keep the output in input order
             yield Scored(str(src), round(audio.size / SAMPLE_RATE, 3), None, None, info, no_speech=mix.activity.reason,
-                         speech_s=mix.activity.speech_s, note=mix.note)
+                         speech_s=mix.activity.speech_s, note=mix.note, extra=extra)
             continue
         starts = window_starts(audio.size, win, hop)
-        pending.append((str(src), audio, starts, info, mix))
+        pending.append((str(src), audio, starts, info, mix, extra))
         n_windows += len(starts)
         if n_windows >= batch_windows:
             yield from flush()

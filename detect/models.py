@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from voiceguard.cards import ModelCard, find_card, load_card, load_state_dict, resolve_checkpoint
 from voiceguard.errors import ModelCardError
 
-from . import gmm, neural  # noqa: F401  (register the detectors)
-from .base import DETECTORS
+from .base import DETECTORS, Detector
 from .scoring import Calibration
 
 CARDS_DIR = Path(__file__).parent / "cards"
@@ -22,7 +20,7 @@ DEFAULT_MODEL = "vg-specnet"
 class LoadedModel:
     """A ready detector with its card (None for a bare checkpoint) and calibration."""
 
-    detector: Any
+    detector: Detector
     name: str
     version: str
     calibration: Calibration
@@ -36,15 +34,16 @@ class LoadedModel:
 
 
 def list_cards() -> list[ModelCard]:
+    """The detector cards of ``detect/cards/`` (shipped or downloadable), sorted by file name."""
     return [load_card(p) for p in sorted(CARDS_DIR.glob("*.yaml"))]
 
 
-def build_detector(architecture: str, config: dict | None = None):
-    """An untrained detector of a registered architecture (``lfcc-gmm``, ``aasist``, ``lcnn-small``, ...)."""
-    if architecture not in DETECTORS:
-        raise ModelCardError(f"unknown detector {architecture!r}; one of {', '.join(sorted(DETECTORS))}")
+def build_detector(architecture: str, config: dict | None = None) -> Detector:
+    """An untrained detector of a registered name (``lfcc-gmm``, ``aasist``, ``lcnn-small``, ...) with
+    ``config`` overrides.  Raises ``UnknownNameError`` (listing the names) or ``ModelCardError`` (bad config)."""
+    entry = DETECTORS[architecture]
     try:
-        return DETECTORS[architecture](**(config or {}))
+        return entry(**(config or {}))
     except TypeError as e:
         raise ModelCardError(f"bad config for {architecture!r}: {e}") from None
 
@@ -71,7 +70,7 @@ def load_model(model: str | None = None, checkpoint: str | os.PathLike | None = 
         det = build_detector(card.architecture, card.config)
         path = Path(checkpoint) if checkpoint else resolve_checkpoint(card)
         det.load_state_dict(load_state_dict(path, card.sha256))
-        _to(det, device)
+        det.to(device)
         cal = Calibration.from_dict(card.extra.get("calibration"))
         return LoadedModel(det, card.name, str(card.extra.get("version", "1")), cal, card, str(path))
     if model not in DETECTORS:
@@ -82,12 +81,6 @@ def load_model(model: str | None = None, checkpoint: str | os.PathLike | None = 
                              f"--checkpoint PATH (cards: {', '.join(c.name for c in list_cards())})")
     det = build_detector(model)
     det.load_state_dict(load_state_dict(checkpoint))
-    _to(det, device)
+    det.to(device)
     return LoadedModel(det, model, "custom", Calibration(), None, str(checkpoint),
                        ("uncalibrated: LLR = raw score",))
-
-
-def _to(det: Any, device: str) -> None:
-    if hasattr(det, "module"):
-        det.module.to(device)
-        det.device = device

@@ -1,67 +1,67 @@
-"""Neural detectors: the architecture registry (name -> module + config presets), a Detector wrapper
-that scores windows in batches, and persistence."""
+"""Neural detectors: the table of network architectures (data behind the ``DETECTORS`` entries), a Detector
+wrapper that scores windows in batches, and the registration of every network preset.
+
+The network modules (``aasist``, ``rawnet2``, ``lcnn``, ``specnet``) import torch; they are imported when a
+detector is built, so importing ``voiceguard.detect`` (and listing the names) stays cheap.
+"""
 from __future__ import annotations
 
+import importlib
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable
+from typing import Any, Mapping
 
 import numpy as np
 
+from voiceguard.audio import SAMPLE_RATE
 from voiceguard.errors import ModelCardError
 
 from .base import register_detector
-from voiceguard.audio import SAMPLE_RATE
-
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """How to build one network: its module class, config class and named presets."""
+    """Where one network lives: ``detect/<module>.py`` holds the ``nn.Module`` class ``network``, its config
+    dataclass ``config_class`` and the module-level config constants named by ``presets`` (preset -> name)."""
 
     name: str
-    build: Callable[[Any], Any]  # config -> nn.Module
-    config_class: type
-    presets: dict
+    module: str
+    network: str
+    config_class: str
+    presets: Mapping[str, str]
 
-    def config(self, preset: str | None = None, **overrides: Any) -> Any:
-        base = self.presets[preset or "default"]
-        known = {f.name for f in fields(self.config_class)}
+    def _module(self):
+        return importlib.import_module(f"{__package__}.{self.module}")
+
+    def config(self, preset: str = "default", **overrides: Any) -> Any:
+        """The preset's config dataclass with ``overrides`` applied; an unknown key raises ``ModelCardError``."""
+        mod = self._module()
+        base = getattr(mod, self.presets[preset])
+        known = {f.name for f in fields(getattr(mod, self.config_class))}
         unknown = set(overrides) - known
         if unknown:
             raise ModelCardError(f"{self.name}: unknown config keys {sorted(unknown)}; known: {sorted(known)}")
         return type(base)(**{**asdict(base), **overrides})
 
-
-def _architectures() -> dict[str, Architecture]:
-    from .aasist import AASIST, AASIST_L, Aasist, AasistConfig
-    from .lcnn import LCNN, LCNN_SMALL, Lcnn, LcnnConfig
-    from .rawnet2 import RAWNET2, RAWNET2_SMALL, RawNet2, RawNet2Config
-    from .specnet import SPECNET, SpecNet, SpecNetConfig
-
-    return {
-        "aasist": Architecture("aasist", Aasist, AasistConfig, {"default": AASIST, "light": AASIST_L}),
-        "rawnet2": Architecture("rawnet2", RawNet2, RawNet2Config, {"default": RAWNET2, "small": RAWNET2_SMALL}),
-        "lcnn": Architecture("lcnn", Lcnn, LcnnConfig, {"default": LCNN, "small": LCNN_SMALL}),
-        "specnet": Architecture("specnet", SpecNet, SpecNetConfig, {"default": SPECNET}),
-    }
+    def build(self, preset: str = "default", **overrides: Any) -> tuple[Any, Any]:
+        """``(nn.Module, config)`` for the preset with ``overrides`` applied (untrained weights)."""
+        cfg = self.config(preset, **overrides)
+        return getattr(self._module(), self.network)(cfg), cfg
 
 
-_ARCH_CACHE: dict[str, Architecture] = {}
+ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
+    Architecture("aasist", "aasist", "Aasist", "AasistConfig", {"default": "AASIST", "light": "AASIST_L"}),
+    Architecture("rawnet2", "rawnet2", "RawNet2", "RawNet2Config", {"default": "RAWNET2", "small": "RAWNET2_SMALL"}),
+    Architecture("lcnn", "lcnn", "Lcnn", "LcnnConfig", {"default": "LCNN", "small": "LCNN_SMALL"}),
+    Architecture("specnet", "specnet", "SpecNet", "SpecNetConfig", {"default": "SPECNET"}),
+)}
 
-
-def architectures() -> dict[str, Architecture]:
-    if not _ARCH_CACHE:
-        _ARCH_CACHE.update(_architectures())
-    return _ARCH_CACHE
-
-
-def build_module(architecture: str, config: dict | None = None, preset: str | None = None):
-    archs = architectures()
-    if architecture not in archs:
-        raise ModelCardError(f"unknown architecture {architecture!r}; one of {', '.join(archs)}")
-    arch = archs[architecture]
-    cfg = arch.config(preset, **(config or {}))
-    return arch.build(cfg), cfg
+#: registered name -> (architecture, preset)
+NETWORK_DETECTORS: dict[str, tuple[str, str]] = {
+    "aasist": ("aasist", "default"), "aasist-l": ("aasist", "light"),
+    "rawnet2": ("rawnet2", "default"), "rawnet2-small": ("rawnet2", "small"),
+    "lcnn": ("lcnn", "default"), "lcnn-small": ("lcnn", "small"),
+    "specnet": ("specnet", "default"),
+}
 
 
 def normalize_config(cfg: Any) -> dict:
@@ -74,9 +74,11 @@ def normalize_config(cfg: Any) -> dict:
 
 
 class NeuralDetector:
-    """A network as a Detector: ``score_batch`` of fixed-length windows, ``score`` of a whole signal."""
+    """A network as a ``NetworkDetector``: ``score_batch`` of fixed-length windows, in batches of
+    ``batch_size`` on ``device``."""
 
     sample_rate = SAMPLE_RATE
+    training = "epochs"
 
     def __init__(self, architecture: str, module, config: Any, *, name: str | None = None, device: str = "cpu",
                  batch_size: int = 16):
@@ -86,16 +88,16 @@ class NeuralDetector:
         self.input_samples = int(module.input_samples)
 
     @classmethod
-    def create(cls, architecture: str, preset: str | None = None, **overrides: Any) -> "NeuralDetector":
-        module, cfg = build_module(architecture, overrides, preset)
-        return cls(architecture, module, cfg, name=architecture if preset in (None, "default")
-                   else f"{architecture}-{preset}")
+    def create(cls, name: str, architecture: str, preset: str = "default", **overrides: Any) -> "NeuralDetector":
+        """An untrained detector: ``ARCHITECTURES[architecture]``'s ``preset`` with config ``overrides``."""
+        module, cfg = ARCHITECTURES[architecture].build(preset, **overrides)
+        return cls(architecture, module, cfg, name=name)
 
     def config_dict(self) -> dict:
         return normalize_config(self.config)
 
     def score_batch(self, batch: np.ndarray) -> np.ndarray:
-        """``[B, n]`` windows -> ``[B]`` scores (logit bona fide minus logit spoof; higher = bona fide)."""
+        """``[B, n]`` float32 windows -> ``[B]`` scores (logit bona fide minus logit spoof; higher = bona fide)."""
         import torch
 
         out = []
@@ -107,11 +109,10 @@ class NeuralDetector:
                 out.append((logits[:, 1] - logits[:, 0]).cpu().numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
-    def score(self, audio: np.ndarray) -> float:
-        from .scoring import windows
-
-        batch, _ = windows(audio, self.input_samples, self.input_samples // 2)
-        return float(np.mean(self.score_batch(batch)))
+    def to(self, device: str) -> "NeuralDetector":
+        self.module.to(device)
+        self.device = device
+        return self
 
     def state_dict(self) -> dict:
         return {k: v.detach().cpu() for k, v in self.module.state_dict().items()}
@@ -127,14 +128,12 @@ class NeuralDetector:
         return self
 
 
-def _factory(architecture: str, preset: str | None):
-    def make(**overrides: Any) -> NeuralDetector:
-        return NeuralDetector.create(architecture, preset, **overrides)
-    return make
+def _register(name: str, architecture: str, preset: str) -> None:
+    def build(**overrides: Any) -> NeuralDetector:
+        return NeuralDetector.create(name, architecture, preset, **overrides)
+
+    register_detector(name, architecture=architecture, preset=preset, training="epochs")(build)
 
 
-for _name, _arch, _preset in [("aasist", "aasist", None), ("aasist-l", "aasist", "light"),
-                              ("rawnet2", "rawnet2", None), ("rawnet2-small", "rawnet2", "small"),
-                              ("lcnn", "lcnn", None), ("lcnn-small", "lcnn", "small"),
-                              ("specnet", "specnet", None)]:
-    register_detector(_name)(_factory(_arch, _preset))
+for _name, (_arch, _preset) in NETWORK_DETECTORS.items():
+    _register(_name, _arch, _preset)

@@ -13,21 +13,20 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from voiceguard.attacks import ATTACKS, get_attack
-from voiceguard.audio import audio_info, load_audio
-from voiceguard.cards import load_verified, save_verified, sha256_file
+from voiceguard.audio import SAMPLE_RATE, audio_info, load_audio
+from voiceguard.cards import load_verified, save_card, save_verified, sha256_file
 from voiceguard.errors import VoiceguardError, preview
-from voiceguard.files import atomic_write_text
 from voiceguard.protocols import Trial, check_audio_files, read_protocol
 
+from .base import Detector, FittedDetector, NetworkDetector
 from .batch import MIN_SECONDS, score_files
 from .models import build_detector
 from .scoring import Calibration, fit_calibration, fit_window
-from voiceguard.audio import SAMPLE_RATE
 
 # the ``codec`` augmentation group: channel codecs of the ASVspoof 2021 LA/DF conditions
 CODEC_GROUP: tuple[tuple[str, dict], ...] = (
@@ -65,7 +64,29 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class TrainData:
+    """The trials of a run: the training protocol, and a dev protocol for early stopping + calibration.
+
+    Audio files are ``audio_dir/<utt><ext>`` (``dev_audio_dir`` defaults to ``audio_dir``);
+    ``protocol_format`` (both protocols): ``auto`` (sniffed) or a ``voiceguard.protocols.READERS`` name."""
+
+    protocol: str | os.PathLike
+    audio_dir: str | os.PathLike | None = None
+    dev_protocol: str | os.PathLike | None = None
+    dev_audio_dir: str | os.PathLike | None = None
+    ext: str = ".flac"
+    protocol_format: str = "auto"
+
+    @property
+    def dev_dir(self) -> str | os.PathLike | None:
+        return self.dev_audio_dir if self.dev_audio_dir is not None else self.audio_dir
+
+
+@dataclass(frozen=True)
 class EpochLog:
+    """One epoch: mean training loss, dev EER (a fraction; the loss without dev data), wall seconds, learning
+    rate.  A fitted detector has one entry, epoch 0, with loss NaN."""
+
     epoch: int
     loss: float
     dev_eer: float
@@ -78,6 +99,8 @@ class EpochLog:
 
 @dataclass(frozen=True)
 class TrainResult:
+    """What ``train_detector`` wrote (paths as strings) and how the kept model did (best epoch from 0)."""
+
     out_dir: str
     checkpoint: str
     card: str
@@ -87,9 +110,14 @@ class TrainResult:
     calibration: Calibration
 
     def to_dict(self) -> dict:
-        return {"out_dir": self.out_dir, "checkpoint": self.checkpoint, "card": self.card,
-                "best_epoch": self.best_epoch, "best_dev_eer": self.best_dev_eer,
-                "history": [h.to_dict() for h in self.history], "calibration": self.calibration.to_dict()}
+        """Plain JSON data; NaN (no training loss for a fitted detector, no dev EER without dev data) -> None."""
+        def finite(d: dict) -> dict:
+            return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in d.items()}
+
+        return finite({"out_dir": self.out_dir, "checkpoint": self.checkpoint, "card": self.card,
+                       "best_epoch": self.best_epoch, "best_dev_eer": self.best_dev_eer,
+                       "history": [finite(h.to_dict()) for h in self.history],
+                       "calibration": self.calibration.to_dict()})
 
 
 # --------------------------------------------------------------------------------------------- augmentation
@@ -113,12 +141,13 @@ def parse_augment(specs: Sequence[str]) -> list[list[tuple[str, dict]]]:
             k, eq, v = kv.partition("=")
             if not eq:
                 raise TrainError(f"augmentation {spec!r}: expected key=value after ':'")
-            params[k] = _number(v)
+            params[k] = parse_value(v)
         out.append([(name, params)])
     return out
 
 
-def _number(v: str) -> Any:
+def parse_value(v: str) -> Any:
+    """A ``key=value`` option's value: an int, else a float, else the string (``"3"`` -> 3, ``"1e-3"`` -> 0.001)."""
     for cast in (int, float):
         try:
             return cast(v)
@@ -215,7 +244,32 @@ def _seeded_subset(trials: list[Trial], n: int | None, seed: int) -> list[Trial]
     return [trials[i] for i in sorted(idx)]
 
 
-# --------------------------------------------------------------------------------------------- loop
+# --------------------------------------------------------------------------------------------- a run
+@dataclass
+class _Run:
+    """One training run, its inputs resolved and checked: what a trainer needs besides the detector."""
+
+    config: TrainConfig
+    data: TrainData
+    train: list[Trial]
+    dev: list[Trial] | None
+    out: Path
+    augment: Augmenter
+    device: str
+    resume: bool
+    progress: bool
+    name: str | None
+    command: str | None
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.out / "model.pt"
+
+    @property
+    def last(self) -> Path:
+        return self.out / "last.pt"
+
+
 def _device(name: str) -> str:
     import torch
 
@@ -224,10 +278,32 @@ def _device(name: str) -> str:
     return name
 
 
-def dev_scores(detector, trials: list[Trial], audio_dir, ext: str) -> np.ndarray:
-    """Each trial's file score (mean window score) exactly as ``scan`` and ``detect score`` compute it."""
-    if hasattr(detector, "module"):
-        detector.module.eval()
+def _prepare_out(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse a resume without state and an ``out`` that already holds a model; then create ``out``."""
+    last = out / "last.pt"
+    if resume and not last.is_file():
+        raise TrainError("nothing to resume: no last.pt here (check --out)", source=out)
+    existing = [p.name for p in (out / "model.pt", last, out / "card.yaml") if p.exists()]
+    if existing and not resume and not overwrite:
+        raise TrainError(f"already holds a trained model ({', '.join(existing)}); use --resume to continue it, "
+                         "--overwrite to replace it, or another --out", source=out)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _load_data(config: TrainConfig, data: TrainData) -> tuple[list[Trial], list[Trial] | None]:
+    """The training trials (the seeded ``max_train`` subset) and the dev trials (None without a dev protocol),
+    every audio file checked."""
+    train = _seeded_subset(load_trials(data.protocol, data.audio_dir, data.ext, data.protocol_format),
+                           config.max_train, config.seed)
+    _check_two_classes(train, f"{data.protocol} (--max-train {config.max_train} subset)")
+    dev = load_trials(data.dev_protocol, data.dev_dir, data.ext, data.protocol_format) if data.dev_protocol \
+        else None
+    return train, dev
+
+
+def dev_scores(detector: Detector, trials: list[Trial], audio_dir, ext: str) -> np.ndarray:
+    """Each trial's file score (mean window score) exactly as ``scan`` and ``detect score`` compute it.
+    A network must be in eval mode (``NeuralDetector`` is, unless a trainer switched it)."""
     out = []
     for s in score_files(detector, [t.audio_path(audio_dir, ext) for t in trials]):
         if s.result is None:
@@ -243,122 +319,184 @@ def _eer(scores: np.ndarray, trials: list[Trial]) -> float:
     return float(compute_eer(scores[lab], scores[~lab])[0])
 
 
-def train_detector(config: TrainConfig, train_protocol: str | os.PathLike, audio_dir: str | os.PathLike | None,
-                   out_dir: str | os.PathLike, *, dev_protocol: str | os.PathLike | None = None,
-                   dev_audio_dir: str | os.PathLike | None = None, ext: str = ".flac", resume: bool = False,
-                   command: str | None = None, name: str | None = None, progress: bool = True,
-                   overwrite: bool = False, protocol_format: str = "auto") -> TrainResult:
-    """Train, keep the best dev-EER epoch, calibrate on dev, write weights + card to ``out_dir``.
+def _calibrate(scores: np.ndarray, run: _Run) -> Calibration:
+    """The dev-set calibration of ``scores`` (one per dev trial)."""
+    lab = np.array([t.is_bonafide for t in run.dev])
+    return fit_calibration(scores[lab], scores[~lab], fitted_on=str(run.data.dev_protocol))
 
-    ``protocol_format`` (both protocols): ``auto`` (sniffed) or a ``voiceguard.protocols.READERS`` name."""
+
+def train_detector(config: TrainConfig, data: TrainData, out_dir: str | os.PathLike, *, resume: bool = False,
+                   overwrite: bool = False, name: str | None = None, command: str | None = None,
+                   progress: bool = True) -> TrainResult:
+    """Train ``config.model`` on ``data``, keep the best dev-EER epoch, calibrate on dev, write ``model.pt`` +
+    ``card.yaml`` (and ``last.pt`` for networks) to ``out_dir``.
+
+    The trainer is the detector's ``training`` kind: ``fit`` (one pass, ``FittedDetector.fit``) or
+    ``epochs`` (the epoch loop over a ``NetworkDetector``'s module).  ``name``: the card's model name;
+    ``command``: the command line recorded in the card.  Raises ``TrainError`` (bad start, bad data, corrupt
+    resume state), ``UnknownNameError`` (unknown model) or ``ModelCardError`` (bad model config)."""
+    import torch
+
+    out = Path(out_dir)
+    _prepare_out(out, resume, overwrite)
+    train, dev = _load_data(config, data)
+    run = _Run(config, data, train, dev, out, Augmenter(parse_augment(config.augment), config.augment_prob),
+               _device(config.device), resume, progress, name, command)
+    torch.manual_seed(config.seed)
+    det = build_detector(config.model, config.model_config)
+    return TRAINERS[det.training](det, run)
+
+
+# --------------------------------------------------------------------------------------------- fit once
+def _fit_once(det: FittedDetector, run: _Run) -> TrainResult:
+    """GMM baselines: one EM fit (no epochs); augmentation applies once per training file."""
+    config, data = run.config, run.data
+    if "seed" not in config.model_config:
+        det.seed = config.seed
+    audio = [run.augment(_read(t, data.audio_dir, data.ext), config.seed + i) for i, t in enumerate(run.train)]
+    t0 = time.time()
+    det.fit([a for a, t in zip(audio, run.train) if t.is_bonafide],
+            [a for a, t in zip(audio, run.train) if not t.is_bonafide])
+    _save(det.state_dict(), run.checkpoint)
+    calibration, dev_eer = Calibration(), math.nan
+    if run.dev is not None:
+        s = dev_scores(det, run.dev, data.dev_dir, data.ext)
+        dev_eer = _eer(s, run.dev)
+        calibration = _calibrate(s, run)
+    log = EpochLog(0, math.nan, dev_eer, round(time.time() - t0, 1), 0.0)
+    card = write_card(run.out, run.name or config.model, config, run.checkpoint, calibration,
+                      {"dev_eer": None if math.isnan(dev_eer) else dev_eer},
+                      data={"n_train": len(run.train)}, command=run.command)
+    return TrainResult(str(run.out), str(run.checkpoint), str(card), 0, dev_eer, (log,), calibration)
+
+
+# --------------------------------------------------------------------------------------------- epochs
+@dataclass
+class _Progress:
+    """Where the epoch loop stands (restored from ``last.pt`` on resume)."""
+
+    start_epoch: int = 0
+    best: float = math.inf
+    best_epoch: int = -1
+    history: list[EpochLog] = field(default_factory=list)
+
+    @property
+    def bad_epochs(self) -> int:
+        return sum(1 for h in self.history if h.epoch > self.best_epoch)
+
+
+def _balanced_loss(train: list[Trial], device: str):
+    """Cross-entropy with class weights such that each class weighs half."""
+    import torch
+
+    n_bona = sum(t.is_bonafide for t in train)
+    weights = torch.tensor([len(train) / (2 * (len(train) - n_bona)), len(train) / (2 * n_bona)],
+                           dtype=torch.float32, device=device)
+    return torch.nn.CrossEntropyLoss(weight=weights)
+
+
+def _resume(run: _Run, module, opt) -> _Progress:
+    """Restore weights, optimizer and progress from ``last.pt``; refuse a file written with another config."""
+    try:
+        state = load_verified(run.last, map_location=run.device)
+        same = state.get("config") == _resume_key(run.config)
+        if same:
+            module.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+    except Exception as e:  # noqa: BLE001 - a corrupt or foreign file: one clear message
+        raise TrainError(f"cannot resume from this file ({type(e).__name__}: {str(e)[:200]})",
+                         source=run.last) from None
+    if not same:
+        raise TrainError("resume state was written with a different training config (only --epochs, "
+                         "--patience, --workers and --device may change)", source=run.last)
+    return _Progress(state["epoch"] + 1, state["best"], state["best_epoch"],
+                     [EpochLog(**h) for h in state["history"]])
+
+
+def _train_one_epoch(module, opt, loss_fn, dataset: _TrainSet, epoch: int, run: _Run) -> float:
+    """One pass over the (re-cropped, re-augmented) training set; returns the mean training loss."""
     import torch
     from tqdm import tqdm
 
-    out = Path(out_dir)
-    last = out / "last.pt"
-    if resume and not last.is_file():
-        raise TrainError("nothing to resume: no last.pt here (check --out)", source=out)
-    existing = [p.name for p in (out / "model.pt", last, out / "card.yaml") if p.exists()]
-    if existing and not resume and not overwrite:
-        raise TrainError(f"already holds a trained model ({', '.join(existing)}); use --resume to continue it, "
-                         "--overwrite to replace it, or another --out", source=out)
-    out.mkdir(parents=True, exist_ok=True)
-    train = _seeded_subset(load_trials(train_protocol, audio_dir, ext, protocol_format), config.max_train,
-                           config.seed)
-    _check_two_classes(train, f"{train_protocol} (--max-train {config.max_train} subset)")
-    dev_dir = dev_audio_dir if dev_audio_dir is not None else audio_dir
-    dev = load_trials(dev_protocol, dev_dir, ext, protocol_format) if dev_protocol else None
-    augment = Augmenter(parse_augment(config.augment), config.augment_prob)
-    device = _device(config.device)
-    torch.manual_seed(config.seed)
-    det = build_detector(config.model, config.model_config)
-    if not hasattr(det, "module"):
-        if "seed" not in config.model_config:
-            det.seed = config.seed
-        return _train_gmm(det, config, train, audio_dir, dev, dev_dir, ext, out, command, name, dev_protocol)
-    module = det.module.to(device)
-    det.device = device
-    n_bona = sum(t.is_bonafide for t in train)
-    weights = torch.tensor([len(train) / (2 * (len(train) - n_bona)), len(train) / (2 * n_bona)],
-                           dtype=torch.float32, device=device)  # balanced: each class weighs half
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    config = run.config
+    dataset.epoch = epoch
+    torch.manual_seed(config.seed * 1000 + epoch)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=config.batch_size, shuffle=True, drop_last=len(run.train) > config.batch_size,
+        num_workers=config.workers, generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
+        persistent_workers=False)
+    module.train()
+    total, count = 0.0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr, disable=not run.progress,
+               leave=False)
+    for x, y in bar:
+        x, y = x.to(run.device), y.to(run.device)
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(module(x), y)
+        loss.backward()
+        opt.step()
+        total, count = total + loss.item() * len(y), count + len(y)
+        bar.set_postfix(loss=f"{total / count:.4f}")
+    module.eval()
+    return total / max(count, 1)
+
+
+def _train_epochs(det: NetworkDetector, run: _Run) -> TrainResult:
+    """Networks: AdamW with a cosine learning rate, dev EER after each epoch (the training loss without a dev
+    set), early stopping after ``patience`` epochs without improvement; best weights in ``model.pt``, resume
+    state in ``last.pt``."""
+    import torch
+
+    config, data = run.config, run.data
+    det.to(run.device)
+    module = det.module
+    loss_fn = _balanced_loss(run.train, run.device)
     opt = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    start_epoch, best, best_epoch, history = 0, math.inf, -1, []
-    if resume:
-        try:
-            state = load_verified(last, map_location=device)
-            same = state.get("config") == _resume_key(config)
-            if same:
-                module.load_state_dict(state["model"])
-                opt.load_state_dict(state["optimizer"])
-        except Exception as e:  # noqa: BLE001 - a corrupt or foreign file: one clear message
-            raise TrainError(f"cannot resume from this file ({type(e).__name__}: {str(e)[:200]})",
-                             source=last) from None
-        if not same:
-            raise TrainError("resume state was written with a different training config (only --epochs, "
-                             "--patience, --workers and --device may change)", source=last)
-        start_epoch, best, best_epoch = state["epoch"] + 1, state["best"], state["best_epoch"]
-        history = [EpochLog(**h) for h in state["history"]]
-    dataset = _TrainSet(train, audio_dir, ext, int(module.input_samples), augment, config.seed)
-    bad_epochs = sum(1 for h in history if h.epoch > best_epoch)
-    for epoch in range(start_epoch, config.epochs):
+    state = _resume(run, module, opt) if run.resume else _Progress()
+    dataset = _TrainSet(run.train, data.audio_dir, data.ext, int(module.input_samples), run.augment, config.seed)
+    bad_epochs = state.bad_epochs
+    for epoch in range(state.start_epoch, config.epochs):
         if bad_epochs >= config.patience:
             break
         t0 = time.time()
         lr = cosine_lr(config.lr, epoch, config.epochs)
         for group in opt.param_groups:
             group["lr"] = lr
-        dataset.epoch = epoch
-        torch.manual_seed(config.seed * 1000 + epoch)
-        loader = torch.utils.data.DataLoader(
-            dataset, batch_size=config.batch_size, shuffle=True, drop_last=len(train) > config.batch_size,
-            num_workers=config.workers, generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
-            persistent_workers=False)
-        module.train()
-        total, count = 0.0, 0
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{config.epochs}", file=sys.stderr, disable=not progress,
-                   leave=False)
-        for x, y in bar:
-            x, y = x.to(device), y.to(device)
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(module(x), y)
-            loss.backward()
-            opt.step()
-            total, count = total + loss.item() * len(y), count + len(y)
-            bar.set_postfix(loss=f"{total / count:.4f}")
-        loss_avg = total / max(count, 1)
-        if dev is not None:
-            dev_eer = _eer(dev_scores(det, dev, dev_dir, ext), dev)
+        loss_avg = _train_one_epoch(module, opt, loss_fn, dataset, epoch, run)
+        if run.dev is not None:
+            dev_eer = _eer(dev_scores(det, run.dev, data.dev_dir, data.ext), run.dev)
         else:
             dev_eer = loss_avg  # without dev data, the training loss picks the epoch
-        history.append(EpochLog(epoch, round(loss_avg, 6), round(dev_eer, 6), round(time.time() - t0, 1), lr))
-        if dev_eer < best:
-            best, best_epoch, bad_epochs = dev_eer, epoch, 0
-            _save(module.state_dict(), out / "model.pt")
+        state.history.append(EpochLog(epoch, round(loss_avg, 6), round(dev_eer, 6), round(time.time() - t0, 1),
+                                      lr))
+        if dev_eer < state.best:
+            state.best, state.best_epoch, bad_epochs = dev_eer, epoch, 0
+            _save(module.state_dict(), run.checkpoint)
         else:
             bad_epochs += 1
         _save({"model": module.state_dict(), "optimizer": opt.state_dict(),
-               "epoch": epoch, "best": best, "best_epoch": best_epoch,
-               "history": [h.to_dict() for h in history],
-               "config": _resume_key(config)}, last)
-        if progress:
-            print(f"epoch {epoch + 1}: loss {loss_avg:.4f}, dev EER "
-                  f"{dev_eer * 100:.2f} %{' (best)' if best_epoch == epoch else ''} [{history[-1].seconds:.0f} s]",
+               "epoch": epoch, "best": state.best, "best_epoch": state.best_epoch,
+               "history": [h.to_dict() for h in state.history],
+               "config": _resume_key(config)}, run.last)
+        if run.progress:
+            print(f"epoch {epoch + 1}: loss {loss_avg:.4f}, dev EER {dev_eer * 100:.2f} %"
+                  f"{' (best)' if state.best_epoch == epoch else ''} [{state.history[-1].seconds:.0f} s]",
                   file=sys.stderr)
-    if best_epoch < 0:
-        raise TrainError("no epoch was trained (already finished? remove --resume or raise --epochs)", source=out)
-    module.load_state_dict(torch.load(out / "model.pt", map_location=device, weights_only=True))
+    if state.best_epoch < 0:
+        raise TrainError("no epoch was trained (already finished? remove --resume or raise --epochs)",
+                         source=run.out)
+    module.load_state_dict(torch.load(run.checkpoint, map_location=run.device, weights_only=True))
     calibration = Calibration()
-    if dev is not None:
-        s = dev_scores(det, dev, dev_dir, ext)
-        lab = np.array([t.is_bonafide for t in dev])
-        calibration = fit_calibration(s[lab], s[~lab], fitted_on=str(dev_protocol))
-    card = write_card(out, name or f"{config.model}-{Path(train_protocol).stem}", config, out / "model.pt",
-                      calibration, {"best_epoch": best_epoch, "dev_eer": best if dev is not None else None},
-                      data={"train_protocol": str(train_protocol), "n_train": len(train),
-                            "dev_protocol": str(dev_protocol) if dev_protocol else None},
-                      command=command)
-    return TrainResult(str(out), str(out / "model.pt"), str(card), best_epoch, best, tuple(history), calibration)
+    if run.dev is not None:
+        calibration = _calibrate(dev_scores(det, run.dev, data.dev_dir, data.ext), run)
+    card = write_card(run.out, run.name or f"{config.model}-{Path(data.protocol).stem}", config, run.checkpoint,
+                      calibration,
+                      {"best_epoch": state.best_epoch, "dev_eer": state.best if run.dev is not None else None},
+                      data={"train_protocol": str(data.protocol), "n_train": len(run.train),
+                            "dev_protocol": str(data.dev_protocol) if data.dev_protocol else None},
+                      command=run.command)
+    return TrainResult(str(run.out), str(run.checkpoint), str(card), state.best_epoch, state.best,
+                       tuple(state.history), calibration)
 
 
 def cosine_lr(base: float, epoch: int, epochs: int) -> float:
@@ -372,46 +510,27 @@ def _resume_key(config: TrainConfig) -> str:
     return json.dumps(d, sort_keys=True)
 
 
-def _train_gmm(det, config: TrainConfig, train, audio_dir, dev, dev_dir, ext, out: Path, command, name,
-               dev_protocol) -> TrainResult:
-    """GMM baselines: one EM fit (no epochs); augmentation applies once per training file."""
-    augment = Augmenter(parse_augment(config.augment), config.augment_prob)
-    audio = [augment(_read(t, audio_dir, ext), config.seed + i) for i, t in enumerate(train)]
-    t0 = time.time()
-    det.fit([a for a, t in zip(audio, train) if t.is_bonafide], [a for a, t in zip(audio, train) if not t.is_bonafide])
-    _save(det.state_dict(), out / "model.pt")
-    calibration, dev_eer = Calibration(), math.nan
-    if dev is not None:
-        s = dev_scores(det, dev, dev_dir, ext)
-        dev_eer = _eer(s, dev)
-        lab = np.array([t.is_bonafide for t in dev])
-        calibration = fit_calibration(s[lab], s[~lab], fitted_on=str(dev_protocol))
-    log = EpochLog(0, math.nan, dev_eer, round(time.time() - t0, 1), 0.0)
-    card = write_card(out, name or config.model, config, out / "model.pt", calibration,
-                      {"dev_eer": None if math.isnan(dev_eer) else dev_eer},
-                      data={"n_train": len(train)}, command=command)
-    return TrainResult(str(out), str(out / "model.pt"), str(card), 0, dev_eer, (log,), calibration)
+#: ``Detector.training`` -> the trainer that runs it
+TRAINERS: dict[str, Callable[[Any, _Run], TrainResult]] = {"fit": _fit_once, "epochs": _train_epochs}
 
 
+# --------------------------------------------------------------------------------------------- output
 def _save(obj: Any, path: Path) -> None:
     save_verified(obj, path)
 
 
 def write_card(out: Path, name: str, config: TrainConfig, checkpoint: Path, calibration: Calibration,
                metrics: dict, *, data: dict, command: str | None) -> Path:
-    """The model card of a trained model (YAML next to the weights)."""
-    import yaml
-
+    """Write ``out/card.yaml``, the model card of a trained model: architecture config (of ``config.model``
+    built from ``config.model_config``), checkpoint file name + sha256, training record, ``metrics`` (None
+    values left out) and the calibration.  Returns the card's path."""
     det = build_detector(config.model, config.model_config)
-    cfg = det.config_dict() if hasattr(det, "config_dict") else dict(config.model_config)
     card = {
-        "name": name, "kind": "detector", "architecture": config.model, "config": cfg, "sample_rate": SAMPLE_RATE,
-        "checkpoint": checkpoint.name, "sha256": sha256_file(checkpoint),
+        "name": name, "kind": "detector", "architecture": config.model, "config": det.config_dict(),
+        "sample_rate": SAMPLE_RATE, "checkpoint": checkpoint.name, "sha256": sha256_file(checkpoint),
         "input_samples": int(det.input_samples),
         "training": {"command": command, "seed": config.seed, "config": config.to_dict(), **data},
         "metrics": {k: v for k, v in metrics.items() if v is not None},
         "calibration": calibration.to_dict(),
     }
-    path = out / "card.yaml"
-    atomic_write_text(path, yaml.safe_dump(card, sort_keys=False))
-    return path
+    return save_card(out / "card.yaml", card)

@@ -85,3 +85,48 @@ def speech(seconds: float = 2.0, sr: int = 16000, channels: int = 1) -> np.ndarr
     x, native = sf.read(SPEECH_EXAMPLE, dtype="float32")
     x = resample(x[: int(round(seconds * native))], native, sr)
     return np.stack([x * (1 - 0.2 * c) for c in range(channels)]).astype(np.float32)
+
+
+def write_score_files(root: Path) -> Path:
+    """Seeded CM scores of 60 trials (20 bona fide, 40 spoof of attacks A01/A02) in ``root``: ``proto.txt``
+    (LA19 protocol), ``four.txt`` ('utt attack key score'), ``two.txt`` ('utt score'), and ``asv.txt`` (ASV
+    scores 'SOURCE KEY SCORE', 50 each of target, non-target and spoof)."""
+    rng = np.random.default_rng(0)
+    proto, four, two = [], [], []
+    for i in range(60):
+        bona = i % 3 == 0
+        attack = "-" if bona else f"A0{1 + i % 2}"
+        label = "bonafide" if bona else "spoof"
+        s = rng.normal(2 if bona else -2, 1.5)
+        proto.append(f"S{i % 5} U{i} - {attack} {label}\n")
+        four.append(f"U{i} {attack} {label} {s}\n")
+        two.append(f"U{i} {s}\n")
+    (root / "proto.txt").write_text("".join(proto))
+    (root / "four.txt").write_text("".join(four))
+    (root / "two.txt").write_text("".join(two))
+    asv = [f"bonafide target {rng.normal(3, 1)}\n" for _ in range(50)]
+    asv += [f"bonafide nontarget {rng.normal(-3, 1)}\n" for _ in range(50)]
+    asv += [f"A01 spoof {rng.normal(1, 2)}\n" for _ in range(50)]
+    (root / "asv.txt").write_text("".join(asv))
+    return root
+
+
+def asv_lists(speakers: Path, root: Path) -> tuple[Path, Path, Path]:
+    """An ASV enrolment + trial list over 4 synthetic speakers (``synthetic_speaker_folder``, 3 clips each):
+    utt0 enrols, utt1/utt2 test; spoof trials are another speaker's audio claiming the identity (a crude
+    stand-in for a conversion attack).  Returns (enrol list, trial list, audio folder of ``SPK_UTT.flac``)."""
+    from voiceguard.audio import SAMPLE_RATE
+
+    audio = root / "flac"
+    audio.mkdir()
+    for p in speakers.rglob("*.wav"):
+        sf.write(audio / f"{p.parent.name}_{p.stem}.flac", sf.read(p, dtype="float32")[0], SAMPLE_RATE)
+    spk = [f"spk{i}" for i in range(4)]
+    (root / "enroll.txt").write_text("".join(f"{s} {s}_utt0\n" for s in spk))
+    lines = []
+    for i, s in enumerate(spk):
+        lines += [f"{s} {s}_utt1 bonafide target", f"{s} {s}_utt2 bonafide target"]
+        lines += [f"{s} {o}_utt1 bonafide nontarget" for o in spk if o != s]
+        lines += [f"{s} {spk[(i + 1) % 4]}_utt2 A99 spoof"]
+    (root / "trials.txt").write_text("\n".join(lines) + "\n")
+    return root / "enroll.txt", root / "trials.txt", audio

@@ -282,3 +282,21 @@ def test_cli_apply_list_and_suite(tmp_path):
     r = run_cli("attacks", "run-suite", "audioseal-paper", str(src), str(tmp_path / "suite"))
     assert r.returncode == 0, r.stdout + r.stderr
     assert len(list((tmp_path / "suite").glob("*.wav"))) == 14
+
+
+def test_describe_suite_and_attacked_file(tmp_path):
+    from voiceguard.attacks.files import SUITE_COLUMNS, apply_attack_file, describe_suite
+    from voiceguard.errors import VoiceguardError
+
+    info = describe_suite("asvspoof21-df")
+    suite = load_suite("asvspoof21-df")
+    assert info.name == suite.name and info.description == suite.description.strip()
+    assert [tuple(r[c] for c in SUITE_COLUMNS) for r in info.rows] == [(r.label, r.attack, r.params)
+                                                                        for r in suite.rows]
+    assert info.to_dict()["rows"][1] == {"label": "DF-C2-mp3-low", "attack": "mp3", "params": {"bitrate": "24k"}}
+    with pytest.raises(VoiceguardError, match="unknown attack suite 'nope'"):
+        describe_suite("nope")
+    src = write_wav(tmp_path / "in.wav", tone(0.5))
+    res = apply_attack_file("gain", src, tmp_path / "out.wav", {"factor": 0.5})
+    assert res.to_dict() == {"output": str(tmp_path / "out.wav"), "attack": "gain", "parameters": {"factor": 0.5},
+                             "in_seconds": 0.5, "out_seconds": 0.5}

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from helpers import run_cli, speech, tone, write_wav
+from helpers import run_cli, speech, tone, write_score_files, write_wav
 
 
 def _assert_clean_error(r, *fragments):
@@ -28,24 +28,7 @@ def test_version_and_groups():
 
 @pytest.fixture
 def scores(tmp_path):
-    rng = np.random.default_rng(0)
-    proto, four, two = [], [], []
-    for i in range(60):
-        bona = i % 3 == 0
-        attack = "-" if bona else f"A0{1 + i % 2}"
-        label = "bonafide" if bona else "spoof"
-        s = rng.normal(2 if bona else -2, 1.5)
-        proto.append(f"S{i % 5} U{i} - {attack} {label}\n")
-        four.append(f"U{i} {attack} {label} {s}\n")
-        two.append(f"U{i} {s}\n")
-    (tmp_path / "proto.txt").write_text("".join(proto))
-    (tmp_path / "four.txt").write_text("".join(four))
-    (tmp_path / "two.txt").write_text("".join(two))
-    asv = [f"bonafide target {rng.normal(3, 1)}\n" for _ in range(50)]
-    asv += [f"bonafide nontarget {rng.normal(-3, 1)}\n" for _ in range(50)]
-    asv += [f"A01 spoof {rng.normal(1, 2)}\n" for _ in range(50)]
-    (tmp_path / "asv.txt").write_text("".join(asv))
-    return tmp_path
+    return write_score_files(tmp_path)
 
 
 def test_eer_json_four_and_two_columns_agree(scores):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from voiceguard.cards import find_card, load_card, load_state_dict, resolve_checkpoint, sha256_file
+from voiceguard.cards import find_card, load_card, load_state_dict, resolve_checkpoint, sha256_file, update_card
 from voiceguard.detect.base import DETECTORS
 from voiceguard.detect.features import cqcc, deltas, lfcc, linear_filterbank
 from voiceguard.detect.gmm import GmmDetector
@@ -71,6 +71,12 @@ def test_cards_checksums_and_resolution(tmp_path, monkeypatch):
         load_state_dict(weights, "0" * 64)
     with pytest.raises(ModelCardError, match="unknown model 'other'; known: tiny"):
         find_card("other", [tmp_path])
+    assert update_card(card, metrics={"eer": 0.2}, version=2) == card
+    again = load_card(card)
+    assert again.metrics == {"eer": 0.2} and again.extra == {"version": 2} and again.sha256 == digest
+    assert card.read_text().startswith("name: tiny\nkind: detector\n")  # field order kept
+    with pytest.raises(ModelCardError, match="no such model card"):
+        update_card(tmp_path / "none.yaml", metrics={})
     # not shipped, not cached, download impossible: a clear message naming where to put it
     monkeypatch.setenv("VOICEGUARD_CACHE", str(tmp_path / "cache"))
     remote = tmp_path / "remote.yaml"

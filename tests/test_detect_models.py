@@ -45,3 +45,35 @@ def test_loading_errors_are_specific(tmp_path):
         load_model("specnet", tmp_path / "foreign.pt")
     custom = load_model("specnet", tmp_path / "w.pt")  # own weights: loads, uncalibrated
     assert not custom.calibrated and custom.notes
+
+
+def test_one_detector_registry_and_protocol():
+    from voiceguard.detect import DETECTORS, Detector, FittedDetector, NetworkDetector
+    from voiceguard.detect.models import build_detector
+    from voiceguard.registry import UnknownNameError
+
+    entry = DETECTORS["aasist-l"]
+    assert (entry.name, entry.architecture, entry.preset, entry.training) == ("aasist-l", "aasist", "light", "epochs")
+    assert sorted(n for n in DETECTORS if DETECTORS[n].training == "fit") == ["cqcc-gmm", "lfcc-gmm"]
+    for lookup in (lambda: DETECTORS["nonet"], lambda: build_detector("nonet")):
+        with pytest.raises(UnknownNameError, match=r"^unknown detector 'nonet'; known: aasist, aasist-l, cqcc-gmm"):
+            lookup()
+    gmm = DETECTORS["lfcc-gmm"](n_components=2)
+    assert isinstance(gmm, FittedDetector) and not isinstance(gmm, NetworkDetector) and gmm.to("cpu") is gmm
+    net = DETECTORS["specnet"]()
+    assert isinstance(net, NetworkDetector) and isinstance(net, Detector) and net.name == "specnet"
+    assert net.config_dict()["n_ffts"] == [256, 512, 1024] and net.input_samples == 64000
+    with pytest.raises(ModelCardError, match="unknown config keys"):
+        DETECTORS["lcnn"](nope=1)
+    with pytest.raises(ModelCardError, match="bad config for 'lfcc-gmm'"):
+        build_detector("lfcc-gmm", {"nope": 1})
+
+
+def test_listing_detectors_imports_neither_torch_nor_sklearn():
+    import subprocess
+    import sys
+
+    code = ("import sys, voiceguard.detect as d; print(len(d.DETECTORS), "
+            "sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["9", "[]"]

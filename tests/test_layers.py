@@ -97,16 +97,20 @@ def test_the_layer_map_sees_the_modules():
 
 
 def test_the_readme_map_names_every_package_with_its_layer():
-    """README's architecture map lists each import package of ``LAYERS`` (beyond the foundation modules) on the
-    line of its layer."""
+    """README's architecture map lists each import package of ``LAYERS`` (beyond the foundation modules) under
+    the heading of its layer (a line starting ``layer N`` opens layer N)."""
+    import re
+
     text = (REPO / "README.md").read_text()
     start = text.index("<!-- architecture-map:begin -->")
     block = text[start: text.index("<!-- architecture-map:end -->", start)]
-    missing = []
-    for pkg, layer in LAYERS.items():
-        if pkg.removeprefix("voiceguard.") in FOUNDATION:
-            continue
-        line = next((l for l in block.splitlines() if f"`{pkg}`" in l), None)
-        if line is None or f"layer {layer}" not in line:
-            missing.append(f"{pkg} (layer {layer})")
-    assert not missing, "README architecture map lacks: " + ", ".join(missing)
+    placed, layer = {}, None
+    for line in block.splitlines():
+        m = re.match(r"layer (\d)", line)
+        if m:
+            layer = int(m.group(1))
+        for pkg in re.findall(r"`(voiceguard(?:\.\w+)?)`", line):
+            placed.setdefault(pkg, layer)
+    wrong = [f"{pkg} (layer {layer}, map: {placed.get(pkg)})" for pkg, layer in LAYERS.items()
+             if pkg.removeprefix("voiceguard.") not in FOUNDATION and placed.get(pkg) != layer]
+    assert not wrong, "README architecture map disagrees: " + ", ".join(wrong)

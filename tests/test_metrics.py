@@ -161,3 +161,20 @@ def test_reference_table_reproduced_by_cli(la19, variant):
     assert round(out["asv"]["eer"] * 100, 4) == 2.4578
     assert (out["n_bonafide"], out["n_spoof"]) == (7355, 63882)
     assert sorted(out["per_attack"]) == [f"A{i:02d}" for i in range(7, 20)]
+
+
+def test_cm_rows_one_row_per_eer():
+    from voiceguard.metrics.scores import CM_COLUMNS, ScoredTrial, cm_rows, evaluate_cm
+
+    rng = np.random.default_rng(5)
+    rows = [ScoredTrial(f"U{i}", float(rng.normal(2 if i % 2 else -2)), "bonafide" if i % 2 else "spoof",
+                        "-" if i % 2 else f"A0{i % 3}", f"C{i % 4 // 2}") for i in range(80)]
+    m = evaluate_cm(rows, bootstrap=200, seed=1)
+    flat = cm_rows(m)
+    assert all(list(r) == list(CM_COLUMNS) for r in flat)
+    assert [(r["group"], r["name"]) for r in flat] == ([("pooled", "all")] + [("attack", a) for a in m.per_attack]
+                                                       + [("condition", c) for c in m.per_condition])
+    assert len(m.per_condition) == 2 and flat[0]["eer"] == m.eer.eer and flat[0]["min_cllr"] == m.min_cllr
+    assert (flat[0]["eer_ci_low"], flat[0]["eer_ci_high"]) == m.eer.ci and flat[0]["min_tdcf_2019"] is None
+    assert [r["eer"] for r in flat[1:]] == [e.eer for e in (*m.per_attack.values(), *m.per_condition.values())]
+    assert all(r["min_dcf"] is None and r["eer_ci_low"] is None for r in flat[1:])

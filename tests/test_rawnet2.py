@@ -164,12 +164,15 @@ def test_small_overfits_two_classes(one_thread):
 def test_registered_detectors_build_rawnet2():
     pytest.importorskip("voiceguard.detect.aasist")
     pytest.importorskip("voiceguard.detect.lcnn")
-    from voiceguard.detect.base import DETECTORS
-    from voiceguard.detect.neural import architectures, normalize_config
+    from voiceguard.detect import DETECTORS
+    from voiceguard.detect.neural import ARCHITECTURES, normalize_config
 
-    det = DETECTORS["rawnet2-small"]()
+    entry = DETECTORS["rawnet2-small"]
+    assert (entry.architecture, entry.preset, entry.training) == ("rawnet2", "small", "epochs")
+    det = entry()
     assert isinstance(det.module, RawNet2) and det.config == RAWNET2_SMALL and det.input_samples == 64600
+    assert det.name == "rawnet2-small" and det.training == "epochs"
     scores = det.score_batch(0.1 * np.random.default_rng(0).standard_normal((3, 64600)).astype(np.float32))
     assert scores.shape == (3,) and np.isfinite(scores).all()
-    cfg = architectures()["rawnet2"].config("small", **normalize_config(RAWNET2_SMALL))
+    cfg = ARCHITECTURES["rawnet2"].config("small", **normalize_config(RAWNET2_SMALL))
     assert cfg == RAWNET2_SMALL

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from voiceguard.eval.report import (ReportConfigError, ReportError, headline_markdown, load_report_config, parse_config,
-                                    readme_block, run_report, update_readme)
+from voiceguard.eval.report import (Report, ReportConfigError, ReportError, headline_markdown, load_report_config,
+                                    parse_config, readme_block, run_report, update_readme)
 from voiceguard.eval.report.render import README_BEGIN, README_END
 
 from helpers import REPO, run_cli, synthetic_speaker_folder
@@ -63,30 +63,30 @@ def first(tmp_path_factory, speech):
 def test_tiny_report_has_every_part(first):
     tmp, cfg, rep = first
     out = tmp / "out"
-    r = rep["results"]
+    r = rep.results
     assert (tmp / "corpus" / "protocols" / "VG.cm.eval.trl.txt").is_file()  # built on the first run
-    assert set(r["detection"]) == {"vg-specnet", "specnet-uncalibrated"}
-    det = r["detection"]["vg-specnet"]
-    assert 0 <= det["metrics"]["eer"] <= 1 and det["metrics"]["min_tdcf_2021"] is not None
-    assert set(det["conditions"]) == {"custom1/none", "custom1/noise"}
+    assert set(r.detection) == {"vg-specnet", "specnet-uncalibrated"}
+    det = r.detection["vg-specnet"]
+    assert 0 <= det.metrics.eer <= 1 and det.metrics.min_tdcf_2021 is not None
+    assert set(det.conditions) == {"custom1/none", "custom1/noise"}
     # the calibrated and the raw checkpoint are the same network: same EER, different LLR scale
-    raw = r["detection"]["specnet-uncalibrated"]
-    assert raw["metrics"]["eer"] == det["metrics"]["eer"] and not raw["calibrated"] and det["calibrated"]
-    assert set(r["watermark"]) == {"spread-spectrum", "audioseal"}
-    assert r["watermark"]["spread-spectrum"]["attacks"]["none"]["tpr"] == 1.0
-    assert r["asv"]["metrics"]["n_target"] > 0 and r["tdcf_asv"].startswith("voiceguard's own ASV")
-    assert list(r["reid"]) == ["original", "watermarked (spread-spectrum)", "quiet"]
-    names = {Path(f["file"]).name for f in rep["figures"]}
+    raw = r.detection["specnet-uncalibrated"]
+    assert raw.metrics.eer == det.metrics.eer and not raw.calibrated and det.calibrated
+    assert set(r.watermark) == {"spread-spectrum", "audioseal"}
+    assert r.watermark["spread-spectrum"].attacks["none"].tpr == 1.0
+    assert r.asv.metrics.n_target > 0 and r.tdcf_asv.startswith("voiceguard's own ASV")
+    assert list(r.reid) == ["original", "watermarked (spread-spectrum)", "quiet"]
+    names = {Path(f.file).name for f in rep.figures}
     assert names == {"det_curves.png", "per_attack_eer.png", "detector_attack_heatmap.png",
                      "watermark_attack_heatmap.png", "asv_scores.png", "reid_histograms.png"}
-    for f in rep["figures"]:
-        assert (out / f["file"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for f in rep.figures:
+        assert (out / f.file).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     html = (out / "report.html").read_text()
     assert html.count('src="data:image/png;base64,') == 6 and 'src="figures/' not in html  # self-contained
     md = (out / "report.md").read_text()
     for needle in ("min t-DCF", "seed 0", "torch", "Timings", "EER: the error rate"):
         assert needle in md
-    assert json.loads((out / "report.json").read_text())["results"] == json.loads(json.dumps(r))
+    assert json.loads((out / "report.json").read_text())["results"] == r.to_dict()
     assert (out / "work" / "scores" / "vg-specnet.eval.txt").is_file()  # official-format score file
 
 
@@ -95,31 +95,82 @@ def test_report_states_what_its_figures_depend_on(first):
     EER: another libopus). The report states the environment: package versions, torch threads and CPU kernels,
     ffmpeg, its codec libraries and a digest of each encoder's output, the corpus's TTS tools."""
     from voiceguard.attacks.codecs import codec_available
-    from voiceguard.eval.report.stages import TORCH_THREADS
+    from voiceguard.eval.report.environment import TORCH_THREADS
 
     tmp, cfg, rep = first
-    env = rep["environment"]
-    assert env["hardware"]["torch_threads"] == TORCH_THREADS and env["hardware"]["torch_cpu_kernels"]
-    assert env["packages"]["torch"] and env["packages"]["numpy"] == np.__version__
-    codecs = env["codecs"]
-    assert codecs["ffmpeg"] and codecs["libavcodec"].count(".") == 2
+    env = rep.environment
+    assert env.hardware.torch_threads == TORCH_THREADS and env.hardware.torch_cpu_kernels
+    assert env.packages["torch"] and env.packages["numpy"] == np.__version__
+    codecs = env.codecs
+    assert codecs.ffmpeg and codecs.libav["libavcodec"].count(".") == 2
     for name in ("opus", "mp3", "mulaw", "gsm"):
         if codec_available(name):
-            assert re.fullmatch(r"lib\w+:[0-9a-f]{16}|pcm_mulaw:[0-9a-f]{16}", codecs["bitstreams"][name])
+            assert re.fullmatch(r"lib\w+:[0-9a-f]{16}|pcm_mulaw:[0-9a-f]{16}", codecs.bitstreams[name])
     if codec_available("opus") and sys.platform == "linux":  # Debian's ffmpeg links libopus dynamically
-        assert codecs["libraries"]["libopus"].startswith("libopus 1.")
-    assert env["corpus_tools"]["numpy"]  # the built corpus's card
+        assert codecs.libraries["libopus"].startswith("libopus 1.")
+    assert env.corpus_tools["numpy"]  # the built corpus's card
     md = (tmp / "out" / "report.md").read_text()
     assert "## What the figures depend on" in md and f"{TORCH_THREADS} threads" in md
     if codec_available("opus"):
-        assert codecs["bitstreams"]["opus"] in md
+        assert codecs.bitstreams["opus"] in md
     assert not SHARED_CACHE_READS  # embeddings another run (of any version) left are never used
+
+
+def test_report_json_is_the_typed_report_and_reads_back_exactly(first):
+    """report.json is ``Report.to_dict()`` (same keys, values and order); read back with ``from_dict`` it gives
+    the same JSON and the same results (the score arrays the figures used are not part of it)."""
+    tmp, cfg, rep = first
+    text = (tmp / "out" / "report.json").read_text()
+    assert json.dumps(rep.to_dict(), indent=1) + "\n" == text
+    back = Report.from_dict(json.loads(text))
+    assert json.dumps(back.to_dict(), indent=1) + "\n" == text
+    assert back.results == rep.results and back.figures == rep.figures and back.environment == rep.environment
+    det = rep.results.detection["vg-specnet"]
+    assert det.bonafide.size + det.spoof.size == det.metrics.n_bonafide + det.metrics.n_spoof
+    assert back.results.detection["vg-specnet"].bonafide is None and rep.results.asv.scores["target"].size
+    assert Report.load(tmp / "out").to_dict() == back.to_dict()
+
+
+def test_committed_report_reads_back_exactly():
+    """docs/report/report.json (written before the results were typed): from_dict -> to_dict is the same JSON,
+    key order included, and the renderers read it."""
+    from voiceguard.eval.report.render import report_blocks, to_markdown
+
+    text = (REPO / "docs" / "report" / "report.json").read_text()
+    report = Report.from_dict(json.loads(text))
+    assert report.to_dict() == json.loads(text)
+    assert json.dumps(report.to_dict(), indent=1) + "\n" == text
+    assert report.results.detection["vg-specnet"].metrics.min_tdcf_2021 is not None
+    assert report.environment.packages is None and "## Spoof detectors" in to_markdown(report_blocks(report))
+
+
+def test_evaluate_is_the_front_door(first, tmp_path):
+    """``voiceguard.api.evaluate`` takes a config file (or name, or ReportConfig) and returns the typed report;
+    with the same work folder every stage is reused."""
+    from voiceguard.api import evaluate
+
+    tmp, cfg, rep = first
+    got = evaluate(str(tmp / "tiny.yaml"), tmp_path / "o", work=tmp / "out" / "work", log=lambda m: None)
+    assert isinstance(got, Report) and got.results == rep.results
+    assert all(t.cached for k, t in got.timings.items() if k != "data")
+    assert (tmp_path / "o" / "report.json").is_file()
+
+
+def test_one_seeding_rule_and_the_cache_names_the_code_that_computes():
+    from voiceguard.eval.report import stage
+
+    assert stage.file_seed(0, 5) == 5 and stage.file_seed(3, 2) == 3 * 100_003 + 2
+    for mod in ("stage", "data", "detection", "watermark", "risk"):
+        assert f"voiceguard.eval.report.{mod}" in stage._CACHED_CODE
+    for mod in ("cm", "asv", "watermark", "scores"):
+        assert f"voiceguard.metrics.{mod}" in stage._CACHED_CODE
+    assert len(stage._code_digest()) == 16  # every module named exists
 
 
 def test_thread_count_is_fixed_during_a_report_and_restored(first, tmp_path):
     import torch
 
-    from voiceguard.eval.report.stages import TORCH_THREADS
+    from voiceguard.eval.report.environment import TORCH_THREADS
 
     tmp, cfg, rep = first
     before = torch.get_num_threads()
@@ -130,21 +181,22 @@ def test_thread_count_is_fixed_during_a_report_and_restored(first, tmp_path):
         assert torch.get_num_threads() == want  # restored
     finally:
         torch.set_num_threads(before)
-    assert again["environment"]["hardware"]["torch_threads"] == TORCH_THREADS
-    assert all(t["cached"] for k, t in again["timings"].items() if k != "data")  # same environment key
+    assert again.environment.hardware.torch_threads == TORCH_THREADS
+    assert all(t.cached for k, t in again.timings.items() if k != "data")  # same environment key
 
 
 def test_stage_cache_key_names_the_environment(tmp_path):
     """A stage computed under another codec build (or packages, threads, CPU kernels) is recomputed."""
-    from voiceguard.eval.report.stages import StageCache, codec_bitstreams
+    from voiceguard.eval.report.environment import codec_bitstreams
+    from voiceguard.eval.report.stage import Stage, StageCache
 
     calls = []
-    compute = lambda: calls.append(1) or {"v": len(calls)}  # noqa: E731
+    stage = Stage("s", {"x": 1}, lambda: calls.append(1) or {"v": len(calls)})
     for env, cached in (({"opus": "libopus:aaaa"}, False), ({"opus": "libopus:aaaa"}, True),
                         ({"opus": "libopus:bbbb"}, False)):
-        timings: dict = {}
-        StageCache(tmp_path, log=lambda m: None, environment=env).run("s", {"x": 1}, compute, timings)
-        assert timings["s"]["cached"] is cached, env
+        cache = StageCache(tmp_path, log=lambda m: None, environment=env)
+        cache.run(stage)
+        assert cache.timings["s"]["cached"] is cached, env
     assert len(calls) == 2
     exe = shutil.which("ffmpeg")
     if exe:  # encoding is deterministic run to run: the digests are stable
@@ -154,10 +206,10 @@ def test_stage_cache_key_names_the_environment(tmp_path):
 def test_same_config_and_seed_reproduce_the_numbers(first, tmp_path):
     tmp, cfg, rep = first
     again = run_report(cfg, tmp_path / "out2", log=lambda m: None)  # fresh work folder: nothing cached
-    assert not any(t["cached"] for t in again["timings"].values())
-    assert json.dumps(again["results"], sort_keys=True) == json.dumps(rep["results"], sort_keys=True)
-    for f in rep["figures"]:
-        assert (tmp_path / "out2" / f["file"]).read_bytes() == (tmp / "out" / f["file"]).read_bytes()
+    assert not any(t.cached for t in again.timings.values())
+    assert json.dumps(again.results.to_dict(), sort_keys=True) == json.dumps(rep.results.to_dict(), sort_keys=True)
+    for f in rep.figures:
+        assert (tmp_path / "out2" / f.file).read_bytes() == (tmp / "out" / f.file).read_bytes()
     assert headline_markdown(again, "cmd") == headline_markdown(rep, "cmd")
 
 
@@ -167,12 +219,12 @@ def test_reruns_reuse_the_cache_and_resume_a_lost_stage(first, tmp_path):
     (work / "cache" / "watermark.audioseal.json").unlink()  # as if the run was killed before this stage
     logs: list[str] = []
     again = run_report(cfg, tmp_path / "o", work, log=logs.append)
-    ran = [k for k, t in again["timings"].items() if not t["cached"]]
+    ran = [k for k, t in again.timings.items() if not t.cached]
     assert ran == ["data", "watermark.audioseal"], ran
-    assert again["results"] == rep["results"]
+    assert again.results == rep.results
     assert any("watermark.audioseal: running" in m for m in logs)
     forced = run_report(cfg, tmp_path / "f", work, force=True, log=lambda m: None)
-    assert not any(t["cached"] for t in forced["timings"].values())
+    assert not any(t.cached for t in forced.timings.values())
 
 
 def test_a_changed_seed_is_a_new_evaluation(first, tmp_path):
@@ -186,13 +238,14 @@ def test_a_changed_seed_is_a_new_evaluation(first, tmp_path):
     other = parse_config({**cfg.raw, "data": data, "seed": 1, "detectors": ["vg-specnet"], "risk": None,
                           "watermark": None}, "seed1")
     got = run_report(other, tmp_path / "o", tmp / "out" / "work", log=lambda m: None)
-    assert got["results"]["data"]["n_trials"] == rep["results"]["data"]["n_trials"]
-    assert got["timings"]["detect.vg-specnet.clean"]["cached"]  # same trials, same model
-    assert not got["timings"]["detect.vg-specnet.custom1.noise"]["cached"]  # attack seeds differ
+    assert got.results.data.n_trials == rep.results.data.n_trials
+    assert got.timings["detect.vg-specnet.clean"].cached  # same trials, same model
+    assert not got.timings["detect.vg-specnet.custom1.noise"].cached  # attack seeds differ
 
 
 def test_recalibrated_card_is_rescored_and_probes_are_not_enrolment_files(first, tmp_path):
-    from voiceguard.eval.report.stages import reid_sets, resolve_data
+    from voiceguard.eval.report.data import resolve_data
+    from voiceguard.eval.report.risk import reid_sets
 
     tmp, cfg, rep = first
     card = yaml.safe_load((REPO / "detect" / "cards" / "vg-specnet.yaml").read_text())
@@ -205,9 +258,9 @@ def test_recalibrated_card_is_rescored_and_probes_are_not_enrolment_files(first,
     card["calibration"]["scale"] = 2 * card["calibration"]["scale"]  # same weights, new calibration
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(card))
     again = run_report(parse_config(one, "b"), tmp_path / "b", work, log=lambda m: None)
-    assert not again["timings"]["detect.mine.clean"]["cached"]
-    a, b = first_run["results"]["detection"]["mine"]["metrics"], again["results"]["detection"]["mine"]["metrics"]
-    assert a["eer"] == b["eer"] and a["cllr"] != b["cllr"]  # EER ignores calibration, Cllr does not
+    assert not again.timings["detect.mine.clean"].cached
+    a, b = first_run.results.detection["mine"].metrics, again.results.detection["mine"].metrics
+    assert a.eer == b.eer and a.cllr != b.cllr  # EER ignores calibration, Cllr does not
     enroll, probe = reid_sets(resolve_data(cfg, log=lambda m: None), 3, 0)
     assert probe and not {f.path for f in enroll} & {f.path for f in probe}
 
@@ -335,28 +388,29 @@ def test_official_layouts_give_the_same_numbers_as_the_corpus(first, tmp_path):
     base = {"name": "official", "seed": 0, "detectors": ["vg-specnet"]}
     la_cfg = parse_config({**base, "data": {"layout": "asvspoof2019-la", "path": str(la)},
                            "risk": {"asv": True}})
-    got = run_report(la_cfg, tmp_path / "out-la", log=lambda m: None)["results"]
-    assert got["tdcf_asv"].startswith("organisers' ASV scores")
-    m = got["detection"]["vg-specnet"]["metrics"]
-    want = rep["results"]["detection"]["vg-specnet"]["metrics"]
-    assert m["eer"] == want["eer"]  # same audio, same detector
-    assert m["min_tdcf_2021"] != want["min_tdcf_2021"]  # other ASV scores, so another t-DCF
+    got = run_report(la_cfg, tmp_path / "out-la", log=lambda m: None).results
+    assert got.tdcf_asv.startswith("organisers' ASV scores")
+    m = got.detection["vg-specnet"].metrics
+    want = rep.results.detection["vg-specnet"].metrics
+    assert m.eer == want.eer  # same audio, same detector
+    assert m.min_tdcf_2021 != want.min_tdcf_2021  # other ASV scores, so another t-DCF
     ref = run_cli("eval", "eer", "--scores", str(tmp_path / "out-la" / "work" / "scores" / "vg-specnet.eval.txt"),
                   "--asv-scores", str(la / "ASVspoof2019_LA_asv_scores" /
                                       "ASVspoof2019.LA.asv.eval.gi.trl.scores.txt"), "--json")
     assert ref.returncode == 0, ref.stderr
     ref = json.loads(ref.stdout)
-    assert m["min_tdcf_2021"] == pytest.approx(ref["min_tdcf_2021"], abs=1e-12)
-    assert m["min_tdcf_2019"] == pytest.approx(ref["min_tdcf_2019"], abs=1e-12)
-    assert got["asv"]["metrics"]["eer"] == rep["results"]["asv"]["metrics"]["eer"]  # own ASV on the same lists
+    assert m.min_tdcf_2021 == pytest.approx(ref["min_tdcf_2021"], abs=1e-12)
+    assert m.min_tdcf_2019 == pytest.approx(ref["min_tdcf_2019"], abs=1e-12)
+    assert got.asv.metrics.eer == rep.results.asv.metrics.eer  # own ASV on the same lists
 
     itw_cfg = parse_config({**base, "data": {"layout": "protocol", "path": str(itw),
                                              "protocol": "release_in_the_wild/meta.csv",
                                              "audio_dir": "release_in_the_wild", "ext": ""}, "risk": {}})
     out = run_report(itw_cfg, tmp_path / "out-itw", log=lambda m: None)
-    r = out["results"]
-    assert r["detection"]["vg-specnet"]["metrics"]["eer"] == want["eer"]
-    assert r["tdcf_asv"] is None and r["detection"]["vg-specnet"]["metrics"].get("min_tdcf_2021") is None
-    assert "no ASV enrolment and trial lists" in r["asv_skipped"]
+    r = out.results
+    assert r.detection["vg-specnet"].metrics.eer == want.eer
+    assert r.tdcf_asv is None and r.detection["vg-specnet"].metrics.min_tdcf_2021 is None
+    assert "min_tdcf_2021" not in r.to_dict()["detection"]["vg-specnet"]["metrics"]  # absent, as before
+    assert "no ASV enrolment and trial lists" in r.asv_skipped
     md = (tmp_path / "out-itw" / "report.md").read_text()
     assert "ASV check skipped: the data has no ASV enrolment" in md and "ASV scores for the t-DCF: none" in md

@@ -9,8 +9,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from helpers import SHARED, run_cli, synthetic_speaker_folder
+from helpers import SHARED, asv_lists, run_cli, synthetic_speaker_folder
 from voiceguard.errors import ModelCardError, RiskError
+from voiceguard.registry import UnknownNameError
 from voiceguard.metrics.cm import compute_eer
 from voiceguard.eval.risk import embedders as E
 from voiceguard.eval.risk.checks import (asv_check, compare_clips, read_asv_enrollment, read_asv_trials, reid_check,
@@ -192,7 +193,7 @@ def test_ecapa_errors_say_what_to_download(tmp_path, monkeypatch):
         E.get_embedder("ecapa", source=tmp_path)
     with pytest.raises(ModelCardError, match="could not fetch speechbrain/not-here.*huggingface-cli download"):
         E.get_embedder("ecapa", source="speechbrain/not-here", savedir=tmp_path / "sb")
-    with pytest.raises(ModelCardError, match="unknown speaker-embedding backend"):
+    with pytest.raises(UnknownNameError, match="unknown speaker-embedding backend 'xvector'; known: ecapa, resemblyzer"):
         E.get_embedder("xvector")
 
 
@@ -255,28 +256,10 @@ def test_labels_and_their_errors(speakers, tmp_path):
 
 
 # --------------------------------------------------------------------------- checks
-def _corpus_lists(speakers: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
-    """An ASV enrolment + trial list over the synthetic speakers: utt0 enrols, utt1/utt2 test; spoof trials are
-    another speaker's audio claiming the identity (a crude stand-in for a conversion attack)."""
-    audio = tmp_path / "flac"
-    audio.mkdir()
-    for p in speakers.rglob("*.wav"):
-        sf.write(audio / f"{p.parent.name}_{p.stem}.flac", sf.read(p, dtype="float32")[0], 16000)
-    spk = [f"spk{i}" for i in range(4)]
-    (tmp_path / "enroll.txt").write_text("".join(f"{s} {s}_utt0\n" for s in spk))
-    lines = []
-    for i, s in enumerate(spk):
-        lines += [f"{s} {s}_utt1 bonafide target", f"{s} {s}_utt2 bonafide target"]
-        lines += [f"{s} {o}_utt1 bonafide nontarget" for o in spk if o != s]
-        lines += [f"{s} {spk[(i + 1) % 4]}_utt2 A99 spoof"]
-    (tmp_path / "trials.txt").write_text("\n".join(lines) + "\n")
-    return tmp_path / "enroll.txt", tmp_path / "trials.txt", audio
-
-
 def test_asv_check_writes_scores_that_eval_eer_reads(resemblyzer, speakers, tmp_path):
     from voiceguard.metrics.scores import read_asv_scores
 
-    enroll, trials, audio = _corpus_lists(speakers, tmp_path)
+    enroll, trials, audio = asv_lists(speakers, tmp_path)
     out = tmp_path / "asv.txt"
     res = asv_check(read_asv_enrollment(enroll), read_asv_trials(trials), audio, resemblyzer, out=out)
     tgt, non, spoof = read_asv_scores(out)
@@ -302,6 +285,37 @@ def test_asv_check_writes_scores_that_eval_eer_reads(resemblyzer, speakers, tmp_
     bad.write_text("spk0 spk0_utt1 bonafide maybe\n")
     with pytest.raises(RiskError, match="line 1: unknown key 'maybe'"):
         read_asv_trials(bad)
+
+
+def test_asv_inputs_and_file_lists(speakers, tmp_path):
+    from voiceguard.eval.risk.checks import asv_inputs
+    from voiceguard.eval.risk.labels import files_to_check, labeled_files
+
+    enroll, trials, audio = asv_lists(speakers, tmp_path)
+    inp = asv_inputs(enroll=enroll, trials=trials, audio_dir=audio, cohort=speakers / "spk3")
+    assert inp.enrollment == read_asv_enrollment(enroll) and list(inp.trials) == read_asv_trials(trials)
+    assert inp.audio_dir == audio and len(inp.cohort) == 3 and inp.n_files == 12
+    assert asv_inputs(enroll=enroll, trials=trials, audio_dir=audio).cohort is None
+    with pytest.raises(ValueError, match="give a corpus"):
+        asv_inputs(enroll=enroll, trials=trials)
+    with pytest.raises(ValueError, match="needs a cohort"):
+        asv_inputs(enroll=enroll, trials=trials, audio_dir=audio, snorm=True)
+    with pytest.raises(RiskError, match="not a voiceguard corpus"):
+        asv_inputs(corpus=tmp_path)
+    assert labeled_files(speakers) == labels_from_folder(speakers)
+    plain = files_to_check(speakers, speaker_from="none")
+    assert sorted(plain) == sorted(f.path for f in labels_from_folder(speakers))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(RiskError, match="no audio files"):
+        files_to_check(empty, speaker_from="none")
+
+
+def test_load_embedder_and_catalogue(resemblyzer):
+    assert E.load_embedder("resemblyzer").info() == resemblyzer.info()
+    rows = E.embedder_catalogue()
+    assert [r["name"] for r in rows] == sorted(E.EMBEDDERS) and all(r["description"] for r in rows)
+    assert list(rows[0]) == list(E.CATALOGUE_COLUMNS)
 
 
 def test_watermark_does_not_change_identity(resemblyzer, speakers):

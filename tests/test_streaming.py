@@ -219,7 +219,7 @@ def test_resume_refuses_a_file_that_is_not_this_commands_output(tmp_path):
 
 
 def test_rows_read_back_from_csv_get_their_types():
-    from voiceguard.cli.scan import ScanRow
+    from voiceguard.api.scan import ScanRow
 
     row = from_output_row(ScanRow, {"path": "a.wav", "status": "ok", "verdict": "spoof", "p_spoof": "0.9",
                                     "sample_rate": "16000", "llr": "", "error": ""})
@@ -308,9 +308,9 @@ def test_scan_interrupted_then_resumed_equals_an_uninterrupted_run(clips, tmp_pa
     r = runner.invoke(cli, base + ["-o", str(full)])
     assert r.exit_code in (0, 1, 4), r.output
 
-    real = dcli.iter_scan
+    real = dcli.scan
     part = tmp_path / f"part.{fmt}"
-    monkeypatch.setattr(dcli, "iter_scan", _keyboard_interrupt_after(2, real))
+    monkeypatch.setattr(dcli, "scan", _keyboard_interrupt_after(2, real))
     r = runner.invoke(cli, base + ["-o", str(part)])
     assert r.exit_code == 130, r.output
     assert "interrupted after 2 file(s)" in r.output and "--resume" in r.output
@@ -322,7 +322,7 @@ def test_scan_interrupted_then_resumed_equals_an_uninterrupted_run(clips, tmp_pa
         for row in real(*a, **kw):
             seen.append(row.path)
             yield row
-    monkeypatch.setattr(dcli, "iter_scan", spy)
+    monkeypatch.setattr(dcli, "scan", spy)
     r = runner.invoke(cli, base + ["-o", str(part), "--resume"])
     assert r.exit_code in (0, 1, 4), r.output
     assert "resuming: 2 file(s) already in" in r.output and "scanned 6 file(s)" in r.output

@@ -15,7 +15,7 @@ from scipy.signal import lfilter
 from helpers import SHARED, speech, write_wav
 from voiceguard import vad
 from voiceguard.detect.batch import MIN_SECONDS, decode, decode_speech, score_files
-from voiceguard.cli.scan import ScanRow, exit_code, scan_paths, summary_line
+from voiceguard.api.scan import ScanRow, exit_code, scan, summary_line
 from voiceguard.detect.scoring import Calibration, summarize_windows
 from voiceguard.errors import ModelCardError, ScoreError
 from voiceguard.vad import MIN_SPEECH_SECONDS, choose_mix, speech_activity, speech_mix
@@ -55,7 +55,7 @@ def test_issue_examples_are_no_speech_not_bonafide(tmp_path, loaded):
     """Regression: silence, DC, a 1 kHz tone and hiss were `bonafide` with p_spoof 0.000, exit 0."""
     for kind in ("silence", "dc", "tone", "white", "pink"):
         write_wav(tmp_path / f"{kind}.wav", non_speech(kind, 5.0, SAMPLE_RATE, -6, 1000.0)[None], subtype="FLOAT")
-    rows = scan_paths([str(tmp_path)], loaded)
+    rows = list(scan([str(tmp_path)], model=loaded, watermark=False))
     assert len(rows) == 5
     for r in rows:
         assert (r.status, r.verdict, r.p_spoof, r.llr) == ("ok", "no-speech", None, None), r
@@ -70,7 +70,7 @@ def test_cancelling_stereo_is_scored_on_one_channel(tmp_path, loaded):
     x = speech(3.0)[0]
     write_wav(tmp_path / "cancel.wav", np.stack([x, -x]), subtype="FLOAT")
     write_wav(tmp_path / "mono.wav", x[None], subtype="FLOAT")
-    cancel, mono = scan_paths([str(tmp_path / "cancel.wav"), str(tmp_path / "mono.wav")], loaded)
+    cancel, mono = list(scan([str(tmp_path / "cancel.wav"), str(tmp_path / "mono.wav")], model=loaded, watermark=False))
     assert cancel.verdict != "no-speech" and cancel.channels == 2
     assert cancel.note == "channel 1 of 2 used: the channels cancel in the mean"
     assert (cancel.p_spoof, cancel.llr, cancel.verdict) == (mono.p_spoof, mono.llr, mono.verdict)
@@ -194,13 +194,13 @@ class StubLoaded:
 def test_nan_from_the_model_is_an_error_row_never_nan(tmp_path):
     write_wav(tmp_path / "a.wav", speech(2.0), subtype="FLOAT")
     for values in ([np.nan], [1.0, np.inf], [-np.inf, 0.5, 0.5]):
-        rows = scan_paths([str(tmp_path / "a.wav")], StubLoaded(Stub(values)))
+        rows = list(scan([str(tmp_path / "a.wav")], model=StubLoaded(Stub(values)), watermark=False))
         assert [(r.status, r.p_spoof, r.llr, r.verdict) for r in rows] == [("error", None, None, None)]
         assert rows[0].error.startswith("model produced a non-finite score"), rows[0].error
         json.dumps([r.to_dict(segments=True) for r in rows], allow_nan=False)  # raises on NaN/Inf
         assert exit_code(rows) == 2
     # a finite raw score that the calibration maps to an infinite LLR is caught too
-    rows = scan_paths([str(tmp_path / "a.wav")], StubLoaded(Stub([1e300]), Calibration(scale=1e300)))
+    rows = list(scan([str(tmp_path / "a.wav")], model=StubLoaded(Stub([1e300]), Calibration(scale=1e300)), watermark=False))
     assert rows[0].status == "error" and "non-finite" in rows[0].error
 
 
@@ -235,7 +235,7 @@ def test_no_speech_row_still_reports_the_watermark(tmp_path, loaded):
     marked = load_watermarker("audioseal").embed(tone, SAMPLE_RATE, 0xBEEF)
     write_wav(tmp_path / "marked_tone.wav", np.asarray(marked)[None], subtype="FLOAT")
     write_wav(tmp_path / "tone.wav", tone[None], subtype="FLOAT")
-    rows = scan_paths([str(tmp_path)], loaded, watermarker=load_watermarker("audioseal", generator=None))
+    rows = list(scan([str(tmp_path)], model=loaded, watermark=load_watermarker("audioseal", need="detect")))
     got = {r.path.rsplit("/", 1)[1]: r for r in rows}
     assert all(r.verdict == "no-speech" for r in rows)
     assert got["marked_tone.wav"].watermark not in (None, "none") and got["marked_tone.wav"].wm_probability > 0.5
@@ -288,7 +288,7 @@ def test_scanning_leaves_torch_thread_count_alone(tmp_path, loaded, monkeypatch)
     torch.set_num_threads(3)
     try:
         write_wav(tmp_path / "a.wav", speech(1.0))
-        rows = scan_paths([str(tmp_path / "a.wav")], loaded)
+        rows = list(scan([str(tmp_path / "a.wav")], model=loaded, watermark=False))
         assert rows[0].status == "ok" and "silero_vad.model" in sys.modules  # the import really ran again
         assert torch.get_num_threads() == 3
     finally:

@@ -164,6 +164,121 @@ def test_empty_and_bad_arguments(dsp):
         load_watermarker("nope")
 
 
+# --------------------------------------------------------------------------- the one getter and its registry
+def test_importing_the_package_registers_every_engine():
+    import subprocess
+    import sys
+
+    code = "import voiceguard.watermark as w; print(' '.join(sorted(w.WATERMARKERS)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["audioseal", "spread-spectrum"]
+
+
+def test_unknown_engine_is_a_one_line_error_listing_the_engines():
+    from voiceguard.errors import VoiceguardError
+    from voiceguard.registry import UnknownNameError
+
+    with pytest.raises(UnknownNameError) as e:
+        load_watermarker("nope")
+    assert isinstance(e.value, VoiceguardError) and e.value.exit_code == 2
+    assert str(e.value) == "unknown watermark engine 'nope'; known: audioseal, spread-spectrum"
+
+
+def test_load_watermarker_options_none_means_the_default_and_unknown_options_are_named():
+    from voiceguard.watermark import EngineOptionError, engine_options
+
+    assert engine_options("spread-spectrum") == ["key", "snr_db", "threshold", "strength"]
+    assert {"generator", "detector", "threshold", "strength", "snr_db"} <= set(engine_options("audioseal"))
+    default = load_watermarker("spread-spectrum")
+    same = load_watermarker("spread-spectrum", key=None, snr_db=None, threshold=None, strength=None)
+    assert (same.key, same.snr_db, same.threshold, same.strength) == \
+        (default.key, default.snr_db, default.threshold, default.strength) == (0x5EED, 28.0, 0.5, 1.0)
+    assert load_watermarker("spread-spectrum", key=7, threshold=0.8).key == 7
+    with pytest.raises(EngineOptionError, match=r"spread-spectrum watermark engine takes no option 'generator' "
+                                                 r"\(its options: key, snr_db, threshold, strength\)"):
+        load_watermarker("spread-spectrum", generator="x")
+    with pytest.raises(ValueError, match="need must be one of"):
+        load_watermarker("spread-spectrum", need="train")
+
+
+def test_audioseal_need_loads_one_half(tiny_audioseal):
+    g, d, _ = tiny_audioseal
+    emb = load_watermarker("audioseal", need="embed", generator=str(g), detector=str(d))
+    det = load_watermarker("audioseal", need="detect", generator=str(g), detector=str(d), threshold=0.7)
+    assert emb.generator is not None and emb.detector is None
+    assert det.generator is None and det.detector is not None and det.threshold == 0.7
+    assert load_watermarker("audioseal", need="detect").model == "vg_detector_16bits_small"
+    assert load_watermarker("audioseal", need="embed").model == "vg_wm_16bits_small"
+    both = load_watermarker("audioseal")
+    assert both.model == "vg_wm_16bits_small+vg_detector_16bits_small"
+    assert both.threshold == float(both.calibration["threshold"])
+
+
+def test_message_is_parsed_once_with_one_error_for_cli_and_api(tmp_path, dsp):
+    """The same one-line message from the Python API and the CLI (parsed at the boundary, an int below)."""
+    import soundfile as sf
+    from helpers import run_cli
+
+    from voiceguard.api import detect_file, embed_file
+    from voiceguard.watermark import MessageError
+
+    src = tmp_path / "a.wav"
+    sf.write(src, speechlike(1.0), 16000)
+    with pytest.raises(MessageError) as e:
+        embed_file(src, tmp_path / "o.wav", "hello", engine=dsp)
+    text = str(e.value)
+    assert text == "message 'hello' is not a number (use e.g. 0xBEEF or 48879)" and isinstance(e.value, ValueError)
+    assert not (tmp_path / "o.wav").exists()
+    r = run_cli("watermark", "embed", str(src), str(tmp_path / "o.wav"), "--message", "hello",
+                "--engine", "spread-spectrum")
+    assert r.returncode == 2 and r.stderr.strip() == f"voiceguard: error: {text}"
+    with pytest.raises(MessageError, match="does not fit in 16 bits"):
+        detect_file(src, engine=dsp, expected="0x1FFFF")
+    r = run_cli("watermark", "detect", str(src), "--expect", "0x1FFFF", "--engine", "spread-spectrum")
+    assert r.returncode == 2 and r.stderr.strip() == \
+        "voiceguard: error: message '0x1FFFF' does not fit in 16 bits (0 to 65535)"
+
+
+def test_the_engine_receives_the_parsed_int(tmp_path, monkeypatch):
+    import soundfile as sf
+
+    from voiceguard.api import embed_file
+
+    src = tmp_path / "a.wav"
+    sf.write(src, speechlike(1.0), 16000)
+    wm = load_watermarker("spread-spectrum")
+    seen = []
+    real = type(wm).embed
+    monkeypatch.setattr(type(wm), "embed", lambda self, audio, sr, message=None, **kw:
+                        seen.append(message) or real(self, audio, sr, message, **kw))
+    row = embed_file(src, tmp_path / "o.wav", "0xBEEF", engine=wm)
+    assert seen == [0xBEEF] and type(seen[0]) is int and row.message == "0xBEEF"
+
+
+def test_api_embed_file_then_detect_file_round_trip(tmp_path):
+    import soundfile as sf
+
+    from voiceguard.api import DetectRow, EmbedRow, detect_file, embed_file
+    from voiceguard.errors import OutputError, VoiceguardError
+
+    src = tmp_path / "a.wav"
+    sf.write(src, speechlike(2.0), 16000)
+    row = embed_file(src, tmp_path / "o.wav", 0xBEEF, engine="spread-spectrum", key=11)
+    assert isinstance(row, EmbedRow) and (row.status, row.message, row.sample_rate, row.channels) == \
+        ("ok", "0xBEEF", 16000, 1)
+    with pytest.raises(Exception):
+        row.status = "x"  # frozen
+    got = detect_file(tmp_path / "o.wav", engine="spread-spectrum", key=11, expected="0xBEEF")
+    assert isinstance(got, DetectRow) and got.result.message == 0xBEEF and got.result.bits_matched == 16
+    assert got.to_dict()["message"] == "0xBEEF"
+    with pytest.raises(OutputError, match="already exists"):
+        embed_file(src, tmp_path / "o.wav", 1, engine="spread-spectrum")
+    with pytest.raises(VoiceguardError, match="no such file"):
+        detect_file(tmp_path / "missing.wav", engine="spread-spectrum")
+    with pytest.raises(TypeError, match="engine options go with an engine name"):
+        detect_file(src, engine=load_watermarker("spread-spectrum"), key=3)
+
+
 # --------------------------------------------------------------------------- the AudioSeal engine and loading
 def test_audioseal_engine_streams_like_whole_file_and_keeps_shapes(tiny_audioseal):
     g, d, _ = tiny_audioseal
@@ -225,7 +340,7 @@ def test_official_cards_say_how_to_get_the_weights_offline(monkeypatch, tmp_path
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
     with pytest.raises(ModelCardError, match="could not download .*audioseal.*put it at"):
-        load_watermarker("audioseal", generator="audioseal_wm_16bits", detector=None)
+        load_watermarker("audioseal", need="embed", generator="audioseal_wm_16bits")
 
 
 def test_official_card_loads_a_cached_checkpoint_of_the_official_shape(monkeypatch, tmp_path):
@@ -241,7 +356,7 @@ def test_official_card_loads_a_cached_checkpoint_of_the_official_shape(monkeypat
     cached.parent.mkdir()
     torch.save({"xp.cfg": OmegaConf.create(card.config), "model": audioseal_keys(model.state_dict())}, cached)
     monkeypatch.setenv("VOICEGUARD_CACHE", str(tmp_path))
-    wm = load_watermarker("audioseal", generator=None, detector="audioseal_detector_16bits")
+    wm = load_watermarker("audioseal", need="detect", detector="audioseal_detector_16bits")
     assert sum(p.numel() for p in wm.detector.parameters()) == sum(p.numel() for p in model.parameters())
     assert wm.detect(speechlike(1.0), 16000).duration == pytest.approx(1.0)
 
@@ -305,8 +420,6 @@ def test_training_state_is_sha256_verified_and_weights_only(tmp_path):
 
 
 def test_spread_spectrum_detects_on_clips_shorter_than_its_fft():
-    from voiceguard.watermark import load_watermarker
-
     wm = load_watermarker("spread-spectrum")
     for n in (1, 100, 511):
         r = wm.detect(np.full(n, 0.1, np.float32), 16000)

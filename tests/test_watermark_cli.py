@@ -124,13 +124,60 @@ def test_folder_embed_into_a_subfolder_of_the_input_never_marks_its_own_outputs(
     import soundfile as sf
 
     from test_watermark import speechlike
-    from voiceguard.watermark import load_watermarker
-    from voiceguard.watermark.batch import iter_embed
+    from voiceguard.api import embed_files
 
     (tmp_path / "a.wav").parent.mkdir(exist_ok=True)
     sf.write(tmp_path / "a.wav", speechlike(1.0), 16000)
-    wm = load_watermarker("spread-spectrum")
-    first = list(iter_embed(wm, tmp_path, tmp_path / "out", message=5))
+    first = list(embed_files(tmp_path, tmp_path / "out", 5, engine="spread-spectrum"))
     assert [r.status for r in first] == ["ok"] and (tmp_path / "out" / "a.wav").is_file()
-    second = list(iter_embed(wm, tmp_path, tmp_path / "out", message=5, overwrite=True))
+    second = list(embed_files(tmp_path, tmp_path / "out", 5, engine="spread-spectrum", overwrite=True))
     assert len(second) == 1 and not (tmp_path / "out" / "out").exists()
+
+
+def _invoke(*args: str):
+    """The CLI in-process (click 8.2+: stdout and stderr apart), for the quick option checks below."""
+    from click.testing import CliRunner
+
+    from voiceguard.cli import cli
+
+    return CliRunner().invoke(cli, list(args))
+
+
+def test_output_format_options_json_alias_and_unknown_engine(tmp_path):
+    src = _write(tmp_path / "a.wav", speechlike(2.0), 16000)
+    marked = tmp_path / "m.wav"
+    r = _invoke("watermark", "embed", str(src), str(marked), "--message", "0x0102", "--json", *DSP)
+    assert r.exit_code == 0, r.output
+    assert [row["message"] for row in json.loads(r.stdout)] == ["0x0102"]
+    as_json = _invoke("watermark", "detect", str(marked), "--format", "json", *DSP)
+    alias = _invoke("watermark", "detect", str(marked), "--json", *DSP)
+    assert as_json.exit_code == alias.exit_code == 1 and alias.stdout == as_json.stdout
+    assert json.loads(alias.stdout)[0]["message"] == "0x0102"
+    table = _invoke("watermark", "detect", str(marked), *DSP)  # the default stays the table
+    assert table.stdout.splitlines()[0].split() == ["path", "status", "detected", "probability", "message",
+                                                    "p_value", "segments", "error"]
+    r = _invoke("watermark", "detect", str(marked), "--engine", "nope")
+    assert r.exit_code == 2 and r.stdout == ""
+    assert r.stderr == "voiceguard: error: unknown watermark engine 'nope'; known: audioseal, spread-spectrum\n"
+    r = _invoke("watermark", "detect", str(marked), "--engine", "audioseal", "--key", "3")
+    assert r.exit_code == 2 and "takes no option 'key'" in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_list_prints_the_cards_in_every_format():
+    table = _invoke("watermark", "list")
+    assert table.exit_code == 0 and table.stdout.splitlines()[0].split() == ["name", "kind", "weights", "fpr"]
+    assert table.stdout.endswith("\nengines: audioseal, spread-spectrum\n")
+    rows = json.loads(_invoke("watermark", "list", "--json").stdout)
+    assert "vg_detector_16bits_small (default)" in {r["name"] for r in rows}
+    assert _invoke("watermark", "list", "--format", "csv").stdout.splitlines()[0] == "name,kind,weights,fpr"
+
+
+def test_calibrate_prints_json_by_default_and_other_formats_on_request(tmp_path):
+    out = tmp_path / "cal.json"
+    r = _invoke("watermark", "calibrate", "--windows", "100", "--out", str(out), *DSP)
+    assert r.exit_code == 0, r.output
+    assert r.stdout == out.read_text() and json.loads(r.stdout)["n_windows"] == 100  # unchanged default
+    r = _invoke("watermark", "calibrate", "--windows", "100", "--format", "csv", *DSP)
+    header, row = r.stdout.splitlines()
+    assert header == "threshold,target_fpr,fpr,false_positives,n_windows,n_heldout,seed"
+    assert row.split(",")[4:] == ["100", "100", "0"]

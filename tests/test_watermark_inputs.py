@@ -18,10 +18,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from test_watermark import speechlike
 
 from voiceguard.audio import MAX_CHANNELS, audio_info, load_audio, resample, save_audio
-from voiceguard.errors import AudioRangeError, AudioTooShortError, NonFiniteAudioError, OutputError
-from voiceguard.watermark import load_watermarker
-from voiceguard.watermark.base import AudioArrayError
-from voiceguard.watermark.batch import embed_file
+from voiceguard.api import embed_file
+from voiceguard.errors import AudioRangeError, AudioTooShortError, NonFiniteAudioError, OutputError, VoiceguardError
+from voiceguard.watermark import AudioArrayError, load_watermarker
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -214,7 +213,7 @@ def test_embed_converts_every_input_format_to_every_output_extension(tmp_path, d
     before = src.read_bytes()
     for ext, container in OUTPUTS.items():
         out = tmp_path / "out" / f"marked{ext}"
-        row = embed_file(dsp, src, out, message=0xBEEF, overwrite=True)
+        row = embed_file(src, out, 0xBEEF, engine=dsp, overwrite=True)
         assert row.status == "ok", (kind, ext, row.error)
         got = audio_info(out)
         assert got.format.upper().startswith(container.upper()) or (ext == ".wav" and got.format == info.format)
@@ -239,7 +238,7 @@ def test_same_extension_keeps_length_rate_channels_and_container(tmp_path, dsp, 
     src = _make_input(tmp_path, kind, x)
     info = audio_info(src)
     out = tmp_path / "marked.wav"
-    row = embed_file(dsp, src, out, message=0x0ACE)
+    row = embed_file(src, out, 0x0ACE, engine=dsp)
     assert row.status == "ok", row.error
     got = audio_info(out)
     assert (got.frames, got.sample_rate, got.channels, got.format, got.subtype) == \
@@ -261,7 +260,7 @@ def test_adpcm_of_any_length_and_block_size_keeps_its_length(tmp_path_factory, d
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(pcm), "-c:a", codec, "-block_size", str(block),
                     str(src)], check=True)
     info = audio_info(src)
-    row = embed_file(dsp, src, d / "out.wav", message=3)
+    row = embed_file(src, d / "out.wav", 3, engine=dsp)
     assert row.status == "ok", row.error
     got = audio_info(d / "out.wav")
     assert (got.frames, got.subtype, got.channels) == (info.frames, info.subtype, info.channels)
@@ -271,8 +270,9 @@ def test_impossible_outputs_name_the_file_and_format_never_the_temp_file(tmp_pat
     src = tmp_path / "in.wav"
     sf.write(src, speechlike(1.0), 16000)
     for name, fragment in [("out.xyz", "unknown audio extension .xyz"), ("out", "no file extension")]:
-        row = embed_file(dsp, src, tmp_path / name)
-        assert row.status == "error" and fragment in row.error and ".part" not in row.error
+        with pytest.raises(VoiceguardError, match=fragment) as e:
+            embed_file(src, tmp_path / name, engine=dsp)
+        assert ".part" not in str(e.value)
         assert not (tmp_path / name).exists()
     with pytest.raises(OutputError, match=r"out\.flac: a FLAC file cannot hold FLOAT samples") as e:
         save_audio(tmp_path / "out.flac", speechlike(0.1), 16000, subtype="FLOAT")

@@ -14,8 +14,9 @@ from typing import Any
 
 import yaml
 
+from .audio import SAMPLE_RATE
 from .errors import ModelCardError
-from .files import read_text
+from .files import atomic_write_text, read_text
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class ModelCard:
     architecture: str
     path: Path  # the card file
     config: dict = field(default_factory=dict, hash=False)
-    sample_rate: int = 16000
+    sample_rate: int = SAMPLE_RATE
     checkpoint: str | None = None  # file next to the card, or an absolute path
     url: str | None = None  # where users with internet get it when it is not shipped
     sha256: str | None = None
@@ -46,6 +47,8 @@ _FIELDS = {"name", "kind", "architecture", "config", "sample_rate", "checkpoint"
 
 
 def load_card(path: str | os.PathLike) -> ModelCard:
+    """Read a card file (YAML with at least ``name``, ``kind``, ``architecture``); unknown top-level keys go to
+    ``extra``.  Raises ``ModelCardError`` for a missing file, invalid YAML or missing keys."""
     path = Path(path)
     if not path.is_file():
         raise ModelCardError("no such model card", source=path)
@@ -58,6 +61,22 @@ def load_card(path: str | os.PathLike) -> ModelCard:
         raise ModelCardError(f"model card misses {sorted(missing)}", source=path)
     return ModelCard(path=path, **{k: v for k, v in d.items() if k in _FIELDS},
                      extra={k: v for k, v in d.items() if k not in _FIELDS})
+
+
+def save_card(path: str | os.PathLike, card: dict[str, Any]) -> Path:
+    """Write ``card`` (plain YAML-able data, key order kept) atomically as a card file; returns its path."""
+    path = Path(path)
+    atomic_write_text(path, yaml.safe_dump(card, sort_keys=False))
+    return path
+
+
+def update_card(path: str | os.PathLike, **fields: Any) -> Path:
+    """Set top-level fields of the card file at ``path`` (e.g. ``calibration=...``, ``metrics=...``), keeping the
+    others and their order, and rewrite it atomically.  Raises ``ModelCardError`` for a missing or invalid card."""
+    path = Path(path)
+    load_card(path)  # a card at all: same checks and errors as reading it
+    data = yaml.safe_load(read_text(path, ModelCardError, "model card")) or {}
+    return save_card(path, {**data, **fields})
 
 
 def find_card(name: str, search_dirs: list[Path]) -> ModelCard:
@@ -154,6 +173,7 @@ def load_state_dict(path: str | os.PathLike, sha256: str | None = None) -> dict[
 
 def save_verified(obj: Any, path: str | os.PathLike) -> str:
     """``torch.save`` atomically plus a ``PATH.sha256`` sidecar (training state that ``load_verified`` reads).
+    The bytes depend only on ``obj``: the same weights give the same sha256.
 
     The sidecar names the new digest before the file is replaced and keeps the previous one until it is, so
     a run killed at any moment leaves a file that matches its sidecar (resume never gets locked out)."""
@@ -165,7 +185,8 @@ def save_verified(obj: Any, path: str | os.PathLike) -> str:
     side = path.with_name(path.name + ".sha256")
     previous = side.read_text().split()[:1] if side.is_file() else []
     with atomic_output(path, overwrite=True) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:  # a file object: the archive's inner name is fixed, not the temporary file's,
+            torch.save(obj, f)      # so the same weights give the same bytes (and sha256)
         digest = sha256_file(tmp)
         atomic_write_text(side, "\n".join([digest, *previous]) + "\n")
     atomic_write_text(side, digest + "\n")

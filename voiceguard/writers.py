@@ -8,6 +8,7 @@ file names whose bytes are not UTF-8 never crash a writer and JSON / CSV stay va
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -18,6 +19,14 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Sequence, TextIO
 
 from .errors import OutputError
+
+class Record:
+    """Mixin for a frozen dataclass result whose ``to_dict()`` is its fields (``dataclasses.asdict``): the
+    rows the writers print."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
 
 FORMATS = ("table", "json", "jsonl", "csv")
 #: formats written row by row (flushed as each file finishes) and readable back by ``--resume``

@@ -4,15 +4,15 @@
     >>> wm = load_watermarker()                      # the shipped AudioSeal-format model, offline
     >>> marked = wm.embed(audio, sample_rate, message=0xBEEF)
     >>> wm.detect(marked, sample_rate).message_hex   # '0xBEEF'
+
+``load_watermarker(engine, need=..., **options)`` is the one way to get an engine; importing this package
+registers every engine in ``WATERMARKERS``.  Files in, files out: ``voiceguard.api.embed_file`` /
+``detect_file``.
 """
-from .base import (LAYOUTS, WATERMARKERS, AudioArrayError, DetectionResult, Watermarker, WatermarkSegment,
-                   get_watermarker, message_bits, parse_message)
+from . import audioseal_engine, dsp  # noqa: F401  (the engines register themselves in WATERMARKERS)
+from .base import (LAYOUTS, NEEDS, WATERMARKERS, AudioArrayError, DetectionResult, EngineOptionError, MessageError,
+                   Watermarker, WatermarkSegment, engine_options, load_watermarker, message_bits, parse_message)
 
-__all__ = ["LAYOUTS", "WATERMARKERS", "AudioArrayError", "DetectionResult", "Watermarker", "WatermarkSegment",
-           "get_watermarker", "load_watermarker", "message_bits", "parse_message"]
-
-
-def load_watermarker(engine: str = "audioseal", **kwargs) -> Watermarker:
-    """An engine ready to use: ``audioseal`` (default cards, or ``generator=``/``detector=`` names or paths)
-    or ``spread-spectrum`` (``key=``, ``snr_db=``)."""
-    return get_watermarker(engine, **kwargs)
+__all__ = ["LAYOUTS", "NEEDS", "WATERMARKERS", "AudioArrayError", "DetectionResult", "EngineOptionError",
+           "MessageError", "Watermarker", "WatermarkSegment", "engine_options", "load_watermarker", "message_bits",
+           "parse_message"]

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import HOP, MODEL_RATE, Watermarker, register
+from voiceguard.audio import SAMPLE_RATE
+
+from .base import HOP, Watermarker, register
 from .models import DEFAULT_DETECTOR, DEFAULT_GENERATOR, eager, load_detector, load_generator, scale_to_snr
 
 
@@ -31,24 +33,26 @@ class AudioSealEngine(Watermarker):
             self.nbits = int(detector.nbits)
 
     @classmethod
-    def load(cls, generator: str | None = DEFAULT_GENERATOR, detector: str | None = DEFAULT_DETECTOR,
-             threshold: float | None = None, strength: float | None = None, **kwargs) -> "AudioSealEngine":
-        """Engine from card names or audioseal-format checkpoint paths; the detector card's calibration
-        supplies the threshold and the generator card the default strength unless given."""
-        gen = load_generator(generator) if generator else (None, None, None)
-        det = load_detector(detector) if detector else (None, None, None)
+    def load(cls, *, need: str = "both", generator: str = DEFAULT_GENERATOR, detector: str = DEFAULT_DETECTOR,
+             threshold: float | None = None, strength: float | None = None, snr_db: float | None = None,
+             model: str | None = None) -> "AudioSealEngine":
+        """Subclass contract (``load_watermarker("audioseal", ...)`` is the getter): the engine from card
+        names or audioseal-format checkpoint paths, only the generator for ``need="embed"`` and only the
+        detector for ``need="detect"``; the detector card's calibration supplies the threshold and the
+        generator card the strength and ``snr_db`` unless given."""
+        gen = load_generator(generator) if need in ("both", "embed") else (None, None, None)
+        det = load_detector(detector) if need in ("both", "detect") else (None, None, None)
         det_card, gen_card = det[1], gen[1]
         calib = (det_card.extra.get("calibration") or {}) if det_card is not None else {}
         if threshold is None:
             threshold = float(calib.get("threshold", 0.5))
         if strength is None:
             strength = float(gen_card.extra.get("strength", 1.0)) if gen_card is not None else 1.0
-        snr_db = kwargs.pop("snr_db", None)
         if snr_db is None and gen[2] is not None:
             snr_db = (gen_card.extra.get("snr_db") if gen_card is not None else None) or gen[2].get("snr_db")
         names = [c.name for c in (gen_card, det_card) if c is not None]
         engine = cls(gen[0], det[0], snr_db=snr_db, threshold=threshold, strength=strength, calibration=calib,
-                     model=kwargs.pop("model", None) or "+".join(names) or "audioseal", **kwargs)
+                     model=model or "+".join(names) or "audioseal")
         if gen_card is not None and gen_card.extra.get("min_seconds") is not None:
             engine.min_seconds = float(gen_card.extra["min_seconds"])
         return engine
@@ -73,8 +77,8 @@ class AudioSealEngine(Watermarker):
 
         if self.detector is None:
             raise RuntimeError("this engine was loaded without a detector (embedding only)")
-        chunk = int(self.chunk_seconds * MODEL_RATE)  # a multiple of HOP: frames never straddle chunks
-        ctx = int(self.context_seconds * MODEL_RATE)
+        chunk = int(self.chunk_seconds * SAMPLE_RATE)  # a multiple of HOP: frames never straddle chunks
+        ctx = int(self.context_seconds * SAMPLE_RATE)
         n = len(x)
         presence, logits = [], []
         with torch.inference_mode(), eager():

@@ -1,10 +1,14 @@
-"""The watermark engine protocol, its registry, and the machinery every engine shares.
+"""The watermark engine protocol, its registry, the one getter, and the machinery every engine shares.
 
-An engine only implements two things at the model rate (16 kHz, mono):
+``load_watermarker(engine, **options)`` is the one way to get an engine (``WATERMARKERS`` lists the names;
+``import voiceguard.watermark`` registers every engine).  What callers use is ``Watermarker``'s public
+surface (see its docstring).  An engine subclass implements only the subclass contract, at the model rate
+(``voiceguard.audio.SAMPLE_RATE``, mono):
 
 * ``watermark_blocks(x [B, n], bits [nbits]) -> w [B, n]``: the watermark signal for audio blocks;
 * ``frame_scores(x [n]) -> (presence [F], bit_logits [F, nbits])``: per-frame (50 Hz) watermark
-  presence probability and bit logits.
+  presence probability and bit logits;
+* optionally ``load(need=..., **options)``: the engine from ``load_watermarker``'s options.
 
 Everything else lives here once: any sample rate (the watermark is made at 16 kHz and added, resampled,
 at the native rate, so the band above 8 kHz is untouched), multichannel input (the same mark on every
@@ -24,16 +28,17 @@ in [-1, 1] scale (``voiceguard.audio.check_sample_range``: ``AudioRangeError`` /
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from voiceguard.audio import MAX_CHANNELS, as_channels_first, check_sample_range, require_duration, resample
-from voiceguard.errors import AudioError
+from voiceguard.audio import (MAX_CHANNELS, SAMPLE_RATE, as_channels_first, check_sample_range, require_duration,
+                              resample)
+from voiceguard.errors import AudioError, VoiceguardError
 from voiceguard.metrics.watermark import match_p_value
 from voiceguard.registry import Registry
-from voiceguard.audio import SAMPLE_RATE
 
 WATERMARKERS: Registry[type["Watermarker"]] = Registry("watermark engine")
 
@@ -47,6 +52,14 @@ register = WATERMARKERS.register  # class decorator: WATERMARKERS[cls.name] = cl
 LAYOUTS = ("channels_first", "channels_last")
 _LAYOUT_SHAPE = {"channels_first": "[channels, samples]", "channels_last": "[samples, channels]"}
 _OTHER = {"channels_first": "channels_last", "channels_last": "channels_first"}
+
+
+class MessageError(VoiceguardError, ValueError):
+    """A watermark message that is not a number, or does not fit in the engine's bits (also a ``ValueError``)."""
+
+
+class EngineOptionError(VoiceguardError, TypeError):
+    """An option the named watermark engine does not take (also a ``TypeError``); the message lists its options."""
 
 
 class AudioArrayError(AudioError, ValueError):
@@ -116,7 +129,14 @@ def to_channels_first(audio: np.ndarray, layout: str = "channels_first", *,
 
 # --------------------------------------------------------------------------- messages
 def parse_message(message: int | str | None, nbits: int = 16) -> int | None:
-    """``0xBEEF``, ``48879``, ``0b1011`` or an int -> int in [0, 2**nbits); None stays None."""
+    """``"0xBEEF"``, ``"48879"``, ``"0b1011"`` or an int -> int in [0, 2**nbits); None stays None.
+
+    Parse a message once, where it enters (the CLI's ``--message``, ``voiceguard.api``); an int passed on
+    is only range-checked again.
+
+    Raises:
+        MessageError: not a number, or out of range (a ``VoiceguardError`` and a ``ValueError``).
+    """
     if message is None:
         return None
     if isinstance(message, str):
@@ -124,11 +144,11 @@ def parse_message(message: int | str | None, nbits: int = 16) -> int | None:
         try:
             value = int(text, 0)
         except ValueError:
-            raise ValueError(f"message {message!r} is not a number (use e.g. 0xBEEF or 48879)") from None
+            raise MessageError(f"message {message!r} is not a number (use e.g. 0xBEEF or 48879)") from None
     else:
         value = int(message)
     if not 0 <= value < 2 ** nbits:
-        raise ValueError(f"message {message!r} does not fit in {nbits} bits (0 to {2 ** nbits - 1})")
+        raise MessageError(f"message {message!r} does not fit in {nbits} bits (0 to {2 ** nbits - 1})")
     return value
 
 
@@ -249,7 +269,23 @@ def window_score(presence: np.ndarray, frames: int) -> float:
 
 # --------------------------------------------------------------------------- engine base
 class Watermarker:
-    """Base class of every engine (see the module docstring for what subclasses implement)."""
+    """Base class of every watermark engine; get one with ``load_watermarker``.
+
+    What callers use (the public surface, the same for every engine):
+
+    * ``embed(audio, sample_rate, message=None) -> marked`` and ``embed_batch(audios, sample_rate, messages)``;
+    * ``detect(audio, sample_rate, expected=None) -> DetectionResult`` and ``detect_batch(...)``;
+    * ``stream(sample_rate, message, channels) -> StreamingEmbedder`` (chunks in, marked chunks out);
+    * ``random_message(seed)``, and the attributes ``name`` (registry name), ``model`` (the loaded model's
+      name, e.g. its cards), ``nbits`` (message bits), ``threshold`` (detection threshold on the 1 s window
+      presence), ``strength`` (watermark amplitude factor), ``min_seconds`` (shortest audio ``embed``
+      takes), ``calibration`` (the detector card's calibration record, or ``{}``).
+
+    The subclass contract (engine code only; callers never call these): ``watermark_blocks`` and
+    ``frame_scores`` at the model rate (see the module docstring), ``name`` and ``min_seconds`` as class
+    attributes, and optionally the classmethod ``load``.  Everything else (sample rates, channels, dtypes,
+    blocks and cross-fades, windows, thresholds, message decoding) is done here once.
+    """
 
     name: ClassVar[str] = "watermarker"
     nbits: int = 16
@@ -271,15 +307,28 @@ class Watermarker:
         self.model = model or self.name
         self.calibration = calibration or {}
 
-    # ---- what engines implement
+    # ---- the subclass contract (engines implement these; callers use the methods below)
+    @classmethod
+    def load(cls, *, need: str = "both") -> "Watermarker":
+        """Subclass contract, called only by ``load_watermarker`` (not a public getter): the engine from its
+        options.  An engine declares its options as keyword parameters with their defaults (that list is
+        what ``load_watermarker`` accepts and ``engine_options`` reports); ``need`` ("both", "embed" or
+        "detect") lets it load only the half it is asked for."""
+        raise NotImplementedError
+
     def watermark_blocks(self, x: np.ndarray, bits: np.ndarray) -> np.ndarray:
+        """Subclass contract: float32 ``x [B, n]`` at the model rate (1 s blocks, zero-padded) and ``bits
+        [nbits]`` (0/1, most significant first) -> the watermark ``[B, n]`` to add, before ``strength``."""
         raise NotImplementedError
 
     def frame_scores(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Subclass contract: mono float32 ``x [n]`` at the model rate -> ``presence [F]`` (probability that
+        the frame is watermarked) and ``bit_logits [F, nbits]``, at ``FRAME_RATE`` frames per second."""
         raise NotImplementedError
 
     # ---- embedding
     def random_message(self, seed: int | None = None) -> int:
+        """A uniformly random message in [0, 2**nbits) (``seed`` None: fresh entropy)."""
         return int(np.random.default_rng(seed).integers(0, 2 ** self.nbits))
 
     def block_sizes(self, sample_rate: int) -> tuple[int, int]:
@@ -315,7 +364,9 @@ class Watermarker:
             audio: ``[n]``, ``[C, n]`` (``layout="channels_first"``) or ``[n, C]`` (``"channels_last"``);
                 int (any width, scaled by its dtype) or float in [-1, 1] scale; at least ``min_seconds``.
             sample_rate: Hz, any rate (the mark is made at 16 kHz and added at the native rate).
-            message: 16-bit int or ``"0xBEEF"``; None embeds a random one (read it back with ``detect``).
+            message: an int in [0, 2**nbits), or a string such as ``"0xBEEF"`` (parsed here with
+                ``parse_message``: callers that parsed it already pass the int); None embeds a random one
+                (read it back with ``detect``).
             layout: how to read a 2-D ``audio``.
             source: name for error messages (default ``"audio array"``).
 
@@ -324,7 +375,7 @@ class Watermarker:
             AudioRangeError, NonFiniteAudioError: float samples outside [-1, 1] scale (e.g. int16-scale
                 floats) or NaN/Inf: refused, never rescaled.
             AudioTooShortError: shorter than ``min_seconds``.
-            ValueError: a message that does not fit in ``nbits``.
+            MessageError: a message that is not a number or does not fit in ``nbits`` (a ``ValueError``).
         """
         src = source or "audio array"
         value = parse_message(message, self.nbits)
@@ -426,8 +477,47 @@ def restore_dtype(y: np.ndarray, like: np.ndarray, layout: str = "channels_first
     return y.astype(like.dtype if np.issubdtype(like.dtype, np.floating) else np.float32, copy=False)
 
 
-def get_watermarker(name: str, **kwargs: Any) -> Watermarker:
-    """An engine by registry name (``audioseal``, ``spread-spectrum``)."""
-    from . import audioseal_engine, dsp  # noqa: F401  (register the engines)
+#: what ``load_watermarker(need=...)`` asks an engine for
+NEEDS = ("both", "embed", "detect")
 
-    return WATERMARKERS[name].load(**kwargs)
+
+def engine_options(engine: str) -> list[str]:
+    """The options ``load_watermarker`` takes for ``engine`` (the keyword parameters of its ``load``).
+
+    Raises:
+        UnknownNameError: ``engine`` is not a registered engine (the message lists them).
+    """
+    params = inspect.signature(WATERMARKERS[engine].load).parameters.values()
+    return [p.name for p in params if p.name != "need" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def load_watermarker(engine: str = "audioseal", *, need: str = "both", **options: Any) -> Watermarker:
+    """The one way to get a watermark engine, ready to use.
+
+    Args:
+        engine: a registered name (``sorted(WATERMARKERS)``): ``"audioseal"`` (the shipped AudioSeal-format
+            model by default, offline) or ``"spread-spectrum"`` (the DSP baseline, no model).
+        need: ``"both"``, or ``"embed"`` / ``"detect"`` to load only what that task needs (audioseal: the
+            generator / the detector alone; the other half's option is then ignored).
+        **options: engine settings; an option given as None means the engine's default.
+            audioseal: ``generator``, ``detector`` (card names or audioseal-format ``.pth`` paths; default the
+            shipped cards), ``threshold`` (default: the detector card's calibrated one), ``strength`` and
+            ``snr_db`` (default: the generator card's), ``model`` (a display name);
+            spread-spectrum: ``key`` (the secret, default 0x5EED), ``snr_db`` (default 28), ``threshold``
+            (default 0.5), ``strength`` (default 1).
+
+    Raises:
+        UnknownNameError: unknown ``engine`` (lists the engines); ``EngineOptionError``: an option this engine
+        does not take (lists its options); ``ModelCardError``: a card or checkpoint that cannot be loaded;
+        ``ValueError``: a bad ``need`` or ``strength <= 0``.
+    """
+    cls = WATERMARKERS[engine]
+    if need not in NEEDS:
+        raise ValueError(f"need must be one of {', '.join(map(repr, NEEDS))}, got {need!r}")
+    given = {k: v for k, v in options.items() if v is not None}
+    known = engine_options(engine)
+    unknown = sorted(set(given) - set(known))
+    if unknown:
+        raise EngineOptionError(f"the {engine} watermark engine takes no option {', '.join(map(repr, unknown))} "
+                                f"(its options: {', '.join(known)})")
+    return cls.load(need=need, **given)

@@ -13,7 +13,9 @@ from typing import Iterator
 
 import numpy as np
 
-from .base import MODEL_RATE, Watermarker
+from voiceguard.audio import SAMPLE_RATE
+
+from .base import Watermarker
 
 KINDS = ("speech", "white", "pink", "brown", "tone", "chord", "sweep", "music", "silence", "speech+noise")
 
@@ -27,15 +29,15 @@ def _colored(n: int, rng: np.random.Generator, exponent: float) -> np.ndarray:
 
 
 def _music(n: int, rng: np.random.Generator) -> np.ndarray:
-    t = np.arange(n) / MODEL_RATE
+    t = np.arange(n) / SAMPLE_RATE
     x = np.zeros(n)
     pos = 0
     while pos < n:  # a sequence of harmonic notes with decaying envelopes
-        length = int(rng.uniform(0.1, 0.5) * MODEL_RATE)
+        length = int(rng.uniform(0.1, 0.5) * SAMPLE_RATE)
         f0 = 110 * 2 ** (rng.integers(0, 36) / 12)
         seg = t[:min(length, n - pos)]
         note = sum(rng.uniform(0.2, 1) / k * np.sin(2 * np.pi * f0 * k * seg + rng.uniform(0, 6.3))
-                   for k in range(1, 8) if f0 * k < MODEL_RATE / 2)
+                   for k in range(1, 8) if f0 * k < SAMPLE_RATE / 2)
         x[pos:pos + len(seg)] += note * np.exp(-seg * rng.uniform(2, 10))
         pos += len(seg)
     for _ in range(int(rng.integers(0, 5))):  # percussion: noise bursts
@@ -49,7 +51,7 @@ def clean_windows(n: int, seed: int, speech: list[np.ndarray] | None = None
                   ) -> Iterator[tuple[str, np.ndarray]]:
     """``n`` (kind, 1 s float32 window at 16 kHz) pairs; speech is half of them when ``speech`` is given."""
     rng = np.random.default_rng(seed)
-    length = MODEL_RATE
+    length = SAMPLE_RATE
     speech = [s for s in (speech or []) if len(s) >= length]
     synthetic = [k for k in KINDS if not k.startswith("speech")]
     for _ in range(n):
@@ -57,7 +59,7 @@ def clean_windows(n: int, seed: int, speech: list[np.ndarray] | None = None
             kind = "speech+noise" if rng.random() < 0.2 else "speech"
         else:
             kind = str(rng.choice(synthetic))
-        t = np.arange(length) / MODEL_RATE
+        t = np.arange(length) / SAMPLE_RATE
         if kind in ("speech", "speech+noise"):
             clip = speech[int(rng.integers(len(speech)))]
             s = int(rng.integers(0, len(clip) - length + 1))
@@ -107,7 +109,7 @@ def window_scores(engine: Watermarker, windows: Iterator[tuple[str, np.ndarray]]
     kinds, scores = [], []
     for kind, x in windows:
         kinds.append(kind)
-        scores.append(engine.detect(x, MODEL_RATE).probability)
+        scores.append(engine.detect(x, SAMPLE_RATE).probability)
     return kinds, np.asarray(scores)
 
 

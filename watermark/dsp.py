@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import HOP, MODEL_RATE, Watermarker, register
+from voiceguard.audio import SAMPLE_RATE
+
+from .base import HOP, Watermarker, register
 
 BAND = (1600.0, 4800.0)
 NFFT = 512
@@ -26,7 +28,7 @@ def _whiten(x: np.ndarray) -> np.ndarray:
     xt = torch.from_numpy(np.ascontiguousarray(np.pad(x, (0, max(0, NFFT - n))), dtype=np.float32))  # >= 1 frame
     win = torch.hann_window(NFFT)
     spec = torch.stft(xt, NFFT, NFFT // 4, window=win, return_complex=True, center=True)
-    freqs = torch.arange(spec.shape[0]) * MODEL_RATE / NFFT
+    freqs = torch.arange(spec.shape[0]) * SAMPLE_RATE / NFFT
     band = ((freqs >= BAND[0]) & (freqs <= BAND[1])).float()[:, None]
     spec = spec / (spec.abs() + 1e-6) * band
     return torch.istft(spec, NFFT, NFFT // 4, window=win, length=len(xt), center=True).numpy()[:n]
@@ -43,27 +45,27 @@ class SpreadSpectrumEngine(Watermarker):
         super().__init__(**kwargs)
         self.key = int(key)
         self.snr_db = float(snr_db)
-        n = int(self.block_seconds * MODEL_RATE)
+        n = int(self.block_seconds * SAMPLE_RATE)
         rng = np.random.default_rng(self.key)
         noise = rng.standard_normal((self.nbits + 1, n))
         spec = np.fft.rfft(noise, axis=-1)
-        freqs = np.fft.rfftfreq(n, 1 / MODEL_RATE)
+        freqs = np.fft.rfftfreq(n, 1 / SAMPLE_RATE)
         spec[:, (freqs < BAND[0]) | (freqs > BAND[1])] = 0
         seqs = np.fft.irfft(spec, n=n, axis=-1)
         self.sequences = (seqs / seqs.std(axis=-1, keepdims=True)).astype(np.float32)  # [1 + nbits, n]
 
     @classmethod
-    def load(cls, key: int = 0x5EED, snr_db: float = 28.0, threshold: float | None = None,
-             strength: float | None = None) -> "SpreadSpectrumEngine":
-        """None for ``threshold`` / ``strength`` means the engine's default (as for every engine's ``load``)."""
-        extra = {k: v for k, v in (("threshold", threshold), ("strength", strength)) if v is not None}
-        return cls(key=key, snr_db=snr_db, **extra)
+    def load(cls, *, need: str = "both", key: int = 0x5EED, snr_db: float = 28.0, threshold: float = 0.5,
+             strength: float = 1.0) -> "SpreadSpectrumEngine":
+        """Subclass contract (``load_watermarker("spread-spectrum", ...)`` is the getter); one object both
+        embeds and detects, so ``need`` changes nothing."""
+        return cls(key=key, snr_db=snr_db, threshold=threshold, strength=strength)
 
     def watermark_blocks(self, x: np.ndarray, bits: np.ndarray) -> np.ndarray:
         signs = 2.0 * np.asarray(bits, dtype=np.float32) - 1.0
         pattern = (self.sequences[0] + signs @ self.sequences[1:]) / np.sqrt(self.nbits + 1)
         # host level per 20 ms frame (max of neighbours so onsets are covered), linearly interpolated
-        frame = MODEL_RATE // 50
+        frame = SAMPLE_RATE // 50
         n = x.shape[-1]
         m = n // frame
         rms = np.sqrt(np.mean(x[:, :m * frame].reshape(len(x), m, frame) ** 2, axis=-1) + 1e-12)
@@ -78,7 +80,7 @@ class SpreadSpectrumEngine(Watermarker):
         n_frames = max(1, len(x) // HOP)
         seq = self.sequences
         L = seq.shape[1]
-        hop = L - int(round(self.overlap_seconds * MODEL_RATE))
+        hop = L - int(round(self.overlap_seconds * SAMPLE_RATE))
         y = _whiten(x)
         if len(y) < L:
             y = np.pad(y, (0, L - len(y)))

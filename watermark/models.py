@@ -12,11 +12,14 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from voiceguard.cards import ModelCard, find_card, load_checkpoint, resolve_checkpoint, sha256_file
 from voiceguard.audio import SAMPLE_RATE
 from voiceguard.errors import ModelCardError
+
+if TYPE_CHECKING:
+    from voiceguard.cards import ModelCard
+# voiceguard.cards (yaml) is imported where it is used: `import voiceguard.watermark` stays light
 
 CARDS_DIR = Path(__file__).parent / "cards"
 NBITS = 16
@@ -79,6 +82,7 @@ def save_checkpoint(path: str | os.PathLike, model, config: dict[str, Any], extr
     """Write ``{"xp.cfg", "model"}`` atomically; return its sha256."""
     import torch
 
+    from voiceguard.cards import sha256_file
     from voiceguard.files import atomic_output
 
     state = audioseal_keys(model.state_dict())
@@ -100,6 +104,8 @@ def read_checkpoint(path: str | os.PathLike, sha256: str | None, *, warn: bool =
     import typing
 
     import omegaconf
+
+    from voiceguard.cards import load_checkpoint
 
     path = Path(path)
     # official checkpoints store their cfg as an omegaconf DictConfig: allow exactly the plain-data
@@ -133,6 +139,8 @@ def _merged(base: dict, over: dict) -> dict:
 
 def _load(kind: str, name_or_path: str, sha256: str | None = None):
     from audioseal.loader import load_state_dict
+
+    from voiceguard.cards import find_card, resolve_checkpoint
 
     card: ModelCard | None = None
     path = Path(name_or_path)
@@ -206,6 +214,7 @@ def update_card(name_or_path: str, **fields: Any) -> Path:
     """Set top-level fields of a card (e.g. ``calibration=...``, ``metrics=...``) and rewrite it atomically."""
     import yaml
 
+    from voiceguard.cards import find_card
     from voiceguard.files import atomic_write_text
 
     card = find_card(name_or_path, [CARDS_DIR])

@@ -216,15 +216,12 @@ def _attack(name: str, spec: dict, wav, mask, rng: np.random.Generator):
     return out, mask
 
 
-def train_watermark(config: WatermarkTrainConfig, *, resume: bool = False, progress: bool = True,
-                    command: str | None = None) -> dict:
-    """Train; write ``generator.pth``/``detector.pth`` (audioseal format), ``state.pt``, ``log.jsonl``."""
+def _start_run(config: WatermarkTrainConfig, resume: bool) -> Path:
+    """The run folder, checked (a non-empty one only with ``resume``) and created; torch threads set; the
+    training attacks checked."""
     import torch
-    import torch.nn.functional as F
-    from tqdm import tqdm
 
     out = Path(config.out)
-    state_path = out / "state.pt"
     if out.exists() and any(out.iterdir()) and not resume:
         raise WatermarkTrainError(f"{out} is not empty; pass --resume to continue it or choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -233,12 +230,14 @@ def train_watermark(config: WatermarkTrainConfig, *, resume: bool = False, progr
     unknown = set(config.attacks) - set(TRAIN_ATTACKS)
     if unknown:
         raise WatermarkTrainError(f"unknown training attack(s) {sorted(unknown)}; known: {', '.join(TRAIN_ATTACKS)}")
+    return out
 
-    torch.manual_seed(config.seed)
-    rng = np.random.default_rng(config.seed)
-    model_cfg = seanet_config(n_filters=config.n_filters, dimension=config.dimension, lstm=config.lstm)
-    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
-                          else "cpu" if config.device == "auto" else config.device)
+
+def _build_models(config: WatermarkTrainConfig, model_cfg: dict, device):
+    """(generator, detector, optimizer): He-initialised, the generator's output layer scaled so the watermark
+    starts quiet (about -30 dB), on ``device``."""
+    import torch
+
     gen, det = build_generator(model_cfg), build_detector(model_cfg)
     init_weights(gen)
     init_weights(det)
@@ -248,20 +247,76 @@ def train_watermark(config: WatermarkTrainConfig, *, resume: bool = False, progr
     gen.to(device)
     det.to(device)
     opt = torch.optim.Adam(list(gen.parameters()) + list(det.parameters()), lr=config.lr)
-    step = 0
-    if resume and state_path.is_file():
-        from voiceguard.errors import ModelCardError
+    return gen, det, opt
 
-        try:
-            st = load_verified(state_path, map_location=device)
-        except (ModelCardError, RuntimeError, OSError) as e:
-            raise WatermarkTrainError(f"cannot resume from {state_path}: {e}") from None
-        if st["config"] != config.resume_key():
-            raise WatermarkTrainError(f"{out} was trained with another config; resume needs the same options")
-        gen.load_state_dict(st["generator"])
-        det.load_state_dict(st["detector"])
-        opt.load_state_dict(st["optim"])
-        step = st["step"]
+
+def _resume_state(out: Path, config: WatermarkTrainConfig, gen, det, opt, device) -> int:
+    """Load ``state.pt`` into the models and optimizer; returns the step it was saved at."""
+    from voiceguard.errors import ModelCardError
+
+    state_path = out / "state.pt"
+    try:
+        st = load_verified(state_path, map_location=device)
+    except (ModelCardError, RuntimeError, OSError) as e:
+        raise WatermarkTrainError(f"cannot resume from {state_path}: {e}") from None
+    if st["config"] != config.resume_key():
+        raise WatermarkTrainError(f"{out} was trained with another config; resume needs the same options")
+    gen.load_state_dict(st["generator"])
+    det.load_state_dict(st["detector"])
+    opt.load_state_dict(st["optim"])
+    return st["step"]
+
+
+def _open_log(out: Path, step: int):
+    """``log.jsonl`` for appending, cut back to the step resumed from (later steps are trained again)."""
+    log_path = out / "log.jsonl"
+    if log_path.is_file():
+        from voiceguard.files import atomic_write_text
+
+        kept = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+        atomic_write_text(log_path, "".join(ln + "\n" for ln in kept))
+    return open(log_path, "a")
+
+
+def _draw_batch(config: WatermarkTrainConfig, clips: list[np.ndarray], n: int, step: int,
+                rng: np.random.Generator, device):
+    """(x [B, 1, n], msg [B, 16], mask [B, 1, n]): random crops at random levels, messages, marked regions."""
+    import torch
+
+    batch = []
+    for _ in range(config.batch_size):
+        c = clips[int(rng.integers(len(clips)))]
+        s = int(rng.integers(0, len(c) - n + 1))
+        seg = c[s:s + n] * float(10 ** (rng.uniform(-10, 6) / 20))
+        batch.append(seg / max(1.0, float(np.abs(seg).max()) / 0.99))
+    x = torch.from_numpy(np.stack(batch))[:, None, :].to(device)
+    msg = torch.from_numpy(rng.integers(0, 2, (config.batch_size, 16))).to(device)
+    mask = torch.from_numpy(random_mask(config.batch_size, n, rng,
+                                        partial=0.5 if step >= config.partial_start else 0.0))[:, None, :]
+    return x, msg, mask.to(device)
+
+
+def train_watermark(config: WatermarkTrainConfig, *, resume: bool = False, progress: bool = True,
+                    command: str | None = None) -> dict:
+    """Train; write ``generator.pth``/``detector.pth`` (audioseal format), ``state.pt``, ``log.jsonl``.
+
+    Returns ``{"step", "running" (smoothed metrics by name), "out"}``.  Raises ``WatermarkTrainError``: a
+    non-empty ``out`` without ``resume``, an unknown attack, a run that cannot be resumed, no usable audio.
+    """
+    import torch
+    import torch.nn.functional as F
+    from tqdm import tqdm
+
+    out = _start_run(config, resume)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    model_cfg = seanet_config(n_filters=config.n_filters, dimension=config.dimension, lstm=config.lstm)
+    device = torch.device("cuda" if config.device == "auto" and torch.cuda.is_available()
+                          else "cpu" if config.device == "auto" else config.device)
+    gen, det, opt = _build_models(config, model_cfg, device)
+    step = 0
+    if resume and (out / "state.pt").is_file():
+        step = _resume_state(out, config, gen, det, opt, device)
         rng = np.random.default_rng([config.seed, step])
         torch.manual_seed(config.seed + step)
 
@@ -270,13 +325,7 @@ def train_watermark(config: WatermarkTrainConfig, *, resume: bool = False, progr
     losses = _Losses(device=str(device))
     attacks = [a for a in config.attacks if a not in CODEC_ATTACKS]
     codecs = [a for a in config.attacks if a in CODEC_ATTACKS]
-    log_path = out / "log.jsonl"
-    if log_path.is_file():  # keep the log up to the step resumed from: the steps after it are trained again
-        from voiceguard.files import atomic_write_text
-
-        kept = [ln for ln in log_path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
-        atomic_write_text(log_path, "".join(ln + "\n" for ln in kept))
-    log = open(log_path, "a")
+    log = _open_log(out, step)
     bar = tqdm(total=config.steps, initial=step, disable=not progress, desc="watermark train", unit="step")
     running: dict[str, float] = {}
     info_path = out / "train.json"
@@ -285,18 +334,7 @@ def train_watermark(config: WatermarkTrainConfig, *, resume: bool = False, progr
     det.train()
     with eager():
         while step < config.steps:
-            batch = []
-            for _ in range(config.batch_size):
-                c = clips[int(rng.integers(len(clips)))]
-                s = int(rng.integers(0, len(c) - n + 1))
-                seg = c[s:s + n] * float(10 ** (rng.uniform(-10, 6) / 20))
-                batch.append(seg / max(1.0, float(np.abs(seg).max()) / 0.99))
-            x = torch.from_numpy(np.stack(batch))[:, None, :].to(device)
-            msg = torch.from_numpy(rng.integers(0, 2, (config.batch_size, 16))).to(device)
-            mask = torch.from_numpy(random_mask(config.batch_size, n, rng,
-                                                partial=0.5 if step >= config.partial_start else 0.0))[:, None, :]
-            mask = mask.to(device)
-
+            x, msg, mask = _draw_batch(config, clips, n, step, rng, device)
             ramp = min(1.0, max(0.0, (step - config.warmup_steps) / max(1, config.ramp_steps)))
             attack_ramp = min(1.0, max(0.0, (step - config.attack_start) / max(1, config.ramp_steps)))
             snr_target = config.start_snr_db + (config.target_snr_db - config.start_snr_db) * min(

@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 import yaml
 
-from voiceguard.audio import find_audio_files, load_audio, save_audio
+from voiceguard.audio import SAMPLE_RATE, find_audio_files, load_audio, save_audio
 from voiceguard.errors import VoiceguardError
 from voiceguard.files import atomic_write_text, read_text
 from voiceguard.protocols import Trial, write_asvspoof2019
 
-from .systems import FAMILIES, RECIPES, SR, SYSTEMS, TOOLS, Job, median_f0, require_tool
+from .systems import FAMILIES, RECIPES, SYSTEMS, TOOLS, Job, median_f0, require_tool
 
 PREFIX = "VG"
 SPLITS = ("train", "dev", "eval")
@@ -145,16 +145,16 @@ class Segment:
 
 def _segment_bounds(x: np.ndarray, rng: np.random.Generator, lo_s: float, hi_s: float) -> list[tuple[int, int]]:
     """Cut at the quietest 20 ms frame near targets drawn in [lo_s, hi_s]."""
-    frame = SR // 50
+    frame = SAMPLE_RATE // 50
     energy = np.convolve(x ** 2, np.ones(frame) / frame, mode="same")
     bounds, start = [], 0
-    while x.size - start >= lo_s * SR:
-        target = start + int(rng.uniform(lo_s, hi_s) * SR)
+    while x.size - start >= lo_s * SAMPLE_RATE:
+        target = start + int(rng.uniform(lo_s, hi_s) * SAMPLE_RATE)
         if target >= x.size:
-            if x.size - start <= hi_s * SR:
+            if x.size - start <= hi_s * SAMPLE_RATE:
                 bounds.append((start, x.size))
             break
-        lo, hi = max(start + int(lo_s * SR), target - int(0.3 * SR)), min(x.size, target + int(0.3 * SR))
+        lo, hi = max(start + int(lo_s * SAMPLE_RATE), target - int(0.3 * SAMPLE_RATE)), min(x.size, target + int(0.3 * SAMPLE_RATE))
         cut = lo + int(np.argmin(energy[lo:hi])) if hi > lo else target
         bounds.append((start, cut))
         start = cut
@@ -169,7 +169,7 @@ def finish(y: np.ndarray, rng: np.random.Generator, cfg: CorpusConfig) -> np.nda
     y = np.asarray(y, dtype=np.float32)
     y = y - float(np.mean(y))
     trimmed, _ = librosa.effects.trim(y, top_db=cfg.trim_top_db, frame_length=512, hop_length=128)
-    if trimmed.size < SR // 4:
+    if trimmed.size < SAMPLE_RATE // 4:
         trimmed = y
     frames = librosa.util.frame(np.pad(trimmed, (0, 400)), frame_length=400, hop_length=160)
     rms = np.sqrt(np.mean(frames ** 2, axis=0) + 1e-12)
@@ -179,7 +179,7 @@ def finish(y: np.ndarray, rng: np.random.Generator, cfg: CorpusConfig) -> np.nda
     peak = float(np.abs(y).max())
     if peak > 0.99:
         y = y * (0.99 / peak)
-    pads = [int(rng.uniform(*cfg.pad_s) * SR) for _ in range(2)]
+    pads = [int(rng.uniform(*cfg.pad_s) * SAMPLE_RATE) for _ in range(2)]
     return np.pad(y, pads).astype(np.float32)
 
 
@@ -199,7 +199,7 @@ class UttJob:
 
 
 def _load_segment(seg: Segment) -> np.ndarray:
-    x, _ = load_audio(seg.source, target_sr=SR, mono=True)
+    x, _ = load_audio(seg.source, target_sr=SAMPLE_RATE, mono=True)
     return x[0, seg.start:seg.end]
 
 
@@ -213,15 +213,22 @@ def _run_job(args: tuple[UttJob, CorpusConfig, str]) -> tuple[str, float, str | 
             src = _load_segment(job.segment) if job.segment is not None else None
             y = SYSTEMS[job.engine](Job(job.seed, src, job.text, job.target_f0), job.params)
         y = finish(y, rng, cfg)
-        save_audio(Path(flac_dir) / f"{job.utt_id}.flac", y, SR, subtype="PCM_16", overwrite=True)
-        return job.utt_id, y.size / SR, None
+        save_audio(Path(flac_dir) / f"{job.utt_id}.flac", y, SAMPLE_RATE, subtype="PCM_16", overwrite=True)
+        return job.utt_id, y.size / SAMPLE_RATE, None
     except Exception as e:  # reported in the card; the build stops if any utterance fails
         return job.utt_id, 0.0, f"{type(e).__name__}: {e}"
 
 
 # --------------------------------------------------------------------------- the builder
+#: the columns of ``CorpusCard.rows`` (``voiceguard data build``)
+SPLIT_COLUMNS = ("split", "bonafide", "spoof", "speakers", "hours", "attacks")
+
+
 @dataclass(frozen=True)
 class CorpusCard:
+    """What ``prepare_corpus`` built: the folder, counts per split (``bonafide``, ``spoof``, ``speakers``,
+    ``per_attack``, ``hours``), whether the shortcut check passed, and the build time in seconds."""
+
     out: str
     counts: dict
     shortcut_pass: bool
@@ -229,6 +236,12 @@ class CorpusCard:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def rows(self) -> list[dict]:
+        """One row per split (keys ``SPLIT_COLUMNS``); ``attacks`` as ``A01:3 A02:3`` (spoofs per attack)."""
+        return [{"split": s, **{k: v for k, v in c.items() if k != "per_attack"},
+                 "attacks": " ".join(f"{a}:{n}" for a, n in c["per_attack"].items() if a != "-")}
+                for s, c in self.counts.items()]
 
 
 def _sentences() -> list[str]:
@@ -267,12 +280,9 @@ def _speaker_split(speakers: list[str], fractions: tuple[float, ...], rng) -> di
     return assign
 
 
-def prepare_corpus(source: str | os.PathLike, out: str | os.PathLike, config: str | os.PathLike = "default",
-                   seed: int = 0, *, workers: int | None = None, progress: bool = False) -> CorpusCard:
-    """Build the corpus (see module docstring). Deterministic for a given source, config and seed."""
-    t0 = time.time()
-    cfg = load_config(config)
-    source, out = Path(source), Path(out)
+def _check_inputs(cfg: CorpusConfig, source: Path, out: Path) -> tuple[list[Path], set[str]]:
+    """The source's audio files and the engines of the config's systems, after checking that the source
+    exists, the engines' tools and Python packages are installed, and ``out`` is new or empty."""
     if not source.is_dir():
         raise CorpusError("source is not a folder of speech recordings", source=source)
     files, _ = find_audio_files([source])
@@ -290,20 +300,31 @@ def prepare_corpus(source: str | os.PathLike, out: str | os.PathLike, config: st
                     from None
     if out.exists() and any(out.iterdir()):
         raise CorpusError("output folder exists and is not empty; choose a new one", source=out)
+    return files, engines
 
-    rng = np.random.default_rng(seed)
-    # 1. bona fide segments per speaker (every segment of a speaker stays in one split)
+
+def _bonafide_segments(files: list[Path], cfg: CorpusConfig, seed: int
+                       ) -> tuple[dict[str, list[Segment]], list[dict]]:
+    """Step 1: the bona fide segments of every speaker (every segment of a speaker stays in one split), and the
+    files that could not be read (``{"path", "reason"}``)."""
     skipped: list[dict] = []
     by_speaker: dict[str, list[Segment]] = defaultdict(list)
     for f in files:
         try:
-            x, _ = load_audio(f, target_sr=SR, mono=True)
+            x, _ = load_audio(f, target_sr=SAMPLE_RATE, mono=True)
         except VoiceguardError as e:
             skipped.append({"path": str(f), "reason": e.reason})
             continue
         seg_rng = np.random.default_rng([seed, len(by_speaker), x.size])
         for a, b in _segment_bounds(x[0], seg_rng, cfg.segment_min_s, cfg.segment_max_s):
             by_speaker[speaker_of(f)].append(Segment(str(f), speaker_of(f), a, b))
+    return by_speaker, skipped
+
+
+def _usable_speakers(by_speaker: dict[str, list[Segment]], cfg: CorpusConfig, rng: np.random.Generator,
+                     source: Path) -> list[str]:
+    """The speakers with speech (sorted); caps each one's segments at ``max_segments_per_speaker`` (a seeded
+    draw, in place).  Raises ``CorpusError`` when there are too few speakers for the config."""
     speakers = sorted(s for s, segs in by_speaker.items() if segs)
     if len(speakers) < cfg.min_speakers:
         raise CorpusError(f"found {len(speakers)} speaker(s) with usable speech; config {cfg.name!r} needs at least "
@@ -314,7 +335,56 @@ def prepare_corpus(source: str | os.PathLike, out: str | os.PathLike, config: st
         if len(segs) > cfg.max_segments_per_speaker:
             keep = sorted(rng.choice(len(segs), cfg.max_segments_per_speaker, replace=False))
             by_speaker[spk] = [segs[i] for i in keep]
-    split_of = _speaker_split(speakers, cfg.split_fractions, rng)
+    return speakers
+
+
+def _plan_split(split: str, split_speakers: list[str], by_speaker: dict[str, list[Segment]], cfg: CorpusConfig,
+                rng: np.random.Generator, sentences: list[str], spk_f0) -> tuple[list[UttJob], dict[str, list[str]]]:
+    """Step 2, one split: its jobs (bona fide segments and ``spoofs_per_system`` spoofs per system, in a seeded
+    order, numbered ``VG_<letter>_0000001``...) and its ASV enrolment (speaker -> utterance ids)."""
+    rows: list[UttJob] = []
+    enroll_segments: set[Segment] = set()
+    for spk in split_speakers:
+        segs = by_speaker[spk]
+        if split != "train" and len(segs) > cfg.asv_enroll_per_speaker:
+            enroll_segments.update(segs[:cfg.asv_enroll_per_speaker])
+        for seg in segs:
+            rows.append(UttJob("", split, spk, "-", None, {}, 0, seg))
+    sources = [r.segment for r in rows if r.segment not in enroll_segments]
+    systems = cfg.train_systems if split != "eval" else cfg.eval_systems
+    for sid in systems:
+        spec = cfg.systems[sid]
+        base = cfg.systems[spec.same_as] if spec.same_as else spec
+        for _ in range(cfg.spoofs_per_system[split]):
+            if base.family == "tts":
+                spk = split_speakers[int(rng.integers(len(split_speakers)))]
+                rows.append(UttJob("", split, spk, sid, base.engine, base.params, 0, None,
+                                   text=sentences[int(rng.integers(len(sentences)))]))
+            else:
+                seg = sources[int(rng.integers(len(sources)))]
+                tf0 = None
+                if base.family == "vc":
+                    other = split_speakers[int(rng.integers(len(split_speakers)))]
+                    tf0 = spk_f0(other) if other != seg.speaker else spk_f0(seg.speaker) * 1.3
+                rows.append(UttJob("", split, seg.speaker, sid, base.engine, base.params, 0, seg, target_f0=tf0))
+    jobs = []
+    for k, i in enumerate(rng.permutation(len(rows)), 1):
+        r = rows[i]
+        jobs.append(UttJob(f"{PREFIX}_{SPLIT_LETTER[split]}_{k:07d}", r.split, r.speaker, r.attack, r.engine,
+                           r.params, int(rng.integers(0, 2**31 - 1)), r.segment, r.text, r.target_f0))
+    seg_to_utt = {j.segment: j.utt_id for j in jobs if j.engine is None}
+    enroll = {}
+    for spk in split_speakers:
+        e = [seg_to_utt[s] for s in by_speaker[spk][:cfg.asv_enroll_per_speaker] if s in enroll_segments]
+        if e:
+            enroll[spk] = e
+    return jobs, enroll
+
+
+def _plan_jobs(speakers: list[str], split_of: dict[str, str], by_speaker: dict[str, list[Segment]],
+               cfg: CorpusConfig, rng: np.random.Generator) -> tuple[list[UttJob], dict[str, dict[str, list[str]]]]:
+    """Step 2: every utterance to make (``_plan_split`` per split, in ``SPLITS`` order) and the ASV enrolment
+    of each split."""
     f0_cache: dict[str, float] = {}
 
     def spk_f0(spk: str) -> float:
@@ -324,49 +394,18 @@ def prepare_corpus(source: str | os.PathLike, out: str | os.PathLike, config: st
 
     sentences = _sentences()
     jobs: list[UttJob] = []
-    enroll: dict[str, dict[str, list[str]]] = {s: {} for s in SPLITS}
+    enroll: dict[str, dict[str, list[str]]] = {}
     for split in SPLITS:
-        letter = SPLIT_LETTER[split]
-        split_speakers = [s for s in speakers if split_of[s] == split]
-        rows: list[UttJob] = []
-        enroll_segments: set[Segment] = set()
-        for spk in split_speakers:
-            segs = by_speaker[spk]
-            if split != "train" and len(segs) > cfg.asv_enroll_per_speaker:
-                enroll_segments.update(segs[:cfg.asv_enroll_per_speaker])
-            for seg in segs:
-                rows.append(UttJob("", split, spk, "-", None, {}, 0, seg))
-        sources = [r.segment for r in rows if r.segment not in enroll_segments]
-        systems = cfg.train_systems if split != "eval" else cfg.eval_systems
-        for sid in systems:
-            spec = cfg.systems[sid]
-            base = cfg.systems[spec.same_as] if spec.same_as else spec
-            for _ in range(cfg.spoofs_per_system[split]):
-                if base.family == "tts":
-                    spk = split_speakers[int(rng.integers(len(split_speakers)))]
-                    rows.append(UttJob("", split, spk, sid, base.engine, base.params, 0, None,
-                                       text=sentences[int(rng.integers(len(sentences)))]))
-                else:
-                    seg = sources[int(rng.integers(len(sources)))]
-                    tf0 = None
-                    if base.family == "vc":
-                        other = split_speakers[int(rng.integers(len(split_speakers)))]
-                        tf0 = spk_f0(other) if other != seg.speaker else spk_f0(seg.speaker) * 1.3
-                    rows.append(UttJob("", split, seg.speaker, sid, base.engine, base.params, 0, seg, target_f0=tf0))
-        order = rng.permutation(len(rows))
-        for k, i in enumerate(order, 1):
-            r = rows[i]
-            jobs.append(UttJob(f"{PREFIX}_{letter}_{k:07d}", r.split, r.speaker, r.attack, r.engine, r.params,
-                               int(rng.integers(0, 2**31 - 1)), r.segment, r.text, r.target_f0))
-        seg_to_utt = {j.segment: j.utt_id for j in jobs if j.split == split and j.engine is None}
-        for spk in split_speakers:
-            e = [seg_to_utt[s] for s in by_speaker[spk][:cfg.asv_enroll_per_speaker] if s in enroll_segments]
-            if e:
-                enroll[split][spk] = e
+        split_jobs, enroll[split] = _plan_split(split, [s for s in speakers if split_of[s] == split], by_speaker,
+                                                cfg, rng, sentences, spk_f0)
+        jobs += split_jobs
+    return jobs, enroll
 
-    flac = out / "flac"
-    flac.mkdir(parents=True, exist_ok=True)
-    n_workers = workers or cfg.workers
+
+def _run_jobs(jobs: list[UttJob], cfg: CorpusConfig, flac: Path, n_workers: int, progress: bool,
+              out: Path) -> dict[str, float]:
+    """Step 3: synthesise / finish every utterance into ``flac`` (``n_workers`` processes); seconds per
+    utterance id.  Raises ``CorpusError`` naming the first failure when any utterance failed."""
     failures, durations = [], {}
     args = [(j, cfg, str(flac)) for j in jobs]
     iterator: Any
@@ -390,8 +429,13 @@ def prepare_corpus(source: str | os.PathLike, out: str | os.PathLike, config: st
     if failures:
         raise CorpusError(f"{len(failures)} utterance(s) failed, first: {failures[0][0]}: {failures[0][1]}",
                           source=out)
+    return durations
 
-    # protocols
+
+def _write_protocols(out: Path, jobs: list[UttJob], enroll: dict[str, dict[str, list[str]]], seed: int
+                     ) -> tuple[dict[str, list[Trial]], dict]:
+    """Step 4: the CM protocol of every split and the ASV lists of dev and eval; returns the trials per split
+    and the ASV trial counts per split."""
     proto = out / "protocols"
     trials_by_split = {}
     for split in SPLITS:
@@ -402,18 +446,23 @@ def prepare_corpus(source: str | os.PathLike, out: str | os.PathLike, config: st
     asv_counts = {}
     for split in ("dev", "eval"):
         asv_counts[split] = _write_asv_lists(proto, split, jobs, enroll[split], np.random.default_rng([seed, 7]))
+    return trials_by_split, asv_counts
 
-    from .shortcuts import shortcut_check
 
-    check = shortcut_check(out, trials_by_split)
-    atomic_write_text(out / "shortcut_check.json", json.dumps(check, indent=2) + "\n")
+def _split_counts(trials_by_split: dict[str, list[Trial]], durations: dict[str, float]) -> dict:
+    """Counts per split: ``bonafide``, ``spoof``, ``speakers``, ``per_attack`` and ``hours`` of audio."""
+    return {split: {"bonafide": sum(t.is_bonafide for t in tr), "spoof": sum(not t.is_bonafide for t in tr),
+                    "speakers": len({t.speaker for t in tr}),
+                    "per_attack": dict(sorted(Counter(t.attack for t in tr).items())),
+                    "hours": round(sum(durations[t.utt_id] for t in tr) / 3600, 3)}
+            for split, tr in trials_by_split.items()}
 
-    counts = {split: {"bonafide": sum(t.is_bonafide for t in tr), "spoof": sum(not t.is_bonafide for t in tr),
-                      "speakers": len({t.speaker for t in tr}),
-                      "per_attack": dict(sorted(Counter(t.attack for t in tr).items())),
-                      "hours": round(sum(durations[t.utt_id] for t in tr) / 3600, 3)}
-              for split, tr in trials_by_split.items()}
-    card = {
+
+def _card(cfg: CorpusConfig, seed: int, source: Path, files: list[Path], skipped: list[dict], speakers: list[str],
+          split_of: dict[str, str], counts: dict, asv_counts: dict, check: dict, engines: set[str],
+          t0: float) -> dict:
+    """Step 5: the content of ``corpus.json``."""
+    return {
         "name": f"voiceguard ASVspoof-style corpus ({cfg.name})",
         "layout": "ASVspoof 2019 LA: flac/ + protocols/ (5-column CM protocols, ASV enrollment and trial lists)",
         "seed": seed, "config": _config_dict(cfg),
@@ -435,6 +484,36 @@ def prepare_corpus(source: str | os.PathLike, out: str | os.PathLike, config: st
         "tool_versions": _tool_versions(engines),
         "build_seconds": round(time.time() - t0, 1),
     }
+
+
+def prepare_corpus(source: str | os.PathLike, out: str | os.PathLike, config: str | os.PathLike = "default",
+                   seed: int = 0, *, workers: int | None = None, progress: bool = False) -> CorpusCard:
+    """Build the corpus (see module docstring). Deterministic for a given source, config and seed.
+
+    Steps: check the inputs, cut bona fide segments per speaker, assign speakers to splits, plan every
+    utterance, make them (``workers`` processes, default the config's), write the protocols, run the
+    shortcut check, write ``corpus.json``.  Raises ``CorpusError`` (bad source, too few speakers, output not
+    empty, an utterance failed) or ``MissingToolError`` (a TTS engine is not installed).
+    """
+    from .shortcuts import shortcut_check
+
+    t0 = time.time()
+    cfg = load_config(config)
+    source, out = Path(source), Path(out)
+    files, engines = _check_inputs(cfg, source, out)
+    rng = np.random.default_rng(seed)
+    by_speaker, skipped = _bonafide_segments(files, cfg, seed)
+    speakers = _usable_speakers(by_speaker, cfg, rng, source)
+    split_of = _speaker_split(speakers, cfg.split_fractions, rng)
+    jobs, enroll = _plan_jobs(speakers, split_of, by_speaker, cfg, rng)
+    flac = out / "flac"
+    flac.mkdir(parents=True, exist_ok=True)
+    durations = _run_jobs(jobs, cfg, flac, workers or cfg.workers, progress, out)
+    trials_by_split, asv_counts = _write_protocols(out, jobs, enroll, seed)
+    check = shortcut_check(out, trials_by_split)
+    atomic_write_text(out / "shortcut_check.json", json.dumps(check, indent=2) + "\n")
+    counts = _split_counts(trials_by_split, durations)
+    card = _card(cfg, seed, source, files, skipped, speakers, split_of, counts, asv_counts, check, engines, t0)
     atomic_write_text(out / "corpus.json", json.dumps(card, indent=2) + "\n")
     return CorpusCard(str(out), counts, bool(check["pass"]), card["build_seconds"])
 

@@ -41,6 +41,10 @@ class ReportConfigError(VoiceguardError):
     """The report config is unusable."""
 
 
+class ReportError(VoiceguardError):
+    """A report stage cannot run."""
+
+
 @dataclass(frozen=True)
 class DataConfig:
     layout: str
@@ -297,5 +301,5 @@ def load_report_config(name_or_path: str | os.PathLike) -> ReportConfig:
     return parse_config(data, str(p))
 
 
-__all__ = ["slug", "DataConfig", "DetectorConfig", "LAYOUTS", "ReportConfig", "ReportConfigError", "RiskConfig",
+__all__ = ["slug", "DataConfig", "DetectorConfig", "LAYOUTS", "ReportConfig", "ReportConfigError", "ReportError", "RiskConfig",
            "WatermarkConfig", "asdict", "expand", "list_configs", "load_report_config", "parse_config"]

@@ -1,4 +1,5 @@
-"""The report's PNG figures, drawn from the results and score arrays alone (matplotlib, no pyplot state)."""
+"""The report's PNG figures, drawn from the typed results alone (their metrics and the score arrays they carry;
+matplotlib, no pyplot state)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from voiceguard.files import atomic_output
+
+from .results import DetectorResult, FigureRef, Results, WatermarkResult
 
 _CLIP = 1e-4  # DET axes: rates clipped to [1e-4, 0.5]
 
@@ -62,11 +65,11 @@ def _bars(ax, groups: list[str], series: dict[str, list[float]], ylabel: str) ->
     ax.legend(fontsize=8)
 
 
-def per_attack_bars(detection: dict, path: Path) -> None:
-    attacks = sorted({a for d in detection.values() for a in d["metrics"]["per_attack"]})
+def per_attack_bars(detection: dict[str, DetectorResult], path: Path) -> None:
+    attacks = sorted({a for d in detection.values() for a in d.metrics.per_attack})
     fig = _figure(max(5.0, 0.5 * len(attacks) + 2), 3.8)
     ax = fig.add_subplot()
-    _bars(ax, attacks, {k: [d["metrics"]["per_attack"].get(a, np.nan) * 100 for a in attacks]
+    _bars(ax, attacks, {k: [d.metrics.per_attack.get(a, np.nan) * 100 for a in attacks]
                         for k, d in detection.items()}, "EER (%)")
     ax.set_title("EER per spoofing system (all bona fide vs that system's spoofs)")
     _save(fig, path)
@@ -87,14 +90,15 @@ def _heatmap(ax, matrix: np.ndarray, rows: list[str], cols: list[str], fmt: str,
     return im
 
 
-def detector_heatmap(detection: dict, path: Path) -> None:
-    cols = ["clean"] + list(next(iter(detection.values()))["conditions"])  # every detector has the same ones
+def detector_heatmap(detection: dict[str, DetectorResult], path: Path) -> None:
+    cols = ["clean"] + list(next(iter(detection.values())).conditions)  # every detector has the same ones
     rows = list(detection)
     m = np.full((len(rows), len(cols)), np.nan)
     for i, r in enumerate(rows):
-        m[i, 0] = detection[r]["metrics"]["eer"] * 100
+        m[i, 0] = detection[r].metrics.eer * 100
         for j, c in enumerate(cols[1:], 1):
-            m[i, j] = detection[r]["conditions"].get(c, {}).get("eer", np.nan) * 100
+            cond = detection[r].conditions.get(c)
+            m[i, j] = (np.nan if cond is None or cond.eer is None else cond.eer) * 100
     fig = _figure(max(5.0, 0.6 * len(cols) + 2.5), 1.0 + 0.5 * len(rows) + 1.6)
     ax = fig.add_subplot()
     im = _heatmap(ax, m, rows, cols, "{:.1f}", "Reds", 0, 50, "detector EER (%) under each attack condition")
@@ -102,17 +106,23 @@ def detector_heatmap(detection: dict, path: Path) -> None:
     _save(fig, path)
 
 
-def watermark_heatmap(watermark: dict, path: Path) -> None:
+def watermark_heatmap(watermark: dict[str, WatermarkResult], path: Path) -> None:
     engines = list(watermark)
-    cols = list(next(iter(watermark.values()))["attacks"])
+    cols = list(next(iter(watermark.values())).attacks)
     fig = _figure(max(6.0, 0.55 * len(cols) + 2.5), 2 * (0.6 + 0.45 * len(engines)) + 2.2)
     for k, (key, title) in enumerate((("tpr", "detection rate (TPR) of marked clips"),
                                       ("bit_acc", "bit accuracy of the decoded message"))):
         ax = fig.add_subplot(2, 1, k + 1)
-        m = np.array([[watermark[e]["attacks"].get(c, {}).get(key, np.nan) for c in cols] for e in engines])
+        m = np.array([[_rate(watermark[e], c, key) for c in cols] for e in engines])
         im = _heatmap(ax, m, engines, cols, "{:.2f}", "Greens", 0.5 if key == "bit_acc" else 0, 1, title)
         fig.colorbar(im, ax=ax, shrink=0.8)
     _save(fig, path)
+
+
+def _rate(w: WatermarkResult, attack: str, key: str) -> float:
+    r = w.attacks.get(attack)
+    v = None if r is None else getattr(r, key)
+    return np.nan if v is None else v
 
 
 def _hist(ax, series: dict[str, np.ndarray], xlabel: str, threshold: float | None = None) -> None:
@@ -150,29 +160,32 @@ def reid_histograms(reid: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) 
     _save(fig, path)
 
 
-def make_figures(results: dict, arrays: dict, folder: Path) -> list[dict]:
-    """Draw every figure the results allow; returns ``[{file, title}]`` (paths relative to the report)."""
+def make_figures(results: Results, folder: Path) -> tuple[FigureRef, ...]:
+    """Draw every figure the results allow (the score arrays come with a freshly computed result, not with one
+    read back from ``report.json``); returns the figures with paths relative to the report folder."""
     out = []
 
     def add(name: str, title: str, draw, *args) -> None:
         draw(*args, folder / name)
-        out.append({"file": f"figures/{name}", "title": title})
+        out.append(FigureRef(f"figures/{name}", title))
 
-    det = results.get("detection") or {}
+    det = results.detection
     if det:
-        add("det_curves.png", "DET curves per detector (eval set)", det_curves, arrays["detection"])
+        add("det_curves.png", "DET curves per detector (eval set)", det_curves,
+            {k: (d.bonafide, d.spoof) for k, d in det.items()})
         add("per_attack_eer.png", "EER per spoofing system", per_attack_bars, det)
-        if any(d["conditions"] for d in det.values()):
+        if any(d.conditions for d in det.values()):
             add("detector_attack_heatmap.png", "Detector EER x attack condition", detector_heatmap, det)
-    if results.get("watermark"):
+    if results.watermark:
         add("watermark_attack_heatmap.png", "Watermark TPR and bit accuracy x attack", watermark_heatmap,
-            results["watermark"])
-    if arrays.get("asv"):
-        add("asv_scores.png", "ASV score distributions", asv_distributions, arrays["asv"],
-            results["asv"]["metrics"]["threshold"])
-    if arrays.get("reid"):
-        add("reid_histograms.png", "Re-identification score histograms", reid_histograms, arrays["reid"])
-    return out
+            results.watermark)
+    if results.asv is not None and results.asv.scores:
+        add("asv_scores.png", "ASV score distributions", asv_distributions, results.asv.scores,
+            results.asv.metrics.threshold)
+    reid = {k: (c.mated, c.nonmated) for k, c in (results.reid or {}).items() if c.mated is not None}
+    if reid:
+        add("reid_histograms.png", "Re-identification score histograms", reid_histograms, reid)
+    return tuple(out)
 
 
 __all__ = ["make_figures"]

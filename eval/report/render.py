@@ -7,9 +7,12 @@ import html
 import json
 import re
 from pathlib import Path
+from typing import Mapping
 
 from voiceguard.errors import VoiceguardError
 from voiceguard.files import atomic_write_text
+
+from .results import ConditionResult, Report
 
 README_BEGIN = "<!-- voiceguard-report:begin -->"
 README_END = "<!-- voiceguard-report:end -->"
@@ -42,204 +45,218 @@ def num(v, digits: int = 4) -> str:
 
 
 # --------------------------------------------------------------------------- content
-def _attack_summary(conditions: dict) -> tuple[float | None, float | None, str]:
-    vals = {k: v["eer"] for k, v in conditions.items() if "eer" in v}
+def _attack_summary(conditions: dict[str, ConditionResult]) -> tuple[float | None, float | None, str]:
+    vals = {k: v.eer for k, v in conditions.items() if v.available}
     if not vals:
         return None, None, "-"
     worst = max(vals, key=vals.get)
     return sum(vals.values()) / len(vals), vals[worst], worst
 
 
-def _wm_summary(w: dict) -> dict | None:
-    ok = {k: v for k, v in w["attacks"].items() if "tpr" in v}
-    if not ok:
-        return None  # every attack unavailable here
-    worst = min(ok, key=lambda k: ok[k]["tpr"])
-    return {"tpr_mean": sum(v["tpr"] for v in ok.values()) / len(ok), "tpr_worst": ok[worst]["tpr"],
-            "worst": worst, "bit_acc": sum(v["bit_acc"] for v in ok.values()) / len(ok),
-            "fpr_max": max(v["fpr"] for v in ok.values())}
+def _report(report: Report | Mapping) -> Report:
+    """A report as read from ``report.json`` (a mapping) becomes a ``Report``."""
+    return Report.from_dict(report) if isinstance(report, Mapping) else report
 
 
-def headline_blocks(report: dict) -> list[tuple]:
+def headline_blocks(report: Report | Mapping) -> list[tuple]:
     """The few tables a reader needs first (also the README's results block)."""
-    r = report["results"]
-    d = r["data"]
-    blocks: list[tuple] = [("p", f"Eval set: {d['n_bonafide']} bona fide + {d['n_spoof']} spoof trials "
-                                 f"({d['layout']} layout, spoofing systems {', '.join(d['attacks'])}); seed "
-                                 f"{report['seed']}.")]
+    report = _report(report)
+    r = report.results
+    d = r.data
+    blocks: list[tuple] = [("p", f"Eval set: {d.n_bonafide} bona fide + {d.n_spoof} spoof trials "
+                                 f"({d.layout} layout, spoofing systems {', '.join(d.attacks)}); seed "
+                                 f"{report.seed}.")]
     rows = []
-    for label, det in r["detection"].items():
-        m = det["metrics"]
-        mean, worst, cond = _attack_summary(det["conditions"])
-        rows.append({"detector": f"`{label}`", "EER %": pct(m["eer"]),
-                     "min t-DCF 2021": num(m.get("min_tdcf_2021")), "min t-DCF 2019": num(m.get("min_tdcf_2019")),
+    for label, det in r.detection.items():
+        m = det.metrics
+        mean, worst, cond = _attack_summary(det.conditions)
+        rows.append({"detector": f"`{label}`", "EER %": pct(m.eer),
+                     "min t-DCF 2021": num(m.min_tdcf_2021), "min t-DCF 2019": num(m.min_tdcf_2019),
                      "EER % under attack (mean)": pct(mean),
                      "worst condition": "-" if worst is None else f"{cond}: {pct(worst)}"})
     blocks.append(("table", list(rows[0]), rows))
-    if r.get("watermark"):
+    if r.watermark:
         rows = []
-        for engine, w in r["watermark"].items():
-            s = _wm_summary(w) or {"tpr_mean": None, "tpr_worst": None, "worst": "all unavailable", "bit_acc": None,
-                                   "fpr_max": None}
-            rows.append({"watermark": f"`{engine}`", "SI-SNR dB": num(w["quality"]["si_snr"]["mean"], 1),
-                         "TPR mean": num(s["tpr_mean"], 3), "TPR worst": f"{s['worst']}: {num(s['tpr_worst'], 3)}",
-                         "bit acc mean": num(s["bit_acc"], 3), "FPR max": num(s["fpr_max"], 3)})
+        for engine, w in r.watermark.items():
+            s = w.summary()  # None: every attack unavailable here
+            rows.append({"watermark": f"`{engine}`", "SI-SNR dB": num(w.quality["si_snr"].mean, 1),
+                         "TPR mean": num(None if s is None else s.tpr_mean, 3),
+                         "TPR worst": "all unavailable: n/a" if s is None else f"{s.worst}: {num(s.tpr_worst, 3)}",
+                         "bit acc mean": num(None if s is None else s.bit_acc, 3),
+                         "FPR max": num(None if s is None else s.fpr_max, 3)})
         blocks.append(("table", list(rows[0]), rows))
     rows = []
-    if r.get("asv"):
-        a = r["asv"]["metrics"]
-        rows.append({"risk check": "ASV EER (own speaker embeddings)", "value": f"{pct(a['eer'])} %"})
+    if r.asv is not None:
+        a = r.asv.metrics
+        rows.append({"risk check": "ASV EER (own speaker embeddings)", "value": f"{pct(a.eer)} %"})
         rows.append({"risk check": "spoofs accepted by the ASV at its EER threshold",
-                     "value": f"{pct(a['p_fa_spoof'])} %"})
-    for cond, rr in (r.get("reid") or {}).items():
-        if "attackers" in rr:
-            ranks = " / ".join(f"{pct(a['rank']['rank1'])} % {a['scenario']}" for a in rr["attackers"])
-            rows.append({"risk check": f"re-identification rank-1 of {rr['attackers'][0]['n_speakers']} speakers, "
-                                       f"probes {cond}", "value": f"{ranks} ({rr['risk']} risk)"})
+                     "value": f"{pct(a.p_fa_spoof)} %"})
+    for cond, rr in (r.reid or {}).items():
+        if rr.available:
+            ranks = " / ".join(f"{pct(a.rank['rank1'])} % {a.scenario}" for a in rr.attackers)
+            rows.append({"risk check": f"re-identification rank-1 of {rr.attackers[0].n_speakers} speakers, "
+                                       f"probes {cond}", "value": f"{ranks} ({rr.risk} risk)"})
     if rows:
         blocks.append(("table", ["risk check", "value"], rows))
     return blocks
 
 
-def environment_blocks(report: dict) -> list[tuple]:
+def environment_blocks(report: Report | Mapping) -> list[tuple]:
     """The section that says what, besides the config and seed, the figures depend on (``environment``)."""
-    env = report["environment"]
-    hw = env["hardware"]
-    codecs = env.get("codecs") or {}
-    libs = {k: v for k, v in (codecs.get("libraries") or {}).items() if not k.startswith(("libav", "libsw"))}
+    env = _report(report).environment
+    hw = env.hardware
+    codecs = env.codecs
+    libs = {k: v for k, v in ((codecs and codecs.libraries) or {}).items() if not k.startswith(("libav", "libsw"))}
     b: list[tuple] = [("h", 2, "What the figures depend on"), (
         "p", "The same config and seed give the same figures only with the same environment. Measured, not "
              "assumed: the codec attacks' audio is whatever the installed ffmpeg's encoders make (another libopus "
              "release changes the Opus condition's scores by up to 1.5 LLR units); torch's results change in the "
-             f"last bits with its thread count (fixed to {hw['torch_threads']} for every report) and CPU kernels; "
+             f"last bits with its thread count (fixed to {hw.torch_threads} for every report) and CPU kernels; "
              "decoding, resampling, features and speaker embeddings follow the package versions; a corpus built "
              "by `voiceguard data build` follows its TTS tools. Compare these with another run's before comparing "
              "its figures.")]
-    v = env["versions"]
-    pk = {"voiceguard": v.get("voiceguard"), "python": v.get("python"), **env["packages"]} if env.get("packages") \
-        else v
+    v = env.versions
+    pk = {"voiceguard": v.get("voiceguard"), "python": v.get("python"), **env.packages} if env.packages else v
+    kernels = "?" if hw.torch_cpu_kernels is None else hw.torch_cpu_kernels
     rows = [{"what": "packages", "value": ", ".join(f"{k} {v}" for k, v in pk.items())},
-            {"what": "torch", "value": f"{hw['torch_threads']} threads, CPU kernels {hw.get('torch_cpu_kernels', '?')}"
-                                       f", CPU {hw['cpu']} ({', '.join(hw.get('cpu_flags') or []) or 'flags unknown'})"}]
-    if codecs:
-        rows.append({"what": "ffmpeg", "value": "not installed" if codecs.get("ffmpeg") is None else
-                     f"{codecs['ffmpeg']} (libavcodec {codecs.get('libavcodec', '?')}, libswresample "
-                     f"{codecs.get('libswresample', '?')})"})
+            {"what": "torch", "value": f"{hw.torch_threads} threads, CPU kernels {kernels}"
+                                       f", CPU {hw.cpu} ({', '.join(hw.cpu_flags or []) or 'flags unknown'})"}]
+    if codecs is not None:
+        rows.append({"what": "ffmpeg", "value": "not installed" if codecs.ffmpeg is None else
+                     f"{codecs.ffmpeg} (libavcodec {codecs.libav.get('libavcodec', '?')}, libswresample "
+                     f"{codecs.libav.get('libswresample', '?')})"})
         if libs:
             rows.append({"what": "codec libraries", "value": ", ".join(f"{k} {v}" for k, v in libs.items())})
-        for name, digest in (codecs.get("bitstreams") or {}).items():
+        for name, digest in (codecs.bitstreams or {}).items():
             rows.append({"what": f"{name} encoder output digest", "value": digest})
-    if env.get("corpus_tools"):
-        rows.append({"what": "corpus built with", "value": ", ".join(f"{k} {v}"
-                                                                     for k, v in env["corpus_tools"].items())})
+    if env.corpus_tools:
+        rows.append({"what": "corpus built with", "value": ", ".join(f"{k} {v}" for k, v in env.corpus_tools.items())})
     b.append(("table", ["what", "value"], rows))
     return b
 
 
-def report_blocks(report: dict) -> list[tuple]:
-    r = report["results"]
-    env = report["environment"]
-    hw = env["hardware"]
-    b: list[tuple] = [
-        ("h", 1, f"voiceguard report: {report['name']}"),
-        ("p", f"Started {report['started']}; wall time {report['wall_seconds']:.0f} s; seed {report['seed']}; config "
-              f"`{report['config']['source']}`. Hardware: {hw['cpu']}, {hw['cores']} cores, torch threads "
-              f"{hw['torch_threads']}, GPU {hw['gpu'] or 'none'}. Versions: "
-              + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + "."),
-        ("h", 2, "Headline"), *headline_blocks(report),
-        ("h", 2, "Spoof detectors"),
-        ("p", DEFINITIONS["eer"] + " " + DEFINITIONS["tdcf"] + f" ASV scores for the t-DCF: {r['tdcf_asv'] or 'none'}. "
-              + DEFINITIONS["dcf"]),
-    ]
+def _detector_blocks(r, seed: int) -> list[tuple]:
+    """The detectors' metrics, warnings, unreadable files, per-system and per-condition EERs."""
+    b: list[tuple] = [("h", 2, "Spoof detectors"),
+                      ("p", DEFINITIONS["eer"] + " " + DEFINITIONS["tdcf"]
+                       + f" ASV scores for the t-DCF: {r.tdcf_asv or 'none'}. " + DEFINITIONS["dcf"])]
     rows = []
-    for label, det in r["detection"].items():
-        m = det["metrics"]
-        rows.append({"detector": f"`{label}`", "model": det["name"], "EER %": pct(m["eer"]),
-                     "min t-DCF 2019": num(m.get("min_tdcf_2019")), "min t-DCF 2021": num(m.get("min_tdcf_2021")),
-                     "minDCF": num(m["min_dcf"]), "actDCF": num(m["act_dcf"]), "Cllr": num(m["cllr"]),
-                     "minCllr": num(m["min_cllr"]), "unreadable files": str(len(det["errors"]))})
+    for label, det in r.detection.items():
+        m = det.metrics
+        rows.append({"detector": f"`{label}`", "model": det.name, "EER %": pct(m.eer),
+                     "min t-DCF 2019": num(m.min_tdcf_2019), "min t-DCF 2021": num(m.min_tdcf_2021),
+                     "minDCF": num(m.min_dcf), "actDCF": num(m.act_dcf), "Cllr": num(m.cllr),
+                     "minCllr": num(m.min_cllr), "unreadable files": str(len(det.errors))})
     b.append(("table", list(rows[0]), rows))
-    for label, det in r["detection"].items():
-        for w in det["metrics"].get("warnings") or []:
+    for label, det in r.detection.items():
+        for w in det.metrics.warnings:
             b.append(("p", f"Warning ({label}): {w}"))
-        for src, why in det["errors"][:5]:
+        for src, why in det.errors[:5]:
             b.append(("p", f"Unreadable ({label}): {src}: {why}"))
-    attacks = sorted({a for d in r["detection"].values() for a in d["metrics"]["per_attack"]})
+    attacks = sorted({a for d in r.detection.values() for a in d.metrics.per_attack})
     if attacks:
         b.append(("p", "EER (%) per spoofing system: all bona fide trials against that system's spoofs."))
-        rows = [{"system": a, **{label: pct(d["metrics"]["per_attack"].get(a)) for label, d in r["detection"].items()}}
+        rows = [{"system": a, **{label: pct(d.metrics.per_attack.get(a)) for label, d in r.detection.items()}}
                 for a in attacks]
-        b.append(("table", ["system", *r["detection"]], rows))
-    conds = list(next(iter(r["detection"].values()))["conditions"])
-    if conds:
-        n = next(iter(r["detection"].values()))["n_attacked_trials"]
-        b.append(("p", f"EER (%) under each attack condition, on a seeded subset of {n} eval trials (bona fide and "
-                       f"spoofs attacked alike, each file with its own seeded parameters; seed {report['seed']})."))
-        rows = [{"condition": c, **{label: (pct(d["conditions"][c]["eer"]) if "eer" in d["conditions"][c]
-                                            else "unavailable") for label, d in r["detection"].items()}}
-                for c in conds]
-        b.append(("table", ["condition", *r["detection"]], rows))
-    if r.get("watermark"):
-        b += [("h", 2, "Watermark"), ("p", DEFINITIONS["snr"] + " " + DEFINITIONS["tpr"]
-                                      + f" Attack suite: `{r['watermark_suite']}`.")]
-        rows = []
-        for engine, w in r["watermark"].items():
-            q = w["quality"]
-            rows.append({"engine": f"`{engine}`", "model": w["model"], "files": str(w["n_files"]),
-                         "SI-SNR dB (min)": f"{num(q['si_snr']['mean'], 1)} ({num(q['si_snr']['min'], 1)})",
-                         "PESQ": num(q["pesq"]["mean"], 2) if "pesq" in q else "n/a",
-                         "STOI": num(q["stoi"]["mean"], 3) if "stoi" in q else "n/a"})
-        b.append(("table", list(rows[0]), rows))
-        cols = list(next(iter(r["watermark"].values()))["attacks"])
-        rows = []
-        for c in cols:
-            row = {"attack": c}
-            for engine, w in r["watermark"].items():
-                v = w["attacks"][c]
-                row[f"{engine} TPR / bit acc / FPR"] = ("unavailable" if "tpr" not in v else
-                                                        f"{v['tpr']:.2f} / {v['bit_acc']:.3f} / {v['fpr']:.2f}")
-            rows.append(row)
-        b.append(("table", list(rows[0]), rows))
-    if r.get("asv") or r.get("reid") or r.get("asv_skipped"):
-        b.append(("h", 2, "Voiceprint risk"))
-    if r.get("asv_skipped"):
-        b.append(("p", f"ASV check skipped: {r['asv_skipped']}."))
-    if r.get("asv"):
-        a = r["asv"]
-        m = a["metrics"]
-        b.append(("p", DEFINITIONS["asv"] + f" Backend: {a['backend'].get('backend', '?')}; {a['scored']} of "
-                       f"{a['n_trials']} trials scored; normalisation: {a['normalisation']}."))
+        b.append(("table", ["system", *r.detection], rows))
+    first = next(iter(r.detection.values()))
+    if first.conditions:
+        b.append(("p", f"EER (%) under each attack condition, on a seeded subset of {first.n_attacked_trials} eval "
+                       "trials (bona fide and spoofs attacked alike, each file with its own seeded parameters; seed "
+                       f"{seed})."))
+        rows = [{"condition": c, **{label: (pct(d.conditions[c].eer) if d.conditions[c].available else "unavailable")
+                                    for label, d in r.detection.items()}}
+                for c in first.conditions]
+        b.append(("table", ["condition", *r.detection], rows))
+    return b
+
+
+def _watermark_blocks(r) -> list[tuple]:
+    """Each engine's quality, then TPR / bit accuracy / FPR per attack."""
+    b: list[tuple] = [("h", 2, "Watermark"), ("p", DEFINITIONS["snr"] + " " + DEFINITIONS["tpr"]
+                                              + f" Attack suite: `{r.watermark_suite}`.")]
+    rows = []
+    for engine, w in r.watermark.items():
+        q = w.quality
+        rows.append({"engine": f"`{engine}`", "model": w.model, "files": str(w.n_files),
+                     "SI-SNR dB (min)": f"{num(q['si_snr'].mean, 1)} ({num(q['si_snr'].min, 1)})",
+                     "PESQ": num(q["pesq"].mean, 2) if "pesq" in q else "n/a",
+                     "STOI": num(q["stoi"].mean, 3) if "stoi" in q else "n/a"})
+    b.append(("table", list(rows[0]), rows))
+    rows = []
+    for c in next(iter(r.watermark.values())).attacks:
+        row = {"attack": c}
+        for engine, w in r.watermark.items():
+            v = w.attacks[c]
+            row[f"{engine} TPR / bit acc / FPR"] = ("unavailable" if not v.available else
+                                                    f"{v.tpr:.2f} / {v.bit_acc:.3f} / {v.fpr:.2f}")
+        rows.append(row)
+    b.append(("table", list(rows[0]), rows))
+    return b
+
+
+def _risk_blocks(r) -> list[tuple]:
+    """The ASV check (or why it was skipped) and re-identification per condition."""
+    b: list[tuple] = [("h", 2, "Voiceprint risk")]
+    if r.asv_skipped:
+        b.append(("p", f"ASV check skipped: {r.asv_skipped}."))
+    if r.asv is not None:
+        a = r.asv
+        m = a.metrics
+        b.append(("p", DEFINITIONS["asv"] + f" Backend: {a.backend.get('backend', '?')}; {a.scored} of "
+                       f"{a.n_trials} trials scored; normalisation: {a.normalisation}."))
         b.append(("table", ["ASV EER %", "threshold", "P_miss %", "P_fa non-target %", "P_fa spoof %", "SPF-EER %",
                             "SASV-EER %"],
-                  [{"ASV EER %": pct(m["eer"]), "threshold": num(m["threshold"]), "P_miss %": pct(m["p_miss"]),
-                    "P_fa non-target %": pct(m["p_fa_nontarget"]), "P_fa spoof %": pct(m["p_fa_spoof"]),
-                    "SPF-EER %": pct(m["spf_eer"]), "SASV-EER %": pct(m["sasv_eer"])}]))
-        rows = [{"system": p["attack"], "spoofs": str(p["n"]), "accepted %": pct(p["accepted"]),
-                 "fools the ASV": "yes" if p["fools_asv"] else "no"} for p in a["per_attack"]]
+                  [{"ASV EER %": pct(m.eer), "threshold": num(m.threshold), "P_miss %": pct(m.p_miss),
+                    "P_fa non-target %": pct(m.p_fa_nontarget), "P_fa spoof %": pct(m.p_fa_spoof),
+                    "SPF-EER %": pct(m.spf_eer), "SASV-EER %": pct(m.sasv_eer)}]))
+        rows = [{"system": p.attack, "spoofs": str(p.n), "accepted %": pct(p.accepted),
+                 "fools the ASV": "yes" if p.fools_asv else "no"} for p in a.per_attack]
         if rows:
             b.append(("table", list(rows[0]), rows))
-    if r.get("reid"):
+    if r.reid:
         b.append(("p", DEFINITIONS["reid"]))
         rows = []
-        for cond, rr in r["reid"].items():
-            if "attackers" not in rr:
+        for cond, rr in r.reid.items():
+            if not rr.available:
                 rows.append({"probes": cond, "attacker": "-", "rank-1 %": "unavailable", "EER %": "-",
                              "D_sys": "-", "risk": "-"})
                 continue
-            for at in rr["attackers"]:
-                rows.append({"probes": cond, "attacker": at["scenario"], "rank-1 %": pct(at["rank"]["rank1"]),
-                             "EER %": pct(at["link"]["eer"]), "D_sys": num(at["link"]["d_sys"], 3),
-                             "risk": rr["risk"]})
+            for at in rr.attackers:
+                rows.append({"probes": cond, "attacker": at.scenario, "rank-1 %": pct(at.rank["rank1"]),
+                             "EER %": pct(at.link.eer), "D_sys": num(at.link.d_sys, 3), "risk": rr.risk})
         b.append(("table", list(rows[0]), rows))
-    if report.get("figures"):
+    return b
+
+
+def report_blocks(report: Report | Mapping) -> list[tuple]:
+    """Every block of the full report, in order."""
+    report = _report(report)
+    r = report.results
+    env = report.environment
+    hw = env.hardware
+    b: list[tuple] = [
+        ("h", 1, f"voiceguard report: {report.name}"),
+        ("p", f"Started {report.started}; wall time {report.wall_seconds:.0f} s; seed {report.seed}; config "
+              f"`{report.config['source']}`. Hardware: {hw.cpu}, {hw.cores} cores, torch threads "
+              f"{hw.torch_threads}, GPU {hw.gpu or 'none'}. Versions: "
+              + ", ".join(f"{k} {v}" for k, v in env.versions.items()) + "."),
+        ("h", 2, "Headline"), *headline_blocks(report),
+    ]
+    b += _detector_blocks(r, report.seed)
+    if r.watermark:
+        b += _watermark_blocks(r)
+    if r.asv is not None or r.reid or r.asv_skipped:
+        b += _risk_blocks(r)
+    if report.figures:
         b.append(("h", 2, "Figures"))
-        b += [("fig", f["file"], f["title"]) for f in report["figures"]]
+        b += [("fig", f.file, f.title) for f in report.figures]
     b += environment_blocks(report)
     b.append(("h", 2, "Timings"))
     b.append(("p", "Wall time of each stage when it was computed (a cached stage was reused by this run)."))
     b.append(("table", ["stage", "seconds", "cached"],
-              [{"stage": k, "seconds": f"{v['seconds']:.1f}", "cached": "yes" if v["cached"] else "no"}
-               for k, v in report["timings"].items()]))
+              [{"stage": k, "seconds": f"{v.seconds:.1f}", "cached": "yes" if v.cached else "no"}
+               for k, v in report.timings.items()]))
     return b
 
 
@@ -292,8 +309,9 @@ def to_html(blocks: list[tuple], folder: Path, title: str) -> str:
             f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def headline_markdown(report: dict, command: str) -> str:
-    """The README block: the headline tables and how to regenerate them."""
+def headline_markdown(report: Report | Mapping, command: str) -> str:
+    """The README block: the headline tables and how to regenerate them (``report``: a ``Report`` or a
+    ``report.json`` read as a mapping)."""
     return (to_markdown(headline_blocks(report))
             + f"\nGenerated by `{command}`; rerun it to regenerate this block. The same config and seed give "
               "the same numbers with the same environment (ffmpeg and its codec libraries, package versions, "
@@ -301,13 +319,13 @@ def headline_markdown(report: dict, command: str) -> str:
               "its metric definitions, figures, versions, hardware, timings) is written next to `report.json`.\n")
 
 
-def write_report(report: dict, out: Path) -> None:
+def write_report(report: Report, out: Path) -> None:
     """``report.json``, ``report.md`` and a self-contained ``report.html`` under ``out`` (atomically)."""
     out.mkdir(parents=True, exist_ok=True)
     blocks = report_blocks(report)
-    atomic_write_text(out / "report.json", json.dumps(report, indent=1, sort_keys=False) + "\n")
+    atomic_write_text(out / "report.json", json.dumps(report.to_dict(), indent=1, sort_keys=False) + "\n")
     atomic_write_text(out / "report.md", to_markdown(blocks))
-    atomic_write_text(out / "report.html", to_html(blocks, out, f"voiceguard report: {report['name']}"))
+    atomic_write_text(out / "report.html", to_html(blocks, out, f"voiceguard report: {report.name}"))
 
 
 def check_readme(readme: str | Path) -> str:

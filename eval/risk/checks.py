@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from voiceguard.audio import FileProblem
+from voiceguard.audio import FileProblem, find_audio_files
 from voiceguard.errors import RiskError, VoiceguardError, preview
 from voiceguard.metrics.cm import bootstrap_ci
 from voiceguard.files import atomic_write_text
-from voiceguard.protocols import BONAFIDE
+from voiceguard.protocols import BONAFIDE, read_protocol
 
 from .embed import EmbeddingSet, decode_voice, embed_arrays, embed_files
 from .embedders import SAMPLE_RATE, SpeakerEmbedder, normalize_rows
@@ -114,10 +114,49 @@ class AsvCheckResult:
         d["skipped"] = [asdict(p) for p in self.skipped]
         return d
 
+    def rows(self) -> list[dict]:
+        """Flat rows (keys ``ASV_COLUMNS``): the ASV metrics over all scored trials (``attack`` ``all``, ``n``
+        the trials scored), then the acceptance of each attack; rates as fractions, ``None`` where a row has
+        no such figure."""
+        m = self.metrics
+        first = dict.fromkeys(ASV_COLUMNS)
+        first.update(attack="all", n=self.scored, eer=m.eer, threshold=m.threshold, p_miss=m.p_miss,
+                     p_fa_nontarget=m.p_fa_nontarget, p_fa_spoof=m.p_fa_spoof, spf_eer=m.spf_eer,
+                     sasv_eer=m.sasv_eer)
+        return [first] + [{**dict.fromkeys(ASV_COLUMNS), **asdict(a)} for a in self.per_attack]
+
+
+#: the columns of ``AsvCheckResult.rows``
+ASV_COLUMNS = ("attack", "n", "accepted", "mean_score", "fools_asv", "eer", "threshold", "p_miss", "p_fa_nontarget",
+               "p_fa_spoof", "spf_eer", "sasv_eer")
+
 
 def format_asv_scores(trials: list[AsvTrial], scores: np.ndarray) -> str:
     """The organisers' ASV score layout: ``SOURCE KEY SCORE`` (what ``eval eer --asv-scores`` reads)."""
     return "".join(f"{t.source} {t.key} {s:.6f}\n" for t, s in zip(trials, scores))
+
+
+def _enrolment_models(enrollment: dict[str, list[str]], emb: EmbeddingSet, path_of) -> dict[str, np.ndarray]:
+    """Each enrolled speaker's model: the L2-normalised mean of its embedded enrolment files (speakers whose
+    every enrolment file failed are left out)."""
+    idx = emb.index()
+    models: dict[str, np.ndarray] = {}
+    for spk, us in enrollment.items():
+        rows = [idx[path_of(u)] for u in us if path_of(u) in idx]
+        if rows:
+            models[spk] = normalize_rows(emb.embeddings[rows].mean(0))
+    return models
+
+
+def _acceptance(trials: list[AsvTrial], scores: np.ndarray, threshold: float) -> tuple[AttackAcceptance, ...]:
+    """Per attack (sorted): how many of its spoof trials score at or above the ASV ``threshold``."""
+    by_attack: dict[str, list[float]] = defaultdict(list)
+    for t, s in zip(trials, scores):
+        if t.key == "spoof":
+            by_attack[t.source].append(float(s))
+    accepted = {a: float(np.mean(np.asarray(v) >= threshold)) for a, v in by_attack.items()}
+    return tuple(AttackAcceptance(a, len(v), accepted[a], float(np.mean(v)), accepted[a] >= FOOLS_ASV)
+                 for a, v in sorted(by_attack.items()))
 
 
 def asv_check(enrollment: dict[str, list[str]], trials: list[AsvTrial], audio_dir: str | os.PathLike,
@@ -138,11 +177,7 @@ def asv_check(enrollment: dict[str, list[str]], trials: list[AsvTrial], audio_di
         raise RiskError(f"{len(missing)} of {len(utts)} audio files are missing: {preview(missing)}")
     emb = embed_files([path_of(u) for u in utts], embedder, cache=cache, progress=progress)
     idx = emb.index()
-    models: dict[str, np.ndarray] = {}
-    for spk, us in enrollment.items():
-        rows = [idx[path_of(u)] for u in us if path_of(u) in idx]
-        if rows:
-            models[spk] = normalize_rows(emb.embeddings[rows].mean(0))
+    models = _enrolment_models(enrollment, emb, path_of)
     usable = [t for t in trials if t.speaker in models and path_of(t.utt_id) in idx]
     if not usable:
         raise RiskError("no trial could be scored (every enrolment or test file failed: "
@@ -162,13 +197,7 @@ def asv_check(enrollment: dict[str, list[str]], trials: list[AsvTrial], audio_di
         raise RiskError(f"the ASV EER needs target and non-target trials; the scored trials hold "
                         f"{int((key == 'target').sum())} target and {int((key == 'nontarget').sum())} non-target")
     m = asv_metrics(scores[key == "target"], scores[key == "nontarget"], scores[key == "spoof"])
-    by_attack: dict[str, list[float]] = defaultdict(list)
-    for t, s in zip(usable, scores):
-        if t.key == "spoof":
-            by_attack[t.source].append(float(s))
-    accepted = {a: float(np.mean(np.asarray(v) >= m.threshold)) for a, v in by_attack.items()}
-    per_attack = tuple(AttackAcceptance(a, len(v), accepted[a], float(np.mean(v)), accepted[a] >= FOOLS_ASV)
-                       for a, v in sorted(by_attack.items()))
+    per_attack = _acceptance(usable, scores, m.threshold)
     if out is not None:
         atomic_write_text(out, format_asv_scores(usable, scores), overwrite=True)
     return AsvCheckResult(embedder.info(), m, per_attack, len(trials), len(usable), norm,
@@ -186,6 +215,49 @@ def corpus_asv_paths(corpus: str | os.PathLike, split: str = "eval") -> tuple[Pa
             raise RiskError(f"not a voiceguard corpus: {p.relative_to(root)} is missing (build one with "
                             "`voiceguard data build`, or pass --enroll/--trials/--audio-dir)", source=root)
     return enroll, trl, root / "flac", proto / "VG.cm.train.trn.txt"
+
+
+@dataclass(frozen=True)
+class AsvInputs:
+    """What ``asv_check`` scores: the enrolment, the trials, their audio folder and an s-norm cohort (paths)."""
+
+    enrollment: dict
+    trials: tuple[AsvTrial, ...]
+    audio_dir: Path
+    cohort: tuple[str, ...] | None = None
+
+    @property
+    def n_files(self) -> int:
+        """Distinct utterances to embed (enrolment and trials)."""
+        return len({t.utt_id for t in self.trials} | {u for us in self.enrollment.values() for u in us})
+
+
+def asv_inputs(*, corpus: str | os.PathLike | None = None, split: str = "eval",
+               enroll: str | os.PathLike | None = None, trials: str | os.PathLike | None = None,
+               audio_dir: str | os.PathLike | None = None, ext: str = ".flac", snorm: bool = False,
+               cohort: str | os.PathLike | None = None) -> AsvInputs:
+    """Read the ASV lists of a ``voiceguard data build`` corpus split, or of ``enroll`` + ``trials`` (audio in
+    ``audio_dir``).  The s-norm cohort: the audio files under ``cohort`` when given, else with ``snorm`` the
+    corpus train split's bona fide files.
+
+    Raises:
+        ValueError: neither a corpus nor all of enroll, trials and audio_dir; ``snorm`` without a corpus or
+            cohort.
+        RiskError: not a corpus, unreadable lists.
+    """
+    cohort_files = None
+    if corpus is not None:
+        enroll, trials, audio_dir, train = corpus_asv_paths(corpus, split)
+        if snorm:
+            cohort_files = [str(t.audio_path(audio_dir, ext)) for t in read_protocol(train) if t.is_bonafide]
+    elif enroll is None or trials is None or audio_dir is None:
+        raise ValueError("give a corpus, or an enrolment list, a trial list and an audio folder")
+    if cohort is not None:
+        cohort_files = [str(p) for p in find_audio_files([cohort])[0]]
+    elif snorm and cohort_files is None:
+        raise ValueError("s-norm without a corpus needs a cohort folder")
+    return AsvInputs(read_asv_enrollment(enroll), tuple(read_asv_trials(trials)), Path(audio_dir),
+                     None if cohort_files is None else tuple(cohort_files))
 
 
 # --------------------------------------------------------------------------- watermark and identity
@@ -211,6 +283,14 @@ class WatermarkRiskResult:
         d["skipped"] = [asdict(p) for p in self.skipped]
         return d
 
+    def rows(self) -> list[dict]:
+        """One row per file checked: ``path`` and ``cosine`` (original vs watermarked)."""
+        return [{"path": p, "cosine": c} for p, c in self.per_file]
+
+
+#: the columns of ``WatermarkRiskResult.rows``
+WATERMARK_COLUMNS = ("path", "cosine")
+
 
 def _pair_eer(a: np.ndarray, b: np.ndarray, speakers: list[str]) -> tuple[float, int, int] | None:
     """EER over all ordered pairs i != j, enrolment side ``a[i]``, test side ``b[j]`` (None: no pairs)."""
@@ -220,6 +300,29 @@ def _pair_eer(a: np.ndarray, b: np.ndarray, speakers: list[str]) -> tuple[float,
     if tgt.size == 0:
         return None
     return asv_metrics(tgt, non).eer, int(tgt.size), int(non.size)
+
+
+def _embed_marked(files: list[LabeledFile], watermarker, message, embedder: SpeakerEmbedder, cache: bool
+                  ) -> tuple[list[str], list[np.ndarray], list[np.ndarray], list[FileProblem]]:
+    """Decode, watermark and embed ``files``: the paths embedded both ways, their original and watermarked
+    embeddings (rows, in that order), and the files left out."""
+    originals, marked, names, problems = [], [], [], []
+    for f in files:
+        try:
+            wav = decode_voice(f.path)  # the channel rule shared with scan (voiceguard.vad.speech_mix)
+            mark = watermarker.embed(wav, SAMPLE_RATE, message)  # refused e.g. when shorter than it marks
+        except VoiceguardError as e:
+            problems.append(FileProblem(f.path, e.reason))
+            continue
+        originals.append(wav)
+        marked.append(mark)
+        names.append(f.path)
+    orig = embed_arrays(originals, embedder, names, cache=cache)
+    wm = embed_arrays(marked, embedder, names, cache=cache)
+    problems += _problems(orig, wm)
+    oi, wi = orig.index(), wm.index()
+    keep = [n for n in names if n in oi and n in wi]
+    return (keep, [orig.embeddings[oi[n]] for n in keep], [wm.embeddings[wi[n]] for n in keep], problems)
 
 
 def watermark_check(files: list[LabeledFile] | list[str], watermarker, *, message: int | str | None = 0xBEEF,
@@ -232,26 +335,11 @@ def watermark_check(files: list[LabeledFile] | list[str], watermarker, *, messag
     keep: list[str] = []
     rows_a, rows_b, problems = [], [], []
     for k in range(0, len(labeled), chunk):  # each file decoded once; memory bounded by one chunk of clips
-        originals, marked, names = [], [], []
-        for f in labeled[k:k + chunk]:
-            try:
-                wav = decode_voice(f.path)  # the channel rule shared with scan (voiceguard.vad.speech_mix)
-                mark = watermarker.embed(wav, SAMPLE_RATE, message)  # refused e.g. when shorter than it marks
-            except VoiceguardError as e:
-                problems.append(FileProblem(f.path, e.reason))
-                continue
-            originals.append(wav)
-            marked.append(mark)
-            names.append(f.path)
-        orig = embed_arrays(originals, embedder, names, cache=cache)
-        wm = embed_arrays(marked, embedder, names, cache=cache)
-        problems += _problems(orig, wm)
-        oi, wi = orig.index(), wm.index()
-        for n in names:
-            if n in oi and n in wi:
-                keep.append(n)
-                rows_a.append(orig.embeddings[oi[n]])
-                rows_b.append(wm.embeddings[wi[n]])
+        names, a, b, bad = _embed_marked(labeled[k:k + chunk], watermarker, message, embedder, cache)
+        keep += names
+        rows_a += a
+        rows_b += b
+        problems += bad
         if progress:
             progress(len(labeled[k:k + chunk]))
     if not keep:
@@ -305,6 +393,19 @@ class ReidResult:
         d["attackers"] = [a.to_dict() for a in self.attackers]
         d["skipped"] = [asdict(p) for p in self.skipped]
         return d
+
+    def rows(self) -> list[dict]:
+        """One row per attacker (keys ``REID_COLUMNS``); rates as fractions, an absent interval ``None``."""
+        return [{"attacker": a.scenario, "enrolment": a.enrollment, "probes": a.n_probes, "speakers": a.n_speakers,
+                 "eer": a.link.eer, "eer_ci_low": a.link.eer_ci[0] if a.link.eer_ci else None,
+                 "eer_ci_high": a.link.eer_ci[1] if a.link.eer_ci else None, "d_sys": a.link.d_sys,
+                 "min_cllr": a.link.min_cllr, "rank1": a.rank.get("rank1"), "rank5": a.rank.get("rank5")}
+                for a in self.attackers]
+
+
+#: the columns of ``ReidResult.rows``
+REID_COLUMNS = ("attacker", "enrolment", "probes", "speakers", "eer", "eer_ci_low", "eer_ci_high", "d_sys", "min_cllr",
+                "rank1", "rank5")
 
 
 def _attack(scenario: str, enrollment: str, scores: np.ndarray, truth: np.ndarray, n_boot: int, seed: int
@@ -374,25 +475,34 @@ def reid_check(enroll: list[LabeledFile], probe: list[LabeledFile], embedder: Sp
                          n_boot, seed)]
     problems = list(_problems(e, p))
     if lazy_enroll:
-        check_labels(lazy_enroll, what="lazy-informed enrolment set", min_speakers=2,
-                     min_per_speaker=min_enroll_files)
-        le = embed_files([f.path for f in lazy_enroll], embedder, cache=cache, progress=progress)
-        spk_l = {f.path: f.speaker for f in lazy_enroll}
-        lnames, lmodels = _speaker_models(le.embeddings, [spk_l[x] for x in le.paths])
-        missing = sorted(set(probe_spk) - set(lnames))
-        if missing:
-            raise RiskError(f"probe speaker(s) not in the lazy-informed enrolment set: {preview(missing)}")
-        lcol = {s: i for i, s in enumerate(lnames)}
-        attackers.append(_attack("lazy-informed", "processed enrolment audio",
-                                 cosine_matrix(p.embeddings, lmodels), np.array([lcol[s] for s in probe_spk]),
-                                 n_boot, seed))
-        problems += le.problems
+        lazy, lazy_problems = _lazy_informed(lazy_enroll, p.embeddings, probe_spk, embedder,
+                                             min_enroll_files=min_enroll_files, n_boot=n_boot, seed=seed,
+                                             cache=cache, progress=progress)
+        attackers.append(lazy)
+        problems += lazy_problems
     else:
         loo = _leave_one_out(p.embeddings, probe_spk, n_boot, seed)
         if loo is not None:
             attackers.append(loo)
     level, text = risk_level(tuple(attackers))
     return ReidResult(embedder.info(), tuple(attackers), level, text, tuple(problems))
+
+
+def _lazy_informed(lazy_enroll: list[LabeledFile], probes: np.ndarray, probe_spk: list[str],
+                   embedder: SpeakerEmbedder, *, min_enroll_files: int, n_boot: int, seed: int, cache: bool,
+                   progress=None) -> tuple[AttackerResult, tuple[FileProblem, ...]]:
+    """The lazy-informed attacker enrolled on ``lazy_enroll`` (audio processed like the probes), and the
+    enrolment files left out."""
+    check_labels(lazy_enroll, what="lazy-informed enrolment set", min_speakers=2, min_per_speaker=min_enroll_files)
+    le = embed_files([f.path for f in lazy_enroll], embedder, cache=cache, progress=progress)
+    spk_l = {f.path: f.speaker for f in lazy_enroll}
+    lnames, lmodels = _speaker_models(le.embeddings, [spk_l[x] for x in le.paths])
+    missing = sorted(set(probe_spk) - set(lnames))
+    if missing:
+        raise RiskError(f"probe speaker(s) not in the lazy-informed enrolment set: {preview(missing)}")
+    lcol = {s: i for i, s in enumerate(lnames)}
+    return (_attack("lazy-informed", "processed enrolment audio", cosine_matrix(probes, lmodels),
+                    np.array([lcol[s] for s in probe_spk]), n_boot, seed), tuple(le.problems))
 
 
 def _leave_one_out(emb: np.ndarray, speakers: list[str], n_boot: int, seed: int) -> AttackerResult | None:
@@ -431,9 +541,19 @@ class CompareResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def rows(self) -> list[dict]:
+        """One row (keys ``COMPARE_COLUMNS``)."""
+        return [{k: getattr(self, k) for k in COMPARE_COLUMNS}]
+
+
+#: the columns of ``CompareResult.rows``
+COMPARE_COLUMNS = ("a", "b", "cosine", "threshold", "same_speaker")
+
 
 def compare_clips(a: str | os.PathLike, b: str | os.PathLike, embedder: SpeakerEmbedder, *,
                   threshold: float | None = None, cache: bool = True) -> CompareResult:
+    """Cosine of the two clips' embeddings and the same-speaker decision at ``threshold`` (default: the
+    backend's calibrated one; no decision without one).  Raises ``RiskError`` when a clip cannot be embedded."""
     emb = embed_files([a, b], embedder, cache=cache)
     if len(emb.paths) < 2:
         raise RiskError("; ".join(f"{x.path}: {x.reason}" for x in emb.problems) or "the two clips are one file")
@@ -443,6 +563,7 @@ def compare_clips(a: str | os.PathLike, b: str | os.PathLike, embedder: SpeakerE
 
 
 __all__ = ["AsvTrial", "AsvCheckResult", "AttackAcceptance", "WatermarkRiskResult", "AttackerResult",
-           "ReidResult", "CompareResult", "asv_check", "watermark_check", "reid_check", "compare_clips",
+           "ReidResult", "CompareResult", "AsvInputs", "asv_inputs", "asv_check", "watermark_check", "reid_check",
+           "compare_clips", "ASV_COLUMNS", "WATERMARK_COLUMNS", "REID_COLUMNS", "COMPARE_COLUMNS",
            "read_asv_enrollment", "read_asv_trials", "format_asv_scores", "corpus_asv_paths", "risk_level",
            "FOOLS_ASV"]

@@ -267,10 +267,35 @@ def get_embedder(name: str = "resemblyzer", **kwargs: Any) -> SpeakerEmbedder:
     return EMBEDDERS[name](**kwargs)
 
 
+def load_embedder(name: str = "resemblyzer", model: str | Path | None = None) -> SpeakerEmbedder:
+    """A backend by registry name with an optional model: for ``resemblyzer`` a voice-encoder ``.pt`` file,
+    for ``ecapa`` a SpeechBrain model folder or hub id (``None``: the backend's own, per its card).
+
+    Raises:
+        UnknownNameError: ``name`` is not a registered backend.
+        ModelCardError: the model cannot be found or fails its checksum.
+    """
+    if model is None:
+        return get_embedder(name)
+    return get_embedder(name, **({"weights": model} if name == "resemblyzer" else {"source": model}))
+
+
+#: the columns of ``embedder_catalogue``
+CATALOGUE_COLUMNS = ("name", "description")
+
+
+def embedder_catalogue() -> list[dict]:
+    """One row per registered backend, sorted by name: ``name`` and ``description`` (its docstring's first
+    line)."""
+    return [{"name": name, "description": (cls.__doc__ or "").strip().splitlines()[0]}
+            for name, cls in sorted(EMBEDDERS.items())]
+
+
 def array_key(wav: np.ndarray) -> str:
     """Content hash of an in-memory clip (cache key for audio that is not a file)."""
     return hashlib.sha256(np.ascontiguousarray(wav, dtype=np.float32).tobytes()).hexdigest()
 
 
-__all__ = ["SpeakerEmbedder", "ResemblyzerEmbedder", "EcapaEmbedder", "EMBEDDERS", "get_embedder",
+__all__ = ["SpeakerEmbedder", "ResemblyzerEmbedder", "EcapaEmbedder", "EMBEDDERS", "get_embedder", "load_embedder",
+           "embedder_catalogue", "CATALOGUE_COLUMNS",
            "list_embedders", "check_speech", "normalize_rows", "array_key", "SAMPLE_RATE", "ECAPA_HUB_ID"]

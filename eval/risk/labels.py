@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
 from voiceguard.audio import find_audio_files
-from voiceguard.errors import RiskError, preview
+from voiceguard.errors import RiskError, VoiceguardWarning, preview
 from voiceguard.files import csv_header_cells, iter_text_lines, read_csv_table
 from voiceguard.protocols import read_protocol
 
@@ -102,6 +103,41 @@ def labels_from_protocol(path: str | os.PathLike, audio_dir: str | os.PathLike, 
     return [LabeledFile(str(t.audio_path(audio_dir, ext)), t.speaker, t.label) for t in read_protocol(path, fmt)]
 
 
+def labeled_files(source: str | os.PathLike, labels: str | os.PathLike | None = None, speaker_from: str = "folder",
+                  protocol_format: str = "auto") -> list[LabeledFile]:
+    """The labelled files of ``source``: from ``labels`` when given -- a label CSV (``path,speaker[,key]``,
+    relative to ``source`` when it is a folder) or a protocol (paths relative to ``source``; told apart by
+    content unless ``protocol_format`` names one) -- else from the folder layout (``labels_from_folder``).
+
+    Raises:
+        RiskError / ProtocolError: unreadable labels, no such folder, no audio files.
+    """
+    if labels:
+        if protocol_format == "auto" and is_label_csv(labels):
+            return labels_from_csv(labels, root=source if Path(source).is_dir() else None)
+        return labels_from_protocol(labels, source, fmt=protocol_format)
+    return labels_from_folder(source, speaker_from)
+
+
+def files_to_check(source: str | os.PathLike, labels: str | os.PathLike | None = None, speaker_from: str = "folder",
+                   protocol_format: str = "auto") -> list[LabeledFile] | list[str]:
+    """The files of a check that may go without speakers: ``labeled_files`` unless ``labels`` is None and
+    ``speaker_from`` is ``none``; then the path of every audio file under ``source`` (each one left out, e.g.
+    unreadable, is a ``VoiceguardWarning`` ``PATH: REASON (left out)``).
+
+    Raises:
+        RiskError: no audio files (or as ``labeled_files``).
+    """
+    if labels or speaker_from != "none":
+        return labeled_files(source, labels, speaker_from, protocol_format)
+    found, problems = find_audio_files([source])
+    for p in problems:
+        warnings.warn(VoiceguardWarning(f"{p.path}: {p.reason} (left out)"), stacklevel=2)
+    if not found:
+        raise RiskError("no audio files", source=source)
+    return [str(p) for p in found]
+
+
 def check_labels(files: list[LabeledFile], *, what: str, min_speakers: int = 2, min_per_speaker: int = 1
                  ) -> dict[str, list[LabeledFile]]:
     """Group by speaker; clear errors for too few speakers, too few files, missing or doubly labelled files."""
@@ -128,5 +164,5 @@ def check_labels(files: list[LabeledFile], *, what: str, min_speakers: int = 2, 
     return dict(by)
 
 
-__all__ = ["LabeledFile", "labels_from_folder", "labels_from_csv", "labels_from_protocol", "check_labels",
-           "SPEAKER_FROM", "is_label_csv"]
+__all__ = ["LabeledFile", "labels_from_folder", "labels_from_csv", "labels_from_protocol", "labeled_files",
+           "files_to_check", "check_labels", "SPEAKER_FROM", "is_label_csv"]

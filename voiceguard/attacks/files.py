@@ -9,10 +9,13 @@ from voiceguard.attacks import ATTACKS, AttackUnavailable, get_attack, load_suit
 from voiceguard.audio import audio_info, load_audio, save_audio
 from voiceguard.errors import OutputError, VoiceguardError
 from voiceguard.files import same_file
+from voiceguard.writers import Record
 
 
 @dataclass(frozen=True)
-class AttackedFile:
+class AttackedFile(Record):
+    """One attacked file: where it was written, the attack with its parameters, durations in seconds."""
+
     output: str
     attack: str
     parameters: dict
@@ -73,12 +76,50 @@ def attack_catalogue() -> list[dict]:
     return rows
 
 
+#: the columns of ``attack_catalogue``'s rows (``voiceguard attacks list``)
+CATALOGUE_COLUMNS = ("name", "params", "length", "torch", "available", "description")
+
+
 @dataclass(frozen=True)
-class SuiteOutput:
+class SuiteInfo:
+    """A suite's conditions (``voiceguard attacks suite``): ``rows`` of ``label``, ``attack``, ``params``."""
+
+    name: str
+    description: str
+    rows: tuple[dict, ...]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "rows": [dict(r) for r in self.rows]}
+
+
+#: the columns of ``SuiteInfo.rows``
+SUITE_COLUMNS = ("label", "attack", "params")
+
+
+def describe_suite(name: str | Path) -> SuiteInfo:
+    """A shipped suite (by name) or a suite YAML file, as rows; the description stripped of its margins.
+
+    Raises:
+        VoiceguardError: unknown suite, or a malformed suite file.
+    """
+    suite = load_suite(name)
+    return SuiteInfo(suite.name, suite.description.strip(),
+                     tuple({"label": r.label, "attack": r.attack, "params": r.params} for r in suite.rows))
+
+
+@dataclass(frozen=True)
+class SuiteOutput(Record):
+    """One condition of ``apply_suite_file``: its status, the file written (``ok`` only) and a detail
+    (the output duration, or why it did not run)."""
+
     label: str
     status: str  # "ok" | "unavailable" | "error"
     output: str | None
     detail: str
+
+
+#: the columns of ``SuiteOutput.to_dict`` (``voiceguard attacks run-suite``)
+SUITE_OUTPUT_COLUMNS = ("label", "status", "output", "detail")
 
 
 def apply_suite_file(suite: str, inp: str | Path, out_dir: str | Path, *, seed: int = 0,
@@ -104,3 +145,8 @@ def apply_suite_file(suite: str, inp: str | Path, out_dir: str | Path, *, seed: 
             continue
         results.append(SuiteOutput(row.label, "ok", str(out), f"{y.shape[-1] / sr:.2f} s"))
     return results
+
+
+__all__ = ["AttackedFile", "SuiteInfo", "SuiteOutput", "parse_attack_params", "build_attack", "apply_attack_file",
+           "attack_catalogue", "describe_suite", "apply_suite_file", "CATALOGUE_COLUMNS", "SUITE_COLUMNS",
+           "SUITE_OUTPUT_COLUMNS"]

@@ -76,7 +76,8 @@ def _register() -> None:
     from voiceguard.cli.demo import demo_command
     from voiceguard.cli.detect import detect_group
     from voiceguard.cli.scan import scan_command
-    from voiceguard.cli.eval import attacks_group, data_group, eval_group
+    from voiceguard.cli.attacks import attacks_group
+    from voiceguard.cli.eval import data_group, eval_group
     from voiceguard.cli.risk import risk_group
     from voiceguard.cli.watermark import watermark_group
 

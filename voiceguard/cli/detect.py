@@ -8,8 +8,9 @@ from pathlib import Path
 import click
 
 from voiceguard import writers
-from voiceguard.cli.options import SEED, finite_float, protocol_format_option
+from voiceguard.cli.options import SEED, finite_float, format_option, protocol_format_option
 from voiceguard.cli.scan import EXIT_ERRORS, model_options
+
 
 @click.group("detect")
 def detect_group() -> None:
@@ -17,10 +18,10 @@ def detect_group() -> None:
 
 
 @detect_group.command("list")
-@click.option("--format", "fmt", type=click.Choice(writers.FORMATS), default="table", show_default=True)
+@format_option
 def list_command(fmt: str) -> None:
     """Model cards (shipped or downloadable) and trainable architectures."""
-    from voiceguard.detect.base import DETECTORS
+    from voiceguard.detect import DETECTORS
     from voiceguard.detect.models import DEFAULT_MODEL, list_cards
 
     rows = [{"name": c.name + (" (default)" if c.name == DEFAULT_MODEL else ""), "architecture": c.architecture,
@@ -29,7 +30,7 @@ def list_command(fmt: str) -> None:
              "eer": _card_eer(c.metrics or {})} for c in list_cards()]
     click.echo(writers.render(rows, fmt, ["name", "architecture", "weights", "trained_on", "eer"]), nl=False)
     if fmt == "table":
-        click.echo(f"\ntrainable architectures: {', '.join(sorted(DETECTORS))}")
+        click.echo(f"\ntrainable architectures: {', '.join(DETECTORS.names())}")
 
 
 def _card_eer(metrics: dict) -> str:
@@ -39,14 +40,14 @@ def _card_eer(metrics: dict) -> str:
 
 
 def _kv(items: tuple[str, ...]) -> dict:
-    from voiceguard.detect.train import _number
+    from voiceguard.detect.train import parse_value
 
     out = {}
     for it in items:
         k, eq, v = it.partition("=")
         if not eq:
             raise click.BadParameter(f"{it!r}: expected key=value")
-        out[k] = _number(v)
+        out[k] = parse_value(v)
     return out
 
 
@@ -76,22 +77,34 @@ def _kv(items: tuple[str, ...]) -> dict:
 @click.option("--resume", is_flag=True, help="continue from OUT/last.pt")
 @click.option("--overwrite", is_flag=True, help="replace a model already trained in OUT")
 @protocol_format_option
+@format_option(help="output: one line (table), or the result with its per-epoch history as JSON / JSON lines / CSV")
 def train_command(model, protocol, audio_dir, dev_protocol, dev_audio_dir, ext, out_dir, name, epochs, batch_size,
                   lr, weight_decay, seed, patience, augment, augment_prob, model_config, workers, device, max_train,
-                  resume, overwrite, protocol_format):
+                  resume, overwrite, protocol_format, fmt):
     """Train a detector; writes OUT/model.pt, OUT/card.yaml (calibration, sha256, command), OUT/last.pt."""
-    from voiceguard.detect.train import TrainConfig, train_detector
+    from voiceguard.detect.train import TrainConfig, TrainData, train_detector
 
     cfg = TrainConfig(model=model, model_config=_kv(model_config), epochs=epochs, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, seed=seed, patience=patience, augment=tuple(augment),
                       augment_prob=augment_prob, workers=workers, device=device, max_train=max_train)
     command = "voiceguard detect " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
-    res = train_detector(cfg, protocol, audio_dir, out_dir, dev_protocol=dev_protocol, dev_audio_dir=dev_audio_dir,
-                         ext=ext, resume=resume, command=command, name=name, overwrite=overwrite,
-                         protocol_format=protocol_format)
+    data = TrainData(protocol, audio_dir, dev_protocol, dev_audio_dir, ext, protocol_format)
+    res = train_detector(cfg, data, out_dir, resume=resume, overwrite=overwrite, name=name, command=command)
     picked = (f"dev EER {res.best_dev_eer * 100:.3f} %" if dev_protocol
               else "no dev set: picked by training loss, uncalibrated")
-    click.echo(f"best epoch {res.best_epoch + 1}: {picked}; weights {res.checkpoint}; card {res.card}")
+    _echo_result(fmt, f"best epoch {res.best_epoch + 1}: {picked}; weights {res.checkpoint}; card {res.card}",
+                 res.to_dict(), ["out_dir", "checkpoint", "card", "best_epoch", "best_dev_eer"])
+
+
+def _echo_result(fmt: str, line: str, result: dict, columns: list[str]) -> None:
+    """One result: ``line`` for ``table``; else ``result`` as a JSON object, one JSON line, or a CSV row of
+    ``columns``."""
+    if fmt == "table":
+        click.echo(line)
+    elif fmt == "json":
+        click.echo(writers.to_json(writers.clean(result)))
+    else:
+        click.echo(writers.render([result], fmt, columns), nl=False)
 
 
 @detect_group.command("score")
@@ -107,8 +120,9 @@ def train_command(model, protocol, audio_dir, dev_protocol, dev_audio_dir, ext, 
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
 @click.option("--overwrite", is_flag=True, help="replace an existing score file")
 @protocol_format_option
+@format_option(help="table: the summary on stderr only (default); json / jsonl / csv: the result on stdout too")
 def score_command(model, checkpoint, protocol, audio_dir, ext, out_file, columns, llr, aggregate, workers, overwrite,
-                  protocol_format):
+                  protocol_format, fmt):
     """Score every trial of a protocol (whole files, sliding windows) into an official-format score file
     that ``voiceguard eval eer`` reads. Unreadable files are listed and left out (exit code 2)."""
     from voiceguard.detect.models import load_model
@@ -121,6 +135,10 @@ def score_command(model, checkpoint, protocol, audio_dir, ext, out_file, columns
                          aggregate=aggregate, workers=workers, progress=sys.stderr.isatty(),
                          protocol_format=protocol_format)
     click.echo(f"scored {res.n_scored} of {res.n_trials} trials with {loaded.name} -> {res.out}", err=True)
+    if fmt != "table":
+        _echo_result(fmt, "", {"model": loaded.name, "out": res.out, "n_trials": res.n_trials,
+                               "n_scored": res.n_scored, "errors": [{"path": p, "reason": r} for p, r in res.errors]},
+                     ["model", "out", "n_trials", "n_scored"])
     for path, reason in res.errors[:20]:
         click.echo(f"voiceguard: error: {path}: {reason}", err=True)
     if len(res.errors) > 20:

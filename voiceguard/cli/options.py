@@ -7,14 +7,20 @@ meaning 0.
   ``FloatRange`` lets ``nan`` through: every comparison with it is false).
 - ``protocol_format_option``: ``--protocol-format`` for every command that reads a protocol.
 - ``format_option``: ``--format table|json|jsonl|csv`` (with ``--json`` as an alias of ``--format json``) for
-  every command that prints results.
+  every command that prints results; ``echo_result`` prints a result in the chosen format.
+- ``BOOTSTRAP``: bootstrap resamples, 0 (off) or ``BOOTSTRAP_MIN``..``BOOTSTRAP_MAX``.
 """
 from __future__ import annotations
 
 import math
+import warnings
+from typing import Any, Callable, Sequence
 
 import click
 
+from voiceguard import writers
+from voiceguard.errors import VoiceguardWarning
+from voiceguard.metrics.cm import BOOTSTRAP_MAX, BOOTSTRAP_MIN
 from voiceguard.protocols import PROTOCOL_FORMATS, READERS
 from voiceguard.writers import FORMATS
 
@@ -32,10 +38,11 @@ def protocol_format_option(f):
                              + ", ".join(READERS) + ".")(f)
 
 
-def format_option(f=None, *, default: str = "table", help: str | None = None):
+def format_option(f=None, *, default: str = "table", help: str | None = None, legacy: Sequence[str] = ()):
     """``--format table|json|jsonl|csv`` (the command's parameter ``fmt``) plus ``--json``, an alias of
     ``--format json`` kept for scripts written against older releases.  Usable as ``@format_option`` or
-    ``@format_option(default="jsonl", help=...)``."""
+    ``@format_option(default="jsonl", help=...)``.  ``legacy``: further values ``--format`` still accepts
+    (an older meaning of the flag; the command maps them, e.g. with ``legacy_protocol_format``)."""
 
     def json_alias(ctx: click.Context, param: click.Parameter, value: bool) -> None:
         if value:
@@ -46,13 +53,76 @@ def format_option(f=None, *, default: str = "table", help: str | None = None):
 
     def decorate(fn):
         # --json is processed first (is_eager), so --format sees it whichever comes first on the line
-        fn = click.option("--format", "fmt", type=click.Choice(FORMATS), default=default, show_default=True,
+        choices = FORMATS + tuple(v for v in legacy if v not in FORMATS)
+        fn = click.option("--format", "fmt", type=click.Choice(choices), default=default, show_default=True,
                           callback=use_alias,
                           help=help or "output: a table, one JSON document, JSON lines or CSV")(fn)
         return click.option("--json", "_json_alias", is_flag=True, is_eager=True, expose_value=False,
                             callback=json_alias, help="same as --format json")(fn)
 
     return decorate if f is None else decorate(f)
+
+
+def legacy_protocol_format(fmt: str, protocol_format: str) -> tuple[str, str]:
+    """``(output format, protocol format)`` of a command whose ``--format`` used to name the protocol's format.
+
+    A ``--format`` value that is a protocol format and no output format (``auto``, ``asvspoof2019``, ...)
+    still selects the protocol format, with a ``VoiceguardWarning`` (deprecated; use ``--protocol-format``),
+    and the output is a table.  ``csv`` is both: it now means CSV output.
+
+    Raises:
+        click.UsageError: the old ``--format`` and ``--protocol-format`` name two different formats.
+    """
+    if fmt in FORMATS:
+        return fmt, protocol_format
+    if protocol_format not in ("auto", fmt):
+        raise click.UsageError(f"--format {fmt} (a protocol format) contradicts --protocol-format {protocol_format}")
+    warnings.warn(VoiceguardWarning(f"--format {fmt} as a protocol format is deprecated: use --protocol-format "
+                                    f"{fmt} (--format is the output format: {'|'.join(FORMATS)})"), stacklevel=2)
+    return "table", fmt
+
+
+def echo_result(fmt: str, result: Any, rows: Sequence[dict], columns: Sequence[str],
+                table: Callable[[], str]) -> None:
+    """Print a command's result on stdout in the ``--format`` chosen.
+
+    Args:
+        fmt: ``table`` (``table()``: the command's human-readable text, ending with a newline), ``json`` (the
+            result's ``to_dict()``, or ``rows`` as one array when ``result`` has no ``to_dict``), ``jsonl`` or
+            ``csv`` (``rows`` with ``columns``, via ``voiceguard.writers.render``).
+        result: a frozen result with ``to_dict()``, or None.
+        rows: the result as flat rows (dicts of numbers and strings).
+        columns: the CSV columns, in order.
+        table: builds the table text; called only for ``table``.
+    """
+    if fmt == "table":
+        click.echo(table(), nl=False)
+    elif fmt == "json" and hasattr(result, "to_dict"):
+        writers.write_stdout(writers.to_json(writers.clean(result.to_dict())) + "\n")
+    else:
+        writers.write_stdout(writers.render(rows, fmt, columns))
+
+
+class BootstrapCount(click.ParamType):
+    """Bootstrap resamples: 0 (off) or ``BOOTSTRAP_MIN``..``BOOTSTRAP_MAX`` (voiceguard.metrics.cm)."""
+
+    name = "N"
+
+    def convert(self, value, param, ctx):
+        n = click.INT.convert(value, param, ctx)
+        if n == 0 or BOOTSTRAP_MIN <= n <= BOOTSTRAP_MAX:
+            return n
+        if n < 0:
+            self.fail(f"{n} is negative: use 0 (no interval) or {BOOTSTRAP_MIN}..{BOOTSTRAP_MAX}.", param, ctx)
+        if n < BOOTSTRAP_MIN:
+            self.fail(f"{n} resamples are too few for a 95 % interval: use 0 (no interval) or at least "
+                      f"{BOOTSTRAP_MIN}.", param, ctx)
+        self.fail(f"{n} resamples is above the cap of {BOOTSTRAP_MAX} (more does not make a 95 % interval any "
+                  f"more exact; 1000-10000 is usual).", param, ctx)
+
+
+#: ``--bootstrap`` of every command with a bootstrap interval
+BOOTSTRAP = BootstrapCount()
 
 
 class FiniteFloatRange(click.FloatRange):
@@ -71,4 +141,5 @@ def finite_float(min: float | None = None, max: float | None = None, *, min_open
     return FiniteFloatRange(min, max, min_open=min_open, max_open=max_open)
 
 
-__all__ = ["SEED", "SEED_MAX", "WORKERS", "format_option", "protocol_format_option", "FiniteFloatRange", "finite_float"]
+__all__ = ["SEED", "SEED_MAX", "WORKERS", "BOOTSTRAP", "BootstrapCount", "format_option", "protocol_format_option",
+           "legacy_protocol_format", "echo_result", "FiniteFloatRange", "finite_float"]

@@ -7,10 +7,7 @@ from pathlib import Path
 import click
 
 from voiceguard import writers
-from voiceguard.cli.options import SEED, finite_float, protocol_format_option
-from voiceguard.errors import RiskError
-
-from voiceguard.cli.eval import BOOTSTRAP
+from voiceguard.cli.options import BOOTSTRAP, SEED, echo_result, finite_float, format_option, protocol_format_option
 
 PCT = ["eer", "p_miss", "p_fa_nontarget", "p_fa_spoof", "spf_eer", "sasv_eer", "accepted", "rank1", "rank5"]
 
@@ -22,14 +19,6 @@ def _backend_options(f):
                           "[default: the backend's own]")(f)
     return click.option("--backend", type=click.Choice(["resemblyzer", "ecapa"]), default="resemblyzer",
                         show_default=True, help="speaker-embedding backend")(f)
-
-
-def _embedder(backend: str, model: str | None):
-    from voiceguard.eval.risk.embedders import get_embedder
-
-    if model is None:
-        return get_embedder(backend)
-    return get_embedder(backend, **({"weights": model} if backend == "resemblyzer" else {"source": model}))
 
 
 def _progress(total: int, desc: str):
@@ -44,18 +33,6 @@ def _warn_skipped(skipped) -> None:
         click.echo(f"voiceguard: warning: {p.path}: {p.reason} (left out)", err=True)
 
 
-def _files(source: str, labels: str | None, speaker_from: str, protocol_format: str = "auto"):
-    """Labelled files of SOURCE: from a label CSV (path,speaker[,key]) or a protocol (paths relative to SOURCE;
-    told apart by content) or from the folder layout."""
-    from voiceguard.eval.risk.labels import is_label_csv, labels_from_csv, labels_from_folder, labels_from_protocol
-
-    if labels:
-        if protocol_format == "auto" and is_label_csv(labels):
-            return labels_from_csv(labels, root=source if Path(source).is_dir() else None)
-        return labels_from_protocol(labels, source, fmt=protocol_format)
-    return labels_from_folder(source, speaker_from)
-
-
 @click.group("risk")
 def risk_group() -> None:
     """Voiceprint risk: would an ASV accept a spoof, does a watermark change identity, can speakers be
@@ -63,12 +40,36 @@ def risk_group() -> None:
 
 
 @risk_group.command("backends")
-def backends_command() -> None:
+@format_option
+def backends_command(fmt: str) -> None:
     """List the speaker-embedding backends."""
-    from voiceguard.eval.risk.embedders import EMBEDDERS
+    from voiceguard.eval.risk.embedders import CATALOGUE_COLUMNS, embedder_catalogue
 
-    for name, cls in sorted(EMBEDDERS.items()):
-        click.echo(f"{name:12s} {(cls.__doc__ or '').strip().splitlines()[0]}")
+    rows = embedder_catalogue()
+    echo_result(fmt, None, rows, CATALOGUE_COLUMNS,
+                lambda: "".join(f"{r['name']:12s} {r['description']}\n" for r in rows))
+
+
+def _asv_text(res) -> str:
+    """The table output of ``risk asv``."""
+    m = res.metrics
+    lines = [f"ASV ({res.backend['backend']}, cosine, normalisation: {res.normalisation}): {res.scored} of "
+             f"{res.n_trials} trials scored ({m.n_target} target, {m.n_nontarget} non-target, {m.n_spoof} spoof)",
+             f"ASV EER      {m.eer * 100:.2f} %   threshold {m.threshold:.4f}",
+             f"at the ASV EER threshold: P_miss {m.p_miss * 100:.2f} %   P_fa non-target "
+             f"{m.p_fa_nontarget * 100:.2f} %" + (f"   P_fa spoof {m.p_fa_spoof * 100:.2f} %"
+                                                  if m.p_fa_spoof is not None else "")]
+    if m.spf_eer is not None:
+        lines.append(f"SPF-EER      {m.spf_eer * 100:.2f} %   SASV-EER {m.sasv_eer * 100:.2f} %")
+    if res.per_attack:
+        rows = [{**a.__dict__, "fools_asv": "yes" if a.fools_asv else "no"} for a in res.per_attack]
+        lines += ["\nspoof acceptance per attack (share of spoofs the ASV accepts as the claimed speaker):",
+                  writers.table(rows, ["attack", "n", "accepted", "mean_score", "fools_asv"], percent=["accepted"],
+                                headers={"accepted": "accepted %"})]
+    if res.score_file:
+        lines.append(f"\nASV scores written to {res.score_file} (t-DCF: voiceguard eval eer --scores CM_SCORES "
+                     f"--asv-scores {res.score_file})")
+    return "\n".join(lines) + "\n"
 
 
 @risk_group.command("asv")
@@ -89,53 +90,40 @@ def backends_command() -> None:
               help="folder of cohort audio for s-norm (other speakers than the trials')")
 @click.option("--top-n", type=click.IntRange(1, 1_000_000), default=None, help="adaptive s-norm: the N closest cohort scores")
 @_backend_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_option(help="output: a table, one JSON object, or JSON lines / CSV with a row for all trials and one per "
+                    "attack")
 def asv_command(corpus, split, enroll, trials, audio_dir, ext, out, overwrite, snorm, cohort, top_n, backend, model,
                 no_cache, fmt):
     """Score ASV trials (target / non-target / spoof): ASV EER, spoof acceptance per attack, SPF-/SASV-EER."""
-    from voiceguard.audio import find_audio_files
-    from voiceguard.protocols import read_protocol
+    from voiceguard.eval.risk.checks import ASV_COLUMNS, asv_check, asv_inputs
+    from voiceguard.eval.risk.embedders import load_embedder
 
-    from voiceguard.eval.risk.checks import asv_check, corpus_asv_paths, read_asv_enrollment, read_asv_trials
-
-    cohort_files = None
-    if corpus is not None:
-        enroll, trials, audio_dir, train = corpus_asv_paths(corpus, split)
-        if snorm:
-            cohort_files = [str(t.audio_path(audio_dir, ext)) for t in read_protocol(train) if t.is_bonafide]
-    elif enroll is None or trials is None or audio_dir is None:
+    if corpus is None and (enroll is None or trials is None or audio_dir is None):
         raise click.UsageError("give --corpus DIR, or --enroll, --trials and --audio-dir")
-    if cohort is not None:
-        cohort_files = [str(p) for p in find_audio_files([cohort])[0]]
-    elif snorm and cohort_files is None:
+    if snorm and corpus is None and cohort is None:
         raise click.UsageError("--snorm without --corpus needs --cohort DIR")
-    emb = _embedder(backend, model)
-    enrollment, trial_list = read_asv_enrollment(enroll), read_asv_trials(trials)
-    bar, tick = _progress(len({t.utt_id for t in trial_list} | {u for us in enrollment.values() for u in us}), "asv")
-    res = asv_check(enrollment, trial_list, audio_dir, emb, ext=ext, cohort=cohort_files, top_n=top_n, out=out,
+    inputs = asv_inputs(corpus=corpus, split=split, enroll=enroll, trials=trials, audio_dir=audio_dir, ext=ext,
+                        snorm=snorm, cohort=cohort)
+    emb = load_embedder(backend, model)
+    bar, tick = _progress(inputs.n_files, "asv")
+    res = asv_check(inputs.enrollment, list(inputs.trials), inputs.audio_dir, emb, ext=ext,
+                    cohort=None if inputs.cohort is None else list(inputs.cohort), top_n=top_n, out=out,
                     overwrite=overwrite, cache=not no_cache, progress=tick)
     bar.close()
     _warn_skipped(res.skipped)
-    if fmt == "json":
-        click.echo(writers.to_json(res.to_dict()))
-        return
-    m = res.metrics
-    click.echo(f"ASV ({res.backend['backend']}, cosine, normalisation: {res.normalisation}): {res.scored} of "
-               f"{res.n_trials} trials scored ({m.n_target} target, {m.n_nontarget} non-target, {m.n_spoof} spoof)")
-    click.echo(f"ASV EER      {m.eer * 100:.2f} %   threshold {m.threshold:.4f}")
-    click.echo(f"at the ASV EER threshold: P_miss {m.p_miss * 100:.2f} %   P_fa non-target "
-               f"{m.p_fa_nontarget * 100:.2f} %" + (f"   P_fa spoof {m.p_fa_spoof * 100:.2f} %"
-                                                     if m.p_fa_spoof is not None else ""))
-    if m.spf_eer is not None:
-        click.echo(f"SPF-EER      {m.spf_eer * 100:.2f} %   SASV-EER {m.sasv_eer * 100:.2f} %")
-    if res.per_attack:
-        rows = [{**a.__dict__, "fools_asv": "yes" if a.fools_asv else "no"} for a in res.per_attack]
-        click.echo("\nspoof acceptance per attack (share of spoofs the ASV accepts as the claimed speaker):")
-        click.echo(writers.table(rows, ["attack", "n", "accepted", "mean_score", "fools_asv"], percent=["accepted"],
-                                 headers={"accepted": "accepted %"}))
-    if res.score_file:
-        click.echo(f"\nASV scores written to {res.score_file} (t-DCF: voiceguard eval eer --scores CM_SCORES "
-                   f"--asv-scores {res.score_file})")
+    echo_result(fmt, res, res.rows(), ASV_COLUMNS, lambda: _asv_text(res))
+
+
+def _watermark_text(res) -> str:
+    """The table output of ``risk watermark``."""
+    lines = [f"{res.n_files} files, engine {res.engine}, backend {res.backend['backend']}",
+             f"cosine original vs watermarked: mean {res.cosine_mean:.4f}   min {res.cosine_min:.4f}   "
+             f"5th percentile {res.cosine_p05:.4f}   (goal: mean >= 0.98)"]
+    if res.eer_before is not None:
+        lines.append(f"ASV EER before {res.eer_before * 100:.2f} %   after {res.eer_after * 100:.2f} %   "
+                     f"({res.n_target} target / {res.n_nontarget} non-target pairs; after = test side watermarked)")
+    lines.append(f"verdict: {'identity preserved' if res.passed else 'IDENTITY CHANGED'}")
+    return "\n".join(lines) + "\n"
 
 
 @risk_group.command("watermark")
@@ -149,38 +137,33 @@ def asv_command(corpus, split, enroll, trials, audio_dir, ext, out, overwrite, s
 @click.option("--message", default="0xBEEF", show_default=True)
 @protocol_format_option
 @_backend_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_option(help="output: a table, one JSON object, or JSON lines / CSV with one row per file")
 def watermark_command(source, labels, speaker_from, engine, message, protocol_format, backend, model, no_cache, fmt):
     """Does watermarking change identity? Cosine original vs watermarked, ASV EER before / after."""
-    from voiceguard.audio import find_audio_files
-    from voiceguard.cli.watermark import load_engine
+    from voiceguard.watermark import load_watermarker
 
-    from voiceguard.eval.risk.checks import watermark_check
+    from voiceguard.eval.risk.checks import WATERMARK_COLUMNS, watermark_check
+    from voiceguard.eval.risk.embedders import load_embedder
+    from voiceguard.eval.risk.labels import files_to_check
 
-    if labels or speaker_from != "none":
-        files = _files(source, labels, speaker_from, protocol_format)
-    else:
-        found, problems = find_audio_files([source])
-        _warn_skipped(problems)
-        files = [str(p) for p in found]
-        if not files:
-            raise RiskError("no audio files", source=source)
-    wm = load_engine(engine, need="generator")
-    emb = _embedder(backend, model)
+    files = files_to_check(source, labels, speaker_from, protocol_format)
+    wm = load_watermarker(engine, need="embed")
+    emb = load_embedder(backend, model)
     bar, tick = _progress(len(files), "embed")
     res = watermark_check(files, wm, message=message, embedder=emb, cache=not no_cache, progress=tick)
     bar.close()
     _warn_skipped(res.skipped)
-    if fmt == "json":
-        click.echo(writers.to_json(res.to_dict()))
-        return
-    click.echo(f"{res.n_files} files, engine {res.engine}, backend {res.backend['backend']}")
-    click.echo(f"cosine original vs watermarked: mean {res.cosine_mean:.4f}   min {res.cosine_min:.4f}   "
-               f"5th percentile {res.cosine_p05:.4f}   (goal: mean >= 0.98)")
-    if res.eer_before is not None:
-        click.echo(f"ASV EER before {res.eer_before * 100:.2f} %   after {res.eer_after * 100:.2f} %   "
-                   f"({res.n_target} target / {res.n_nontarget} non-target pairs; after = test side watermarked)")
-    click.echo(f"verdict: {'identity preserved' if res.passed else 'IDENTITY CHANGED'}")
+    echo_result(fmt, res, res.rows(), WATERMARK_COLUMNS, lambda: _watermark_text(res))
+
+
+def _reid_text(res) -> str:
+    """The table output of ``risk reid``."""
+    rows = [{**r, "eer_ci": (f"{r['eer_ci_low'] * 100:.1f}-{r['eer_ci_high'] * 100:.1f}"
+                             if r["eer_ci_low"] is not None else "")} for r in res.rows()]
+    table = writers.table(rows, ["attacker", "enrolment", "probes", "speakers", "eer", "eer_ci", "d_sys", "min_cllr",
+                                 "rank1", "rank5"], percent=["eer", "rank1", "rank5"],
+                          headers={"eer": "EER %", "eer_ci": "95% CI", "rank1": "rank-1 %", "rank5": "rank-5 %"})
+    return f"{table}\n\nrisk: {res.explanation}\n"
 
 
 @risk_group.command("reid")
@@ -201,33 +184,32 @@ def watermark_command(source, labels, speaker_from, engine, message, protocol_fo
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @protocol_format_option
 @_backend_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_option(help="output: a table, one JSON object, or JSON lines / CSV with one row per attacker")
 def reid_command(enroll, probe, lazy_enroll, enroll_labels, probe_labels, speaker_from, min_enroll, bootstrap, seed,
                  protocol_format, backend, model, no_cache, fmt):
     """Re-identification risk of PROBE speakers against enrolled originals, for two attackers."""
-    from voiceguard.eval.risk.checks import reid_check
+    from voiceguard.eval.risk.checks import REID_COLUMNS, reid_check
+    from voiceguard.eval.risk.embedders import load_embedder
+    from voiceguard.eval.risk.labels import labeled_files
 
-    e = _files(enroll, enroll_labels, speaker_from, protocol_format)
-    p = _files(probe, probe_labels, speaker_from, protocol_format)
-    le = _files(lazy_enroll, None, speaker_from) if lazy_enroll else None
-    emb = _embedder(backend, model)
+    e = labeled_files(enroll, enroll_labels, speaker_from, protocol_format)
+    p = labeled_files(probe, probe_labels, speaker_from, protocol_format)
+    le = labeled_files(lazy_enroll, None, speaker_from) if lazy_enroll else None
+    emb = load_embedder(backend, model)
     bar, tick = _progress(len(e) + len(p) + len(le or []), "embed")
-    res = reid_check(e, p, emb, lazy_enroll=le, min_enroll_files=min_enroll, n_boot=bootstrap, seed=seed, cache=not no_cache, progress=tick)
+    res = reid_check(e, p, emb, lazy_enroll=le, min_enroll_files=min_enroll, n_boot=bootstrap, seed=seed,
+                     cache=not no_cache, progress=tick)
     bar.close()
     _warn_skipped(res.skipped)
-    if fmt == "json":
-        click.echo(writers.to_json(res.to_dict()))
-        return
-    rows = []
-    for a in res.attackers:
-        ci = (f"{a.link.eer_ci[0] * 100:.1f}-{a.link.eer_ci[1] * 100:.1f}" if a.link.eer_ci else "")
-        rows.append({"attacker": a.scenario, "enrolment": a.enrollment, "probes": a.n_probes,
-                     "speakers": a.n_speakers, "eer": a.link.eer, "eer_ci": ci, "d_sys": a.link.d_sys,
-                     "min_cllr": a.link.min_cllr, "rank1": a.rank.get("rank1"), "rank5": a.rank.get("rank5")})
-    click.echo(writers.table(rows, ["attacker", "enrolment", "probes", "speakers", "eer", "eer_ci", "d_sys",
-                                    "min_cllr", "rank1", "rank5"], percent=["eer", "rank1", "rank5"],
-                             headers={"eer": "EER %", "eer_ci": "95% CI", "rank1": "rank-1 %", "rank5": "rank-5 %"}))
-    click.echo(f"\nrisk: {res.explanation}")
+    echo_result(fmt, res, res.rows(), REID_COLUMNS, lambda: _reid_text(res))
+
+
+def _compare_text(res) -> str:
+    """The table output of ``risk compare``."""
+    verdict = ("no calibrated threshold" if res.same_speaker is None else
+               "same speaker" if res.same_speaker else "different speakers")
+    thr = "" if res.threshold is None else f" (threshold {res.threshold:.4f})"
+    return f"cosine {res.cosine:.4f}: {verdict}{thr}\n"
 
 
 @risk_group.command("compare")
@@ -236,19 +218,14 @@ def reid_command(enroll, probe, lazy_enroll, enroll_labels, probe_labels, speake
 @click.option("--threshold", type=finite_float(-1, 1), default=None,
               help="same-speaker cosine threshold [default: the backend card's calibrated one]")
 @_backend_options
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@format_option
 def compare_command(a, b, threshold, backend, model, no_cache, fmt):
     """Are clips A and B the same speaker? Cosine of their embeddings and the decision."""
-    from voiceguard.eval.risk.checks import compare_clips
+    from voiceguard.eval.risk.checks import COMPARE_COLUMNS, compare_clips
+    from voiceguard.eval.risk.embedders import load_embedder
 
-    res = compare_clips(a, b, _embedder(backend, model), threshold=threshold, cache=not no_cache)
-    if fmt == "json":
-        click.echo(writers.to_json(res.to_dict()))
-        return
-    verdict = ("no calibrated threshold" if res.same_speaker is None else
-               "same speaker" if res.same_speaker else "different speakers")
-    thr = "" if res.threshold is None else f" (threshold {res.threshold:.4f})"
-    click.echo(f"cosine {res.cosine:.4f}: {verdict}{thr}")
+    res = compare_clips(a, b, load_embedder(backend, model), threshold=threshold, cache=not no_cache)
+    echo_result(fmt, res, res.rows(), COMPARE_COLUMNS, lambda: _compare_text(res))
 
 
 __all__ = ["risk_group"]

@@ -7,16 +7,18 @@ import sys
 import click
 
 from voiceguard import writers
-from voiceguard.cli.options import SEED, finite_float
+from voiceguard.cli.options import SEED, finite_float, format_option
 from voiceguard.cli.streaming import (EXIT_INTERRUPTED, announce_resume, interrupted_message, open_sink, output_options,
-                                  stream_rows)
+                                      stream_rows)
+from voiceguard.watermark import WATERMARKERS, load_watermarker, parse_message
 
 EXIT_FOUND, EXIT_ERRORS = 1, 2
 DETECT_COLUMNS = ["path", "status", "detected", "probability", "message", "p_value", "segments", "error"]
 DETECT_ALL = DETECT_COLUMNS[:-1] + ["bits_matched", "duration_s", "engine", "model", "threshold", "error"]
+CALIBRATION_COLUMNS = ["threshold", "target_fpr", "fpr", "false_positives", "n_windows", "n_heldout", "seed"]
 
 
-def detect_columns(fmt: str, expect: str | None = None) -> list[str]:
+def detect_columns(fmt: str, expect: int | None = None) -> list[str]:
     """Columns of ``watermark detect``: the short set for the table (plus ``bits_matched`` before
     ``p_value`` when ``--expect`` is given), every column for json/jsonl/csv."""
     if fmt != "table":
@@ -27,6 +29,17 @@ def detect_columns(fmt: str, expect: str | None = None) -> list[str]:
     return DETECT_COLUMNS[:i] + ["bits_matched"] + DETECT_COLUMNS[i:]
 
 
+def _message(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """``--message`` / ``--expect``: parsed once, here (a bad one is ``MessageError``: one line, exit 2)."""
+    return parse_message(value)
+
+
+def _engine(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """``--engine``: a registered engine (else ``UnknownNameError`` listing them: one line, exit 2)."""
+    WATERMARKERS[value]  # raises UnknownNameError for a name no engine has
+    return value
+
+
 def _engine_options(f):
     f = click.option("--key", type=click.IntRange(0, 2 ** 63 - 1), default=None,
                      help="spread-spectrum: the secret key (an integer >= 0)")(f)
@@ -34,22 +47,8 @@ def _engine_options(f):
                      help="audioseal: detector card name or audioseal-format .pth [default: the shipped one]")(f)
     f = click.option("--generator", "generator", default=None,
                      help="audioseal: generator card name or audioseal-format .pth [default: the shipped one]")(f)
-    return click.option("--engine", type=click.Choice(["audioseal", "spread-spectrum"]), default="audioseal",
-                        show_default=True, help="watermark engine")(f)
-
-
-def load_engine(engine: str, generator: str | None = None, detector: str | None = None, key: int | None = None,
-                strength: float | None = None, threshold: float | None = None, need: str = "both"):
-    """The engine the options name (only the generator for embedding, only the detector for detection)."""
-    from voiceguard.watermark.base import get_watermarker
-    from voiceguard.watermark.models import DEFAULT_DETECTOR, DEFAULT_GENERATOR
-
-    if engine == "spread-spectrum":
-        kw = {"key": key} if key is not None else {}
-        return get_watermarker(engine, strength=strength, threshold=threshold, **kw)
-    gen = (generator or DEFAULT_GENERATOR) if need in ("both", "generator") else None
-    det = (detector or DEFAULT_DETECTOR) if need in ("both", "detector") else None
-    return get_watermarker(engine, generator=gen, detector=det, strength=strength, threshold=threshold)
+    return click.option("--engine", metavar="NAME", default="audioseal", show_default=True, callback=_engine,
+                        help=f"watermark engine: {' or '.join(sorted(WATERMARKERS))}")(f)
 
 
 @click.group("watermark")
@@ -60,14 +59,14 @@ def watermark_group() -> None:
 @watermark_group.command("embed")
 @click.argument("source", type=click.Path())
 @click.argument("output", type=click.Path(), required=False)
-@click.option("--message", default=None, help="16-bit message: 0xBEEF, 48879 or 0b... [default: random]")
+@click.option("--message", default=None, callback=_message,
+              help="16-bit message: 0xBEEF, 48879 or 0b... [default: random]")
 @_engine_options
 @click.option("--strength", type=finite_float(min=0, min_open=True), default=None,
               help="watermark amplitude factor [default: the model card's]")
 @click.option("--in-place", is_flag=True, help="replace the input file(s) (atomically)")
 @click.option("--overwrite", is_flag=True, help="replace existing output files (and an existing --report FILE)")
-@click.option("--format", "fmt", type=click.Choice(writers.FORMATS), default="table", show_default=True,
-              help="of the report: jsonl/csv a row per file as it is done, table/json at the end")
+@format_option(help="of the report: jsonl/csv a row per file as it is done, table/json at the end")
 @click.option("--report", "report_file", type=click.Path(dir_okay=False), default=None, metavar="FILE",
               help="write the report rows to FILE instead of stdout (jsonl/csv: appended and flushed per file)")
 @click.option("--resume", is_flag=True,
@@ -83,15 +82,9 @@ def embed_command(source, output, message, engine, generator, detector, key, str
     Exit code: 0 all files done, 2 some files failed (listed in their rows),
     130 interrupted (the rows so far are kept; continue with --report FILE --resume).
     """
+    from voiceguard.api.watermark import embed_files
     from voiceguard.progress import Progress
 
-    from voiceguard.watermark.base import parse_message
-    from voiceguard.watermark.batch import iter_embed
-
-    try:
-        parse_message(message)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--message") from None
     if output is not None and in_place:
         raise click.UsageError("give OUTPUT or --in-place, not both")
     if output is None and not in_place:
@@ -100,10 +93,10 @@ def embed_command(source, output, message, engine, generator, detector, key, str
     sink = open_sink(fmt, ["source", "output", "status", "message", "duration_s", "error"], report_file,
                      resume=resume, overwrite=overwrite, key="source", progress=prog, option="--report",
                      resume_with_overwrite=True)
-    wm = load_engine(engine, generator, detector, key, strength, need="generator")
+    wm = load_watermarker(engine, need="embed", generator=generator, detector=detector, key=key, strength=strength)
     announce_resume(sink)
-    todo = iter_embed(wm, source, output, message=message, overwrite=overwrite, in_place=in_place, progress=prog,
-                      skip=sink.done)
+    todo = embed_files(source, output, message, engine=wm, overwrite=overwrite, in_place=in_place, progress=prog,
+                       skip=sink.done)
     new, interrupted = stream_rows(todo, sink, lambda r: r.to_dict(), prog)
     rows = sink.previous + [r.to_dict() for r in new]  # the summary covers old + new rows
     n_err = sum(r.get("status") == "error" for r in rows)
@@ -118,12 +111,12 @@ def embed_command(source, output, message, engine, generator, detector, key, str
 @watermark_group.command("detect")
 @click.argument("paths", nargs=-1, required=True)
 @_engine_options
-@click.option("--expect", default=None, help="the message you expect: adds bits matched and a p-value")
+@click.option("--expect", default=None, callback=_message,
+              help="the message you expect: adds bits matched and a p-value")
 @click.option("--threshold", type=finite_float(0, 1), default=None,
               help="detection threshold on the 1 s window presence [default: the card's calibrated one]")
 @click.option("--presence", is_flag=True, help="include per-frame presence (json/jsonl, 50 frames/s)")
-@click.option("--format", "fmt", type=click.Choice(writers.FORMATS), default="table", show_default=True,
-              help="jsonl/csv: a row per file as it is done; table/json: printed at the end")
+@format_option(help="jsonl/csv: a row per file as it is done; table/json: printed at the end")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="progress on stderr: a bar on a terminal, else a line every few seconds")
 @output_options
@@ -135,21 +128,15 @@ def detect_command(paths, engine, generator, detector, key, expect, threshold, p
     Exit code: 0 no watermark found, 1 a watermark found, 2 some files could not be read,
     130 interrupted (the rows so far are kept; continue with --output FILE --resume).
     """
+    from voiceguard.api.watermark import detect_files
     from voiceguard.progress import Progress
 
-    from voiceguard.watermark.base import parse_message
-    from voiceguard.watermark.batch import iter_detect
-
-    try:
-        parse_message(expect)
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--expect") from None
     prog = Progress("detect", enabled=progress)
     sink = open_sink(fmt, detect_columns(fmt, expect), output_file, resume=resume, overwrite=overwrite,
                      progress=prog)
-    wm = load_engine(engine, generator, detector, key, threshold=threshold, need="detector")
+    wm = load_watermarker(engine, need="detect", generator=generator, detector=detector, key=key, threshold=threshold)
     announce_resume(sink)
-    todo = iter_detect(wm, list(paths), expected=expect, progress=prog, skip=sink.done)
+    todo = detect_files(paths, engine=wm, expected=expect, progress=prog, skip=sink.done)
     new, interrupted = stream_rows(todo, sink, lambda r: r.to_dict(presence=presence and fmt in ("json", "jsonl")),
                                    prog)
     rows = sink.previous + [r.to_dict() for r in new]  # the summary and exit code cover old + new rows
@@ -164,12 +151,10 @@ def detect_command(paths, engine, generator, detector, key, expect, threshold, p
 
 
 @watermark_group.command("list")
-def list_command() -> None:
+@format_option
+def list_command(fmt: str) -> None:
     """Watermark engines and model cards."""
     from voiceguard.cards import load_card
-
-    from voiceguard.watermark import audioseal_engine, dsp  # noqa: F401  (the engines register on import)
-    from voiceguard.watermark.base import WATERMARKERS
     from voiceguard.watermark.models import CARDS_DIR, DEFAULT_DETECTOR, DEFAULT_GENERATOR
 
     rows = []
@@ -179,8 +164,9 @@ def list_command() -> None:
         default = " (default)" if c.name in (DEFAULT_GENERATOR, DEFAULT_DETECTOR) else ""
         rows.append({"name": c.name + default, "kind": c.kind, "weights": "shipped" if shipped else "download",
                      "fpr": (c.extra.get("calibration") or {}).get("fpr", "-")})
-    click.echo(writers.render(rows, "table", ["name", "kind", "weights", "fpr"]), nl=False)
-    click.echo(f"\nengines: {', '.join(sorted(WATERMARKERS))}")
+    click.echo(writers.render(rows, fmt, ["name", "kind", "weights", "fpr"]), nl=False)
+    if fmt == "table":
+        click.echo(f"\nengines: {', '.join(sorted(WATERMARKERS))}")
 
 
 @watermark_group.command("train")
@@ -224,7 +210,9 @@ def train_command(data, out_dir, steps, batch_size, lr, seed, n_filters, dimensi
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
               help="write the calibration as JSON here")
 @click.option("--update-card", is_flag=True, help="store threshold and measured FPR in the detector's card")
-def calibrate_command(engine, generator, detector, key, speech, windows, target_fpr, seed, out_file, update_card):
+@format_option(default="json", help="of the result (--out FILE is always JSON)")
+def calibrate_command(engine, generator, detector, key, speech, windows, target_fpr, seed, out_file, update_card,
+                      fmt):
     """Set the detection threshold for a target false-positive rate on clean 1 s windows (speech, noise,
     tones, music-like) and measure the rate on as many independent windows."""
     from voiceguard.cards import find_card
@@ -239,7 +227,7 @@ def calibrate_command(engine, generator, detector, key, speech, windows, target_
         if engine != "audioseal":
             raise click.UsageError("--update-card needs the audioseal engine (the DSP engine has no card)")
         card = find_card(detector or DEFAULT_DETECTOR, [CARDS_DIR])  # a card name or .yaml, not a bare .pth
-    wm = load_engine(engine, generator, detector, key, need="detector")
+    wm = load_watermarker(engine, need="detect", generator=generator, detector=detector, key=key)
     clips = load_training_audio(list(speech)) if speech else None
     cal = calibrate_fpr(wm, n_windows=windows, n_heldout=windows, target_fpr=target_fpr, speech=clips, seed=seed,
                         progress=sys.stderr.isatty())
@@ -250,7 +238,7 @@ def calibrate_command(engine, generator, detector, key, speech, windows, target_
         command = "voiceguard watermark " + " ".join(shlex.quote(a) for a in sys.argv[2:])
         path = write_card(str(card.path), calibration={**cal.to_dict(), "command": command})
         click.echo(f"voiceguard: calibration written to {path}", err=True)
-    click.echo(text, nl=False)
+    click.echo(text if fmt == "json" else writers.render([cal.to_dict()], fmt, CALIBRATION_COLUMNS), nl=False)
 
 
 @watermark_group.command("export")

@@ -240,5 +240,30 @@ def evaluate_score_file(scores: str | os.PathLike, protocol: str | os.PathLike |
         raise
 
 
+#: the columns of ``cm_rows`` (``voiceguard eval eer --format csv``)
+CM_COLUMNS = ("group", "name", "n_bonafide", "n_spoof", "eer", "threshold", "eer_ci_low", "eer_ci_high",
+              "min_tdcf_2019", "min_tdcf_2021", "min_dcf", "min_cllr", "act_dcf", "cllr")
+
+
+def cm_rows(m: M.CmMetrics) -> list[dict]:
+    """``evaluate_cm``'s result as flat rows (keys ``CM_COLUMNS``): first the pooled EER (``group``
+    ``pooled``, ``name`` ``all``) with every other figure, then one row per attack (``group`` ``attack``) and
+    per condition (``group`` ``condition``) holding only the EER, its threshold and the trial counts; figures a
+    row does not have are ``None``.  Rates are fractions, as in ``CmMetrics.to_dict``."""
+    def row(group: str, name: str, e: M.EerResult) -> dict:
+        r = dict.fromkeys(CM_COLUMNS)
+        r.update(group=group, name=name, n_bonafide=e.n_bonafide, n_spoof=e.n_spoof, eer=e.eer,
+                 threshold=e.threshold)
+        return r
+
+    pooled = row("pooled", "all", m.eer)
+    if m.eer.ci is not None:
+        pooled.update(eer_ci_low=m.eer.ci[0], eer_ci_high=m.eer.ci[1])
+    pooled.update(min_tdcf_2019=m.min_tdcf_2019, min_tdcf_2021=m.min_tdcf_2021, min_dcf=m.min_dcf,
+                  min_cllr=m.min_cllr, act_dcf=m.act_dcf, cllr=m.cllr)
+    return ([pooled] + [row("attack", k, v) for k, v in m.per_attack.items()]
+            + [row("condition", k, v) for k, v in m.per_condition.items()])
+
+
 __all__ = ["ScoredTrial", "read_cm_scores", "join_scores", "read_asv_scores", "write_cm_scores",
-           "format_cm_scores", "evaluate_cm", "evaluate_score_file"]
+           "format_cm_scores", "evaluate_cm", "evaluate_score_file", "cm_rows", "CM_COLUMNS"]
