@@ -35,7 +35,7 @@ import numpy as np
 from voiceguard.attacks import get_attack
 from voiceguard.audio import load_audio, save_audio
 from voiceguard.metrics.cm import bootstrap_eer, compute_eer
-from voiceguard.eval.risk import (asv_check, corpus_asv_paths, embed_files, get_embedder, labels_from_folder,
+from voiceguard.eval.risk import (asv_check, corpus_asv_paths, embed_files, load_embedder, labels_from_folder,
                                   read_asv_enrollment, read_asv_trials, reid_check, watermark_check)
 from voiceguard.eval.risk.labels import LabeledFile
 from voiceguard.metrics.asv import linkability, pair_scores, rank_k_rates
@@ -93,7 +93,7 @@ def main() -> int:
         return 0
 
     t_all = time.time()
-    emb = get_embedder(args.backend)
+    emb = load_embedder(args.backend)
     res: dict = {"backend": emb.info(), "machine": {"cpu_threads": os.cpu_count(), "python": sys.version.split()[0],
                                                    "platform": platform.platform()}}
     test_other = args.speech / "test-other"

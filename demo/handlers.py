@@ -33,23 +33,26 @@ def detector():
     return load_model()
 
 
-ENGINES = ("audioseal", "spread-spectrum")
+def engines() -> list[str]:
+    """The registered watermark engines (``voiceguard.watermark.WATERMARKERS``), sorted."""
+    from voiceguard.watermark import WATERMARKERS
+
+    return sorted(WATERMARKERS)
 
 
 @lru_cache(maxsize=None)
 def watermarker(engine: str = "audioseal"):
+    """The engine by registry name (``UnknownNameError`` listing the engines for another name)."""
     from voiceguard.watermark import load_watermarker
 
-    if engine not in ENGINES:
-        raise DemoInputError(f"unknown watermark engine {engine!r} ({', '.join(ENGINES)})")
     return load_watermarker(engine)
 
 
 @lru_cache(maxsize=None)
 def embedder():
-    from voiceguard.eval.risk import get_embedder
+    from voiceguard.eval.risk import load_embedder
 
-    return get_embedder("resemblyzer")
+    return load_embedder("resemblyzer")
 
 
 #: the clips offered in the Scan and Watermark tabs: (folder, file name, label). The synthetic clip ships in
@@ -228,7 +231,7 @@ def detect_clip(path: str | os.PathLike | None, expected: str | None = None, eng
     msg = r.message_hex if r.detected else "none"
     matched = r.bits_matched if exp is not None and r.detected else None
     text = (f"**Watermark: {msg}** (presence {r.probability:.3f}, threshold {r.threshold:.3f})"
-            + (f"; {matched}/16 bits match {expected}, p-value {r.p_value:.2g}" if matched is not None else ""))
+            + (f"; {matched}/{len(r.bits)} bits match {expected}, p-value {r.p_value:.2g}" if matched is not None else ""))
     return DetectView(r.detected, msg, float(r.probability), matched, text, presence_figure(r))
 
 
@@ -349,6 +352,6 @@ def report_view(folder: str | os.PathLike | None = None) -> ReportView:
 
 
 __all__ = ["EXAMPLE_CLIPS", "EXAMPLES_DIR", "check_upload", "example_clips", "scan_clip", "embed_clip", "detect_clip", "attack_clip", "attack_names",
-           "compare_voices", "parse_params", "DemoInputError", "ENGINES", "ScanView", "EmbedView", "DetectView",
+           "compare_voices", "parse_params", "DemoInputError", "engines", "ScanView", "EmbedView", "DetectView",
            "AttackView", "VoiceView", "MAX_MB", "MAX_SECONDS", "ReportView", "report_view", "latest_report",
            "report_candidates"]

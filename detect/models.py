@@ -38,6 +38,24 @@ def list_cards() -> list[ModelCard]:
     return [load_card(p) for p in sorted(CARDS_DIR.glob("*.yaml"))]
 
 
+#: the columns of ``model_catalogue`` (``voiceguard detect list``)
+CATALOGUE_COLUMNS = ("name", "architecture", "weights", "trained_on", "eer")
+
+
+def model_catalogue() -> list[dict]:
+    """One row per detector card: ``name`` (" (default)" marks ``DEFAULT_MODEL``), ``architecture``, ``weights``
+    ("shipped" next to the card, else "download"), ``trained_on`` and ``eer`` (the card's eval EER in %, or the
+    EER its authors reported)."""
+    def eer(metrics: dict) -> str:
+        if "eval" in metrics:
+            return f"{metrics['eval']['eer'] * 100:.2f} % (voiceguard corpus eval)"
+        return str(metrics.get("reported_eer", "-"))
+
+    return [{"name": c.name + (" (default)" if c.name == DEFAULT_MODEL else ""), "architecture": c.architecture,
+             "weights": "shipped" if c.checkpoint and (c.path.parent / c.checkpoint).is_file() else "download",
+             "trained_on": (c.training or {}).get("data", "-"), "eer": eer(c.metrics or {})} for c in list_cards()]
+
+
 def build_detector(architecture: str, config: dict | None = None) -> Detector:
     """An untrained detector of a registered name (``lfcc-gmm``, ``aasist``, ``lcnn-small``, ...) with
     ``config`` overrides.  Raises ``UnknownNameError`` (listing the names) or ``ModelCardError`` (bad config)."""

@@ -13,7 +13,7 @@ FOLDERS = {"voiceguard": "voiceguard", "detect": "voiceguard.detect", "watermark
            "eval": "voiceguard.eval", "demo": "voiceguard.demo", "configs": "voiceguard.configs"}
 
 FOUNDATION = ("audio", "errors", "cards", "protocols", "files", "writers", "registry", "progress", "vad",
-              "selfcheck", "configs")
+              "selfcheck", "version", "configs")
 LAYERS = {
     **{f"voiceguard.{m}": 0 for m in FOUNDATION},
     "voiceguard.metrics": 1, "voiceguard.attacks": 1,       # pure functions of arrays
@@ -42,7 +42,9 @@ def modules():
             yield name.removesuffix(".__init__"), is_pkg, path
 
 
-def imported(name: str, is_pkg: bool, path, module_level_only: bool = False) -> set[str]:
+def imported(name: str, is_pkg: bool, path, known: set[str], module_level_only: bool = False) -> set[str]:
+    """The voiceguard modules ``path`` imports.  ``from pkg import x`` imports the module ``pkg.x`` when there is
+    one, else the name ``x`` of ``pkg`` itself (e.g. ``from voiceguard import scan``: the package root)."""
     out = set()
     package = name if is_pkg else name.rsplit(".", 1)[0]
     tree = ast.parse(path.read_text())
@@ -56,26 +58,41 @@ def imported(name: str, is_pkg: bool, path, module_level_only: bool = False) -> 
                 mod = ".".join(base + ([node.module] if node.module else []))
             else:
                 mod = node.module or ""
-            out.add(mod)
-            out |= {f"{mod}.{a.name}" for a in node.names}  # `from pkg import submodule`
+            for a in node.names:
+                out.add(f"{mod}.{a.name}" if f"{mod}.{a.name}" in known else mod)
     return {m for m in out if m.startswith("voiceguard")}
 
 
 def test_no_upward_imports():
     known = {name for name, _, _ in modules()}
-    # a package whose __init__ imports nothing when loaded is a namespace: passing through it costs nothing
-    # (the package root only forwards names to voiceguard.api on first use)
-    namespaces = {name for name, is_pkg, path in modules()
-                  if is_pkg and not imported(name, True, path, module_level_only=True)}
     violations = []
     for name, is_pkg, path in modules():
         own = layer_of(name)
-        for mod in imported(name, is_pkg, path):
+        for mod in imported(name, is_pkg, path, known):
             if mod not in known and mod.rsplit(".", 1)[0] in known:
                 mod = mod.rsplit(".", 1)[0]  # `from module import function`
-            if mod in known and mod not in namespaces and layer_of(mod) > own:
+            if mod in known and layer_of(mod) > own:
                 violations.append(f"{name} (layer {own}) imports {mod} (layer {layer_of(mod)})")
     assert not violations, "\n".join(violations)
+
+
+def test_loading_any_module_runs_only_foundation_code_in_the_package_root():
+    """Python runs ``voiceguard/__init__.py`` for every ``import voiceguard.<x>``: at load time it may import only
+    foundation modules (the api is imported on first use of one of its names)."""
+    known = {name for name, _, _ in modules()}
+    root = REPO / "voiceguard" / "__init__.py"
+    loaded = imported("voiceguard", True, root, known, module_level_only=True)
+    assert loaded and all(layer_of(m) == 0 for m in loaded), loaded
+
+
+def test_a_lower_module_reaching_the_front_door_is_caught(tmp_path):
+    """The rule sees ``from voiceguard import scan`` (a name of the package root, layer 4) in a layer-2 module."""
+    known = {name for name, _, _ in modules()}
+    fake = tmp_path / "fake.py"
+    fake.write_text("from voiceguard import scan, writers\nimport voiceguard.audio\n")
+    got = imported("voiceguard.detect.fake", False, fake, known)
+    assert got == {"voiceguard", "voiceguard.writers", "voiceguard.audio"}
+    assert max(layer_of(m) for m in got) == 4 > layer_of("voiceguard.detect.fake")
 
 
 def test_every_module_has_a_layer():

@@ -30,7 +30,7 @@ def _cache(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def resemblyzer():
-    return E.get_embedder("resemblyzer")
+    return E.load_embedder("resemblyzer")
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def test_ecapa_loads_a_speechbrain_folder_and_embeds(tmp_path, speakers):
     from speechbrain.processing.features import InputNormalization
 
     folder = build_ecapa_folder(tmp_path / "ecapa")
-    emb = E.get_embedder("ecapa", source=folder)
+    emb = E.load_embedder("ecapa", source=folder)
     assert emb.model_sha256 == E.sha256_file(folder / "embedding_model.ckpt")
     wavs = [sf.read(speakers / f"spk{s}" / "utt0.wav", dtype="float32")[0] for s in range(2)]
     wavs[1] = wavs[1][:20000]
@@ -181,27 +181,27 @@ def test_ecapa_loads_a_speechbrain_folder_and_embeds(tmp_path, speakers):
         direct = E.normalize_rows(ref(feats, torch.ones(1)).reshape(1, -1).numpy())[0]
     assert np.abs(direct - out[1]).max() < 1e-4
     with pytest.raises(ModelCardError, match="sha256 mismatch"):
-        E.get_embedder("ecapa", source=folder, sha256="f" * 64)
+        E.load_embedder("ecapa", source=folder, sha256="f" * 64)
 
 
 def test_ecapa_errors_say_what_to_download(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelCardError, match="hyperparams.yaml"):
-        E.get_embedder("ecapa", source=tmp_path)
+        E.load_embedder("ecapa", source=tmp_path)
     (tmp_path / "hyperparams.yaml").write_text(HPARAMS)
     with pytest.raises(ModelCardError, match="no embedding_model.ckpt"):
-        E.get_embedder("ecapa", source=tmp_path)
+        E.load_embedder("ecapa", source=tmp_path)
     with pytest.raises(ModelCardError, match="could not fetch speechbrain/not-here.*huggingface-cli download"):
-        E.get_embedder("ecapa", source="speechbrain/not-here", savedir=tmp_path / "sb")
+        E.load_embedder("ecapa", source="speechbrain/not-here", savedir=tmp_path / "sb")
     with pytest.raises(UnknownNameError, match="unknown speaker-embedding backend 'xvector'; known: ecapa, resemblyzer"):
-        E.get_embedder("xvector")
+        E.load_embedder("xvector")
 
 
 def test_ecapa_refuses_a_checkpoint_with_code(tmp_path):
     folder = build_ecapa_folder(tmp_path / "ecapa")
     torch.save({"weights": torch.zeros(1), "callback": print}, folder / "embedding_model.ckpt")  # pickles a function
     with pytest.raises(ModelCardError, match="not a loadable weights-only checkpoint"):
-        E.get_embedder("ecapa", source=folder)
+        E.load_embedder("ecapa", source=folder)
 
 
 # --------------------------------------------------------------------------- files and the cache

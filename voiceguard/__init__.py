@@ -7,9 +7,10 @@ stays light (no numpy, no torch) and the model loads only when a task runs::
     rows = list(voiceguard.scan(["incoming/"]))     # one ScanRow per file: verdict, p_spoof, llr, watermark
     code = voiceguard.exit_code(rows)               # as `voiceguard scan`: 2 error, 1 spoof, 4 no speech, 0
 
-This module imports no voiceguard module at load time (the layering test treats it as a namespace).
+At load time this module imports only ``voiceguard.version`` (foundation layer), because Python runs it for
+every ``import voiceguard.<anything>``; the api is imported on first use of one of its names.
 """
-__version__ = "0.1.0"
+from .version import __version__
 
 #: the names of ``voiceguard.api.__all__``, forwarded lazily (a test keeps the two lists equal)
 _API = ("ScanRow", "scan", "exit_code", "load_model", "load_watermarker", "DetectRow", "EmbedRow", "detect_file",
@@ -18,9 +19,9 @@ _API = ("ScanRow", "scan", "exit_code", "load_model", "load_watermarker", "Detec
 
 def __getattr__(name: str):
     if name in _API:
-        import importlib
+        from . import api
 
-        return getattr(importlib.import_module("voiceguard.api"), name)
+        return getattr(api, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -138,3 +138,43 @@ def calibrate_fpr(engine: Watermarker, *, n_windows: int = 10000, n_heldout: int
     return FprCalibration(threshold=threshold, target_fpr=target_fpr, n_windows=n_windows, n_heldout=n_heldout,
                           fpr=float(positives.mean()), false_positives=int(positives.sum()), by_kind=by_kind,
                           seed=seed)
+
+
+def calibrate_engine(engine: str = "audioseal", *, generator: str | None = None, detector: str | None = None,
+                     key: int | None = None, speech: list[str] | tuple[str, ...] = (), windows: int = 10000,
+                     target_fpr: float = 1e-3, seed: int = 0, out_file: str | None = None, update_card: bool = False,
+                     command: str | None = None, progress: bool = False) -> tuple[FprCalibration, str | None]:
+    """``voiceguard watermark calibrate`` as a function: load the engine's detector, run ``calibrate_fpr`` on
+    ``windows`` clean 1 s windows (``speech`` files / folders for half of them) and as many held-out ones,
+    write the result as JSON to ``out_file`` (atomically) and, with ``update_card``, into the detector's card
+    (with ``command``). Returns the calibration and the card written (or None).
+
+    Raises:
+        VoiceguardError: ``update_card`` with an engine that has no card, or a detector given as a bare
+            ``.pth`` (checked before the long calibration); the engine's loading errors.
+    """
+    from voiceguard.cards import find_card
+    from voiceguard.errors import VoiceguardError
+    from voiceguard.files import atomic_write_text
+    from voiceguard.writers import to_json
+
+    from .base import load_watermarker
+    from .models import CARDS_DIR, DEFAULT_DETECTOR, update_card as write_card
+    from .train import load_training_audio
+
+    card = None
+    if update_card:  # check before the long calibration, not after it
+        if engine != "audioseal":
+            raise VoiceguardError("--update-card needs the audioseal engine (the DSP engine has no card)")
+        card = find_card(detector or DEFAULT_DETECTOR, [CARDS_DIR])  # a card name or .yaml, not a bare .pth
+    wm = load_watermarker(engine, need="detect", generator=generator, detector=detector, key=key)
+    clips = load_training_audio(list(speech)) if speech else None
+    cal = calibrate_fpr(wm, n_windows=windows, n_heldout=windows, target_fpr=target_fpr, speech=clips, seed=seed,
+                        progress=progress)
+    if out_file:
+        atomic_write_text(out_file, to_json(cal.to_dict()))
+    written = None
+    if card is not None:
+        written = str(write_card(str(card.path), calibration={**cal.to_dict(), "command": command}))
+    return cal, written
+

@@ -27,6 +27,26 @@ DEFAULT_GENERATOR = "vg_wm_16bits_small"
 DEFAULT_DETECTOR = "vg_detector_16bits_small"
 
 
+#: the columns of ``model_catalogue`` (``voiceguard watermark list``)
+CATALOGUE_COLUMNS = ("name", "kind", "weights", "fpr")
+
+
+def model_catalogue() -> list[dict]:
+    """One row per watermark model card of ``watermark/cards/``: ``name`` (" (default)" marks the shipped
+    pair), ``kind``, ``weights`` ("shipped" next to the card, else "download"), ``fpr`` (the calibrated
+    false-positive rate, or "-")."""
+    from voiceguard.cards import load_card
+
+    rows = []
+    for p in sorted(CARDS_DIR.glob("*.yaml")):
+        c = load_card(p)
+        shipped = bool(c.checkpoint and (c.path.parent / c.checkpoint).is_file())
+        default = " (default)" if c.name in (DEFAULT_GENERATOR, DEFAULT_DETECTOR) else ""
+        rows.append({"name": c.name + default, "kind": c.kind, "weights": "shipped" if shipped else "download",
+                     "fpr": (c.extra.get("calibration") or {}).get("fpr", "-")})
+    return rows
+
+
 def seanet_config(*, n_filters: int = 12, dimension: int = 48, lstm: int = 1, nbits: int = NBITS,
                   causal: bool = False) -> dict[str, Any]:
     """An audioseal config dict (the official cards use n_filters=32, dimension=128, lstm=2)."""
@@ -208,6 +228,25 @@ def export_model(run_dir: str | os.PathLike, dest: str | os.PathLike, *, generat
         atomic_write_text(dest / f"{name}.yaml", yaml.safe_dump(card, sort_keys=False))
         written += [ckpt, dest / f"{name}.yaml"]
     return written
+
+
+def export_run(run_dir: str | os.PathLike, dest: str | os.PathLike, *, generator_name: str | None = None,
+               detector_name: str | None = None, command: str | None = None) -> list[Path]:
+    """``export_model`` with the training summary read from ``RUN/train.json`` (data, steps, seconds, seed,
+    threads, device, config, final running metrics, and ``command``, default the one recorded there); returns
+    the files written (checkpoints and cards)."""
+    import json
+
+    info_path = Path(run_dir) / "train.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    cfg = info.get("config", {})
+    training = {"data": list(cfg.get("data", [])), "steps": info.get("step"), "seconds": info.get("seconds"),
+                "seed": cfg.get("seed"), "torch_threads": info.get("torch_threads"),
+                "device": info.get("device", "cpu"), "config": cfg,
+                "final_running_metrics": info.get("running"),
+                "command": command or info.get("command")}
+    return export_model(run_dir, dest, generator_name=generator_name or DEFAULT_GENERATOR,
+                        detector_name=detector_name or DEFAULT_DETECTOR, training=training)
 
 
 def update_card(name_or_path: str, **fields: Any) -> Path:

@@ -249,7 +249,7 @@ def parse_config(data: Any, source: str = "<config>") -> ReportConfig:
             if not isinstance(engines, list):
                 raise ReportConfigError(f"watermark.engines must be a list of engine names, got {engines!r}")
             engines = tuple(engines)
-            from voiceguard.watermark import WATERMARKERS, audioseal_engine, dsp  # noqa: F401  (registered)
+            from voiceguard.watermark import WATERMARKERS  # every engine is registered at package import
 
             bad = [e for e in engines if e not in WATERMARKERS]
             if bad or not engines:

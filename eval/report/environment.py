@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voiceguard import __version__
+from voiceguard.version import __version__
 from voiceguard.audio import SAMPLE_RATE, save_audio
 
 #: torch's intra-op threads while a report runs. Scores differ in the last bits with the thread count (measured:

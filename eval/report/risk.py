@@ -34,7 +34,7 @@ def asv_trials(data: EvalData, subset_only: bool) -> list:
 
 def own_asv_check(data: EvalData, trials: list, backend: str, out: Path) -> dict:
     """The project's own ASV (speaker embeddings, cosine): EER, spoof acceptance, and its score file."""
-    from voiceguard.eval.risk import asv_check, get_embedder, read_asv_enrollment
+    from voiceguard.eval.risk import asv_check, load_embedder, read_asv_enrollment
 
     enrollment: dict[str, list[str]] = {}
     for p in data.asv_enroll:
@@ -44,7 +44,7 @@ def own_asv_check(data: EvalData, trials: list, backend: str, out: Path) -> dict
     # cache=False: the shared embedding cache (~/.cache/voiceguard/embeddings) is keyed by weights and file
     # content only, so it may hold embeddings made by other library or decoder versions; this stage is cached
     # itself, under a key that names the environment
-    res = asv_check(enrollment, trials, data.audio_dir, get_embedder(backend), ext=data.ext, out=out,
+    res = asv_check(enrollment, trials, data.audio_dir, load_embedder(backend), ext=data.ext, out=out,
                     overwrite=True, cache=False)
     result = res.to_dict()
     result["score_file"] = f"{out.parent.name}/{out.name}"  # relative to the work folder: results stay comparable
@@ -90,7 +90,7 @@ def reid_sets(data: EvalData, n_speakers: int, seed: int) -> tuple[list, list]:
 def reid_condition(enroll: list, probe: list, transform: Callable[[np.ndarray, int], np.ndarray] | None,
                    folder: Path, backend: str, seed: int) -> dict:
     """Re-identification of the probes (processed by ``transform`` first, written under ``folder``)."""
-    from voiceguard.eval.risk import LabeledFile, get_embedder, reid_check
+    from voiceguard.eval.risk import LabeledFile, load_embedder, reid_check
 
     if transform is not None:
         folder.mkdir(parents=True, exist_ok=True)
@@ -101,7 +101,7 @@ def reid_condition(enroll: list, probe: list, transform: Callable[[np.ndarray, i
             save_audio(out, np.clip(transform(x, i), -1, 1)[None], SAMPLE_RATE, overwrite=True)
             processed.append(LabeledFile(str(out), f.speaker))
         probe = processed
-    res = reid_check(enroll, probe, get_embedder(backend), seed=seed, cache=False)  # see own_asv_check
+    res = reid_check(enroll, probe, load_embedder(backend), seed=seed, cache=False)  # see own_asv_check
     ignorant = res.attackers[0]
     return {"result": res.to_dict(), "mated": ignorant.mated.tolist(), "nonmated": ignorant.nonmated.tolist()}
 
@@ -109,9 +109,9 @@ def reid_condition(enroll: list, probe: list, transform: Callable[[np.ndarray, i
 # --------------------------------------------------------------------------- ASV section
 def _embedder_fingerprint(backend: str) -> str:
     """The speaker embedder's identity, including its weights' digest (part of the risk stages' keys)."""
-    from voiceguard.eval.risk import get_embedder
+    from voiceguard.eval.risk import load_embedder
 
-    return get_embedder(backend).fingerprint
+    return load_embedder(backend).fingerprint
 
 
 def asv_stage(ctx: ReportContext, trials: list) -> Stage:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from voiceguard import __version__
+from voiceguard.version import __version__
 from voiceguard.files import atomic_write_text
 
 if TYPE_CHECKING:
@@ -28,13 +28,19 @@ if TYPE_CHECKING:
 
 CACHE_VERSION = 2
 
-#: modules whose code computes the cached values: editing any of them invalidates the cache
+#: modules whose code computes the cached values: editing any of them invalidates the cache (the report's
+#: stages, the metrics, the risk checks, and the audio path, attacks, networks, features and engines they run)
 _CACHED_CODE = ("voiceguard.eval.report.stage", "voiceguard.eval.report.data", "voiceguard.eval.report.detection",
                 "voiceguard.eval.report.watermark", "voiceguard.eval.report.risk",
                 "voiceguard.metrics.cm", "voiceguard.metrics.asv", "voiceguard.metrics.watermark",
                 "voiceguard.metrics.scores", "voiceguard.eval.risk.checks", "voiceguard.eval.risk.embed",
                 "voiceguard.eval.risk.embedders", "voiceguard.detect.batch", "voiceguard.detect.scoring",
-                "voiceguard.watermark.base", "voiceguard.attacks.base")
+                "voiceguard.detect.features", "voiceguard.detect.neural", "voiceguard.detect.gmm",
+                "voiceguard.detect.lcnn", "voiceguard.detect.rawnet2", "voiceguard.detect.aasist",
+                "voiceguard.detect.specnet", "voiceguard.watermark.base", "voiceguard.watermark.audioseal_engine",
+                "voiceguard.watermark.dsp", "voiceguard.watermark.models", "voiceguard.attacks.base",
+                "voiceguard.attacks.noise", "voiceguard.attacks.dsp", "voiceguard.attacks.codecs",
+                "voiceguard.attacks.suites", "voiceguard.audio", "voiceguard.vad")
 
 
 def file_seed(seed: int, index: int) -> int:

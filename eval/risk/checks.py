@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from voiceguard.audio import FileProblem, find_audio_files
+from voiceguard.audio import SAMPLE_RATE, FileProblem, find_audio_files
 from voiceguard.errors import RiskError, VoiceguardError, preview
 from voiceguard.metrics.cm import bootstrap_ci
 from voiceguard.files import atomic_write_text
 from voiceguard.protocols import BONAFIDE, read_protocol
 
 from .embed import EmbeddingSet, decode_voice, embed_arrays, embed_files
-from .embedders import SAMPLE_RATE, SpeakerEmbedder, normalize_rows
+from .embedders import SpeakerEmbedder, normalize_rows
 from .labels import LabeledFile, check_labels
 from voiceguard.metrics.asv import (AsvMetrics, LinkMetrics, asv_metrics, cosine_matrix, link_metrics, pair_scores, rank_k_rates,
                       snorm)

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from voiceguard.audio import FileProblem, load_audio
+from voiceguard.audio import SAMPLE_RATE, FileProblem, load_audio
 from voiceguard.cards import cache_dir, sha256_file
 from voiceguard.errors import VoiceguardError, per_file
 from voiceguard.files import atomic_output
 from voiceguard.vad import load_vad, speech_mix
 
-from .embedders import SAMPLE_RATE, SpeakerEmbedder, array_key, check_speech
+from .embedders import SpeakerEmbedder, array_key, check_speech
 
 
 @dataclass(frozen=True)

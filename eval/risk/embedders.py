@@ -262,22 +262,19 @@ def list_embedders() -> list[str]:
     return sorted(EMBEDDERS)
 
 
-def get_embedder(name: str = "resemblyzer", **kwargs: Any) -> SpeakerEmbedder:
-    """A backend by registry name; ``kwargs`` go to its constructor (``source=``/``weights=``, ``sha256=``)."""
-    return EMBEDDERS[name](**kwargs)
-
-
-def load_embedder(name: str = "resemblyzer", model: str | Path | None = None) -> SpeakerEmbedder:
-    """A backend by registry name with an optional model: for ``resemblyzer`` a voice-encoder ``.pt`` file,
-    for ``ecapa`` a SpeechBrain model folder or hub id (``None``: the backend's own, per its card).
+def load_embedder(name: str = "resemblyzer", model: str | Path | None = None, **kwargs: Any) -> SpeakerEmbedder:
+    """The one way to get a speaker-embedding backend: by registry name, with an optional model (for
+    ``resemblyzer`` a voice-encoder ``.pt`` file, for ``ecapa`` a SpeechBrain model folder or hub id; ``None``:
+    the backend's own, per its card); other ``kwargs`` go to the backend's constructor (``sha256=``,
+    ``device=``, ``savedir=``, ...).
 
     Raises:
-        UnknownNameError: ``name`` is not a registered backend.
+        UnknownNameError: ``name`` is not a registered backend (the message lists them).
         ModelCardError: the model cannot be found or fails its checksum.
     """
-    if model is None:
-        return get_embedder(name)
-    return get_embedder(name, **({"weights": model} if name == "resemblyzer" else {"source": model}))
+    if model is not None:
+        kwargs["weights" if name == "resemblyzer" else "source"] = model
+    return EMBEDDERS[name](**kwargs)
 
 
 #: the columns of ``embedder_catalogue``
@@ -296,6 +293,6 @@ def array_key(wav: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(wav, dtype=np.float32).tobytes()).hexdigest()
 
 
-__all__ = ["SpeakerEmbedder", "ResemblyzerEmbedder", "EcapaEmbedder", "EMBEDDERS", "get_embedder", "load_embedder",
+__all__ = ["SpeakerEmbedder", "ResemblyzerEmbedder", "EcapaEmbedder", "EMBEDDERS", "load_embedder",
            "embedder_catalogue", "CATALOGUE_COLUMNS",
-           "list_embedders", "check_speech", "normalize_rows", "array_key", "SAMPLE_RATE", "ECAPA_HUB_ID"]
+           "list_embedders", "check_speech", "normalize_rows", "array_key", "ECAPA_HUB_ID"]

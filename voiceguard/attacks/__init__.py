@@ -2,7 +2,7 @@
 
 >>> from voiceguard.attacks import get_attack
 >>> mp3 = get_attack("mp3", bitrate="32k", seed=0)
->>> y = mp3(x, 16000)
+>>> y = mp3(x, sample_rate)     # any rate
 """
 from __future__ import annotations
 

@@ -39,9 +39,7 @@ def parse_attack_params(items: Iterable[str]) -> dict[str, Any]:
 def build_attack(name: str, params: dict[str, Any], seed: int | None):
     """``get_attack`` with user-facing errors (unknown name, bad parameter, unavailable here)."""
     try:
-        return get_attack(name, seed=seed, **params)
-    except KeyError as e:
-        raise VoiceguardError(str(e).strip("'\"")) from None
+        return get_attack(name, seed=seed, **params)  # an unknown name: UnknownNameError listing the attacks
     except (ValueError, AttackUnavailable) as e:
         raise VoiceguardError(str(e)) from None
 

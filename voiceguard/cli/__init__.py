@@ -14,7 +14,7 @@ import warnings
 
 import click
 
-from voiceguard import __version__
+from voiceguard.version import __version__
 from voiceguard.errors import VoiceguardError, VoiceguardWarning
 from voiceguard.writers import printable
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from voiceguard import writers
-from voiceguard.cli.options import SEED, finite_float, format_option, protocol_format_option
+from voiceguard.cli.options import SEED, echo_result, finite_float, format_option, protocol_format_option
 from voiceguard.cli.scan import EXIT_ERRORS, model_options
 
 
@@ -22,21 +22,11 @@ def detect_group() -> None:
 def list_command(fmt: str) -> None:
     """Model cards (shipped or downloadable) and trainable architectures."""
     from voiceguard.detect import DETECTORS
-    from voiceguard.detect.models import DEFAULT_MODEL, list_cards
+    from voiceguard.detect.models import CATALOGUE_COLUMNS, model_catalogue
 
-    rows = [{"name": c.name + (" (default)" if c.name == DEFAULT_MODEL else ""), "architecture": c.architecture,
-             "weights": "shipped" if c.checkpoint and (c.path.parent / c.checkpoint).is_file() else "download",
-             "trained_on": (c.training or {}).get("data", "-"),
-             "eer": _card_eer(c.metrics or {})} for c in list_cards()]
-    click.echo(writers.render(rows, fmt, ["name", "architecture", "weights", "trained_on", "eer"]), nl=False)
+    click.echo(writers.render(model_catalogue(), fmt, CATALOGUE_COLUMNS), nl=False)
     if fmt == "table":
         click.echo(f"\ntrainable architectures: {', '.join(DETECTORS.names())}")
-
-
-def _card_eer(metrics: dict) -> str:
-    if "eval" in metrics:
-        return f"{metrics['eval']['eer'] * 100:.2f} % (voiceguard corpus eval)"
-    return str(metrics.get("reported_eer", "-"))
 
 
 def _kv(items: tuple[str, ...]) -> dict:
@@ -92,19 +82,9 @@ def train_command(model, protocol, audio_dir, dev_protocol, dev_audio_dir, ext, 
     res = train_detector(cfg, data, out_dir, resume=resume, overwrite=overwrite, name=name, command=command)
     picked = (f"dev EER {res.best_dev_eer * 100:.3f} %" if dev_protocol
               else "no dev set: picked by training loss, uncalibrated")
-    _echo_result(fmt, f"best epoch {res.best_epoch + 1}: {picked}; weights {res.checkpoint}; card {res.card}",
-                 res.to_dict(), ["out_dir", "checkpoint", "card", "best_epoch", "best_dev_eer"])
-
-
-def _echo_result(fmt: str, line: str, result: dict, columns: list[str]) -> None:
-    """One result: ``line`` for ``table``; else ``result`` as a JSON object, one JSON line, or a CSV row of
-    ``columns``."""
-    if fmt == "table":
-        click.echo(line)
-    elif fmt == "json":
-        click.echo(writers.to_json(writers.clean(result)))
-    else:
-        click.echo(writers.render([result], fmt, columns), nl=False)
+    line = f"best epoch {res.best_epoch + 1}: {picked}; weights {res.checkpoint}; card {res.card}\n"
+    echo_result(fmt, res, [res.to_dict()], ["out_dir", "checkpoint", "card", "best_epoch", "best_dev_eer"],
+                lambda: line)
 
 
 @detect_group.command("score")
@@ -136,9 +116,9 @@ def score_command(model, checkpoint, protocol, audio_dir, ext, out_file, columns
                          protocol_format=protocol_format)
     click.echo(f"scored {res.n_scored} of {res.n_trials} trials with {loaded.name} -> {res.out}", err=True)
     if fmt != "table":
-        _echo_result(fmt, "", {"model": loaded.name, "out": res.out, "n_trials": res.n_trials,
-                               "n_scored": res.n_scored, "errors": [{"path": p, "reason": r} for p, r in res.errors]},
-                     ["model", "out", "n_trials", "n_scored"])
+        summary = {"model": loaded.name, "out": res.out, "n_trials": res.n_trials, "n_scored": res.n_scored,
+                   "errors": [{"path": p, "reason": r} for p, r in res.errors]}
+        echo_result(fmt, summary, [summary], ["model", "out", "n_trials", "n_scored"], lambda: "")
     for path, reason in res.errors[:20]:
         click.echo(f"voiceguard: error: {path}: {reason}", err=True)
     if len(res.errors) > 20:

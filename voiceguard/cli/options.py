@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Mapping
 from typing import Any, Callable, Sequence
 
 import click
@@ -90,15 +91,16 @@ def echo_result(fmt: str, result: Any, rows: Sequence[dict], columns: Sequence[s
         fmt: ``table`` (``table()``: the command's human-readable text, ending with a newline), ``json`` (the
             result's ``to_dict()``, or ``rows`` as one array when ``result`` has no ``to_dict``), ``jsonl`` or
             ``csv`` (``rows`` with ``columns``, via ``voiceguard.writers.render``).
-        result: a frozen result with ``to_dict()``, or None.
+        result: a frozen result with ``to_dict()``, a plain dict, or None.
         rows: the result as flat rows (dicts of numbers and strings).
         columns: the CSV columns, in order.
         table: builds the table text; called only for ``table``.
     """
     if fmt == "table":
         click.echo(table(), nl=False)
-    elif fmt == "json" and hasattr(result, "to_dict"):
-        writers.write_stdout(writers.to_json(writers.clean(result.to_dict())) + "\n")
+    elif fmt == "json" and result is not None:
+        data = result.to_dict() if hasattr(result, "to_dict") else result
+        writers.write_stdout(writers.to_json(writers.clean(data)) + "\n")
     else:
         writers.write_stdout(writers.render(rows, fmt, columns))
 
@@ -123,6 +125,19 @@ class BootstrapCount(click.ParamType):
 
 #: ``--bootstrap`` of every command with a bootstrap interval
 BOOTSTRAP = BootstrapCount()
+
+
+def registered(registry: Callable[[], Mapping]) -> Callable:
+    """A click callback checking that an option's value is a name of ``registry()`` (called lazily, so the
+    registry's package is imported only when the command runs); else ``UnknownNameError`` listing the names
+    (one line, exit 2)."""
+
+    def check(ctx: click.Context, param: click.Parameter, value):
+        if value is not None:
+            registry()[value]  # Registry.__getitem__ raises UnknownNameError for a name nothing registered
+        return value
+
+    return check
 
 
 class FiniteFloatRange(click.FloatRange):

@@ -7,18 +7,29 @@ from pathlib import Path
 import click
 
 from voiceguard import writers
-from voiceguard.cli.options import BOOTSTRAP, SEED, echo_result, finite_float, format_option, protocol_format_option
-
-PCT = ["eer", "p_miss", "p_fa_nontarget", "p_fa_spoof", "spf_eer", "sasv_eer", "accepted", "rank1", "rank5"]
-
+from voiceguard.cli.options import (BOOTSTRAP, SEED, echo_result, finite_float, format_option, protocol_format_option,
+                                    registered)
 
 def _backend_options(f):
     f = click.option("--no-cache", is_flag=True, help="do not read or write the embedding cache")(f)
     f = click.option("--model", "model", default=None,
                      help="resemblyzer: a voice-encoder .pt; ecapa: a SpeechBrain model folder or hub id "
                           "[default: the backend's own]")(f)
-    return click.option("--backend", type=click.Choice(["resemblyzer", "ecapa"]), default="resemblyzer",
-                        show_default=True, help="speaker-embedding backend")(f)
+    return click.option("--backend", metavar="NAME", default="resemblyzer", show_default=True,
+                        callback=registered(_embedders),
+                        help="speaker-embedding backend (`voiceguard risk backends` lists them)")(f)
+
+
+def _embedders():
+    from voiceguard.eval.risk.embedders import EMBEDDERS
+
+    return EMBEDDERS
+
+
+def _engines():
+    from voiceguard.watermark import WATERMARKERS
+
+    return WATERMARKERS
 
 
 def _progress(total: int, desc: str):
@@ -132,8 +143,8 @@ def _watermark_text(res) -> str:
 @click.option("--speaker-from", type=click.Choice(["folder", "prefix", "none"]), default="folder",
               show_default=True, help="speaker of each file: SOURCE/SPEAKER/... sub-folder, SPEAKER-... file "
                                       "name prefix, or none (cosine only, no EER)")
-@click.option("--engine", type=click.Choice(["audioseal", "spread-spectrum"]), default="audioseal",
-              show_default=True)
+@click.option("--engine", metavar="NAME", default="audioseal", show_default=True, callback=registered(_engines),
+              help="watermark engine (`voiceguard watermark list` lists them)")
 @click.option("--message", default="0xBEEF", show_default=True)
 @protocol_format_option
 @_backend_options

@@ -6,9 +6,8 @@ import sys
 
 import click
 
-from voiceguard import writers
 from voiceguard.api.scan import EXIT_ERRORS, ScanOptionError, ScanRow, exit_code, scan, summary_line
-from voiceguard.cli.options import finite_float
+from voiceguard.cli.options import finite_float, format_option
 from voiceguard.cli.streaming import (EXIT_INTERRUPTED, announce_resume, from_output_row, interrupted_message,
                                       open_sink, output_options, stream_rows)
 
@@ -29,8 +28,7 @@ def model_options(f):
 @click.command("scan")
 @click.argument("paths", nargs=-1, required=True)
 @model_options
-@click.option("--format", "fmt", type=click.Choice(writers.FORMATS), default="table", show_default=True,
-              help="jsonl/csv: a row per file as it finishes; table/json: printed at the end")
+@format_option(help="jsonl/csv: a row per file as it finishes; table/json: printed at the end")
 @click.option("--threshold", default="0", show_default=True,
               help="decision threshold: an LLR (below = spoof), 'eer' (dev EER point) or 'fa:0.01'")
 @click.option("--aggregate", type=click.Choice(["mean", "min"]), default="mean", show_default=True,

@@ -7,7 +7,7 @@ import sys
 import click
 
 from voiceguard import writers
-from voiceguard.cli.options import SEED, finite_float, format_option
+from voiceguard.cli.options import SEED, finite_float, format_option, registered
 from voiceguard.cli.streaming import (EXIT_INTERRUPTED, announce_resume, interrupted_message, open_sink, output_options,
                                       stream_rows)
 from voiceguard.watermark import WATERMARKERS, load_watermarker, parse_message
@@ -34,12 +34,6 @@ def _message(ctx: click.Context, param: click.Parameter, value: str | None) -> i
     return parse_message(value)
 
 
-def _engine(ctx: click.Context, param: click.Parameter, value: str) -> str:
-    """``--engine``: a registered engine (else ``UnknownNameError`` listing them: one line, exit 2)."""
-    WATERMARKERS[value]  # raises UnknownNameError for a name no engine has
-    return value
-
-
 def _engine_options(f):
     f = click.option("--key", type=click.IntRange(0, 2 ** 63 - 1), default=None,
                      help="spread-spectrum: the secret key (an integer >= 0)")(f)
@@ -47,7 +41,7 @@ def _engine_options(f):
                      help="audioseal: detector card name or audioseal-format .pth [default: the shipped one]")(f)
     f = click.option("--generator", "generator", default=None,
                      help="audioseal: generator card name or audioseal-format .pth [default: the shipped one]")(f)
-    return click.option("--engine", metavar="NAME", default="audioseal", show_default=True, callback=_engine,
+    return click.option("--engine", metavar="NAME", default="audioseal", show_default=True, callback=registered(lambda: WATERMARKERS),
                         help=f"watermark engine: {' or '.join(sorted(WATERMARKERS))}")(f)
 
 
@@ -154,17 +148,9 @@ def detect_command(paths, engine, generator, detector, key, expect, threshold, p
 @format_option
 def list_command(fmt: str) -> None:
     """Watermark engines and model cards."""
-    from voiceguard.cards import load_card
-    from voiceguard.watermark.models import CARDS_DIR, DEFAULT_DETECTOR, DEFAULT_GENERATOR
+    from voiceguard.watermark.models import CATALOGUE_COLUMNS, model_catalogue
 
-    rows = []
-    for p in sorted(CARDS_DIR.glob("*.yaml")):
-        c = load_card(p)
-        shipped = bool(c.checkpoint and (c.path.parent / c.checkpoint).is_file())
-        default = " (default)" if c.name in (DEFAULT_GENERATOR, DEFAULT_DETECTOR) else ""
-        rows.append({"name": c.name + default, "kind": c.kind, "weights": "shipped" if shipped else "download",
-                     "fpr": (c.extra.get("calibration") or {}).get("fpr", "-")})
-    click.echo(writers.render(rows, fmt, ["name", "kind", "weights", "fpr"]), nl=False)
+    click.echo(writers.render(model_catalogue(), fmt, CATALOGUE_COLUMNS), nl=False)
     if fmt == "table":
         click.echo(f"\nengines: {', '.join(sorted(WATERMARKERS))}")
 
@@ -215,29 +201,15 @@ def calibrate_command(engine, generator, detector, key, speech, windows, target_
                       fmt):
     """Set the detection threshold for a target false-positive rate on clean 1 s windows (speech, noise,
     tones, music-like) and measure the rate on as many independent windows."""
-    from voiceguard.cards import find_card
-    from voiceguard.files import atomic_write_text
+    from voiceguard.watermark.calibrate import calibrate_engine
 
-    from voiceguard.watermark.calibrate import calibrate_fpr
-    from voiceguard.watermark.models import CARDS_DIR, DEFAULT_DETECTOR, update_card as write_card
-    from voiceguard.watermark.train import load_training_audio
-
-    card = None
-    if update_card:  # check before the long calibration, not after it
-        if engine != "audioseal":
-            raise click.UsageError("--update-card needs the audioseal engine (the DSP engine has no card)")
-        card = find_card(detector or DEFAULT_DETECTOR, [CARDS_DIR])  # a card name or .yaml, not a bare .pth
-    wm = load_watermarker(engine, need="detect", generator=generator, detector=detector, key=key)
-    clips = load_training_audio(list(speech)) if speech else None
-    cal = calibrate_fpr(wm, n_windows=windows, n_heldout=windows, target_fpr=target_fpr, speech=clips, seed=seed,
-                        progress=sys.stderr.isatty())
-    text = writers.to_json(cal.to_dict())
-    if out_file:
-        atomic_write_text(out_file, text)
+    command = "voiceguard watermark " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    cal, card = calibrate_engine(engine, generator=generator, detector=detector, key=key, speech=speech,
+                                 windows=windows, target_fpr=target_fpr, seed=seed, out_file=out_file,
+                                 update_card=update_card, command=command, progress=sys.stderr.isatty())
     if card is not None:
-        command = "voiceguard watermark " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-        path = write_card(str(card.path), calibration={**cal.to_dict(), "command": command})
-        click.echo(f"voiceguard: calibration written to {path}", err=True)
+        click.echo(f"voiceguard: calibration written to {card}", err=True)
+    text = writers.to_json(cal.to_dict())
     click.echo(text if fmt == "json" else writers.render([cal.to_dict()], fmt, CALIBRATION_COLUMNS), nl=False)
 
 
@@ -250,19 +222,8 @@ def calibrate_command(engine, generator, detector, key, speech, windows, target_
               help="the training command to record in the cards [default: the one in RUN/train.json]")
 def export_command(run_dir, dest, generator_name, detector_name, train_command_text):
     """Turn a training run into audioseal-format checkpoints with cards (sha256, training summary)."""
-    import json
-    from pathlib import Path
+    from voiceguard.watermark.models import export_run
 
-    from voiceguard.watermark.models import DEFAULT_DETECTOR, DEFAULT_GENERATOR, export_model
-
-    info_path = Path(run_dir) / "train.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    cfg = info.get("config", {})
-    training = {"data": list(cfg.get("data", [])), "steps": info.get("step"), "seconds": info.get("seconds"),
-                "seed": cfg.get("seed"), "torch_threads": info.get("torch_threads"),
-                "device": info.get("device", "cpu"), "config": cfg,
-                "final_running_metrics": info.get("running"),
-                "command": train_command_text or info.get("command")}
-    for p in export_model(run_dir, dest, generator_name=generator_name or DEFAULT_GENERATOR,
-                          detector_name=detector_name or DEFAULT_DETECTOR, training=training):
+    for p in export_run(run_dir, dest, generator_name=generator_name, detector_name=detector_name,
+                        command=train_command_text):
         click.echo(str(p))

@@ -5,7 +5,7 @@ recordings of one speaker, *non-target* / *non-mated* trials two speakers, *spoo
 the speaker it claims to be.
 
 * ASV EER: the rate where misses of target trials equal false acceptances of non-target trials
-  (the official ASVspoof DET method, ``eval.metrics.compute_eer``).
+  (the official ASVspoof DET method, ``voiceguard.metrics.cm.compute_eer``).
 * At the ASV EER threshold: P_miss (targets rejected), P_fa non-target, P_fa spoof (spoofs accepted).
 * SPF-EER: EER of target vs spoof trials (how well the ASV alone rejects spoofs).
 * SASV-EER: EER of target vs non-target + spoof trials together (SASV challenge 2022).
