@@ -30,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from voiceguard.attacks import get_attack, load_suite
+from voiceguard.attacks import load_suite, suite_from_rows
 from voiceguard.audio import find_audio_files, load_audio, save_audio
-from voiceguard.eval.report.watermark import perceptual_measures, quality as report_quality
+from voiceguard.eval.report.watermark import attack_rates, perceptual_measures, quality as report_quality
 from voiceguard.files import atomic_write_text
 from voiceguard.watermark import load_watermarker, message_bits
 from voiceguard.audio import SAMPLE_RATE
@@ -71,10 +71,10 @@ def long_clips(paths: list[str], n: int, seconds: float, seed: int = 1) -> list[
     return out
 
 
-def attacks() -> list[tuple[str, object]]:
-    out = [(row.label, row.build(seed=0)) for row in load_suite("audioseal-paper").rows]
-    out += [(label, get_attack(name, seed=0, **params)) for label, name, params in EXTRA_ATTACKS]
-    return out
+def attack_rows() -> list:
+    """The ``audioseal-paper`` suite's conditions plus ``EXTRA_ATTACKS``, as suite rows (the report's form)."""
+    extra = suite_from_rows("extra", "", [{"label": label, name: params} for label, name, params in EXTRA_ATTACKS])
+    return list(load_suite("audioseal-paper").rows) + list(extra.rows)
 
 
 def quality(wm, clips, messages) -> dict:
@@ -87,27 +87,18 @@ def quality(wm, clips, messages) -> dict:
             "si_snr_min": q["si_snr"]["min"], "n": q["si_snr"]["n"]}
 
 
-# Not yet ``voiceguard.eval.report.watermark.attack_rates``: this loop seeds each clip's attack with
-# ``default_rng([seed, i])``, the report with ``file_seed(seed, i)``; switching changes the two noise rows
-# (pink / white noise), and bench/results/watermark.json must then be regenerated (a run of several minutes).
 def robustness(wm, clips, messages, seed: int = 0) -> dict:
+    """TPR / bit accuracy / FPR per condition, measured as the report measures them
+    (``voiceguard.eval.report.watermark.attack_rates``: the i-th clip's attack seeded with ``file_seed(seed, i)``,
+    the marked clip and its original attacked alike)."""
     marked = [wm.embed(x, SAMPLE_RATE, m) for x, m in zip(clips, messages)]
     out = {}
-    for label, attack in attacks():
-        tp, fp, acc = 0, 0, []
-        for i, (x, y, m) in enumerate(zip(clips, marked, messages)):
-            attack.rng = np.random.default_rng([seed, i])
-            ya = attack(y, SAMPLE_RATE)
-            attack.rng = np.random.default_rng([seed, i])
-            xa = attack(x, SAMPLE_RATE)
-            r = wm.detect(ya, SAMPLE_RATE, expected=m)
-            tp += r.detected
-            acc.append(r.bits_matched / len(r.bits))
-            fp += wm.detect(xa, SAMPLE_RATE).detected
-        out[label] = {"tpr": tp / len(clips), "bit_acc": float(np.mean(acc)), "fpr": fp / len(clips),
-                      "n": len(clips)}
-        print(f"  {label:>12}: TPR {out[label]['tpr']:.3f}  bit acc {out[label]['bit_acc']:.3f}  "
-              f"FPR {out[label]['fpr']:.3f}", file=sys.stderr)
+    for row in attack_rows():
+        out[row.label] = a = attack_rates(wm, row, clips, marked, messages, seed)
+        if "unavailable" in a:
+            print(f"  {row.label:>12}: unavailable: {a['unavailable']}", file=sys.stderr)
+            continue
+        print(f"  {row.label:>12}: TPR {a['tpr']:.3f}  bit acc {a['bit_acc']:.3f}  FPR {a['fpr']:.3f}", file=sys.stderr)
     return out
 
 
@@ -189,6 +180,9 @@ def table(results: dict) -> str:
                          f"(min {q['si_snr_min']:.1f}), PESQ {q['pesq']:.2f}, STOI {q['stoi']:.3f}\n")
         lines.append("| attack | TPR | bit acc | FPR (unmarked) |\n|---|---|---|---|")
         for label, a in r["robustness"].items():
+            if "unavailable" in a:
+                lines.append(f"| {label} | - | - | - |")
+                continue
             lines.append(f"| {label} | {a['tpr']:.3f} | {a['bit_acc']:.3f} | {a['fpr']:.3f} |")
         if "localisation" in r:
             loc = r["localisation"]
@@ -243,6 +237,10 @@ def main() -> None:
             r["speed"] = speed(wm, ten[0])
         if args.memory:
             r["memory"] = memory(name, ten[0])
+        previous = results["engines"].get(name, {})
+        for key in ("speed", "memory"):  # not measured this run: keep the same model's earlier figures
+            if key not in r and key in previous and previous.get("model") == wm.model:
+                r[key] = previous[key]
         results["engines"][name] = r
     atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
     print(table(results))

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from voiceguard import writers
-from voiceguard.cli.options import SEED, echo_result, finite_float, format_option, protocol_format_option
+from voiceguard.cli.options import SEED, echo_catalogue, echo_result, finite_float, format_option, protocol_format_option
 from voiceguard.cli.scan import EXIT_ERRORS, model_options
 
 
@@ -24,9 +23,7 @@ def list_command(fmt: str) -> None:
     from voiceguard.detect import DETECTORS
     from voiceguard.detect.models import CATALOGUE_COLUMNS, model_catalogue
 
-    click.echo(writers.render(model_catalogue(), fmt, CATALOGUE_COLUMNS), nl=False)
-    if fmt == "table":
-        click.echo(f"\ntrainable architectures: {', '.join(DETECTORS.names())}")
+    echo_catalogue(fmt, model_catalogue(), CATALOGUE_COLUMNS, f"trainable architectures: {', '.join(DETECTORS.names())}")
 
 
 def _kv(items: tuple[str, ...]) -> dict:

@@ -105,6 +105,14 @@ def echo_result(fmt: str, result: Any, rows: Sequence[dict], columns: Sequence[s
         writers.write_stdout(writers.render(rows, fmt, columns))
 
 
+def echo_catalogue(fmt: str, rows: Sequence[dict], columns: Sequence[str], footer: str) -> None:
+    """A ``list`` command's output: ``rows`` in the ``--format`` chosen; ``footer`` (e.g. the registered names)
+    follows the table only."""
+    click.echo(writers.render(rows, fmt, columns), nl=False)
+    if fmt == "table":
+        click.echo(f"\n{footer}")
+
+
 class BootstrapCount(click.ParamType):
     """Bootstrap resamples: 0 (off) or ``BOOTSTRAP_MIN``..``BOOTSTRAP_MAX`` (voiceguard.metrics.cm)."""
 

@@ -7,7 +7,7 @@ import sys
 import click
 
 from voiceguard import writers
-from voiceguard.cli.options import SEED, finite_float, format_option, registered
+from voiceguard.cli.options import SEED, echo_catalogue, finite_float, format_option, registered
 from voiceguard.cli.streaming import (EXIT_INTERRUPTED, announce_resume, interrupted_message, open_sink, output_options,
                                       stream_rows)
 from voiceguard.watermark import WATERMARKERS, load_watermarker, parse_message
@@ -150,9 +150,7 @@ def list_command(fmt: str) -> None:
     """Watermark engines and model cards."""
     from voiceguard.watermark.models import CATALOGUE_COLUMNS, model_catalogue
 
-    click.echo(writers.render(model_catalogue(), fmt, CATALOGUE_COLUMNS), nl=False)
-    if fmt == "table":
-        click.echo(f"\nengines: {', '.join(sorted(WATERMARKERS))}")
+    echo_catalogue(fmt, model_catalogue(), CATALOGUE_COLUMNS, f"engines: {', '.join(sorted(WATERMARKERS))}")
 
 
 @watermark_group.command("train")
