@@ -43,6 +43,12 @@ class Trial:
     def is_bonafide(self) -> bool:
         return self.label == BONAFIDE
 
+    @property
+    def source(self) -> str:
+        """Where the recording comes from (``extra["source"]``, ``"-"`` when unknown): the bona fide corpus of
+        a CSV protocol's ``system``/``source`` column, ASVspoof 2021's SOURCE column."""
+        return self.extra.get("source") or "-"
+
     def audio_path(self, audio_dir: str | os.PathLike | None = None, ext: str = ".flac") -> Path:
         """The file of this trial: its own path, else ``audio_dir/utt_id + ext``."""
         if self.path is not None:
@@ -155,7 +161,12 @@ def read_in_the_wild(path: str | os.PathLike) -> list[Trial]:
 
 
 def read_csv_protocol(path: str | os.PathLike) -> list[Trial]:
-    """Generic CSV with a header: ``path,label[,attack,speaker]`` (extra columns kept in ``extra``)."""
+    """Generic CSV with a header: ``path,label[,attack,speaker]`` (extra columns kept in ``extra``).
+
+    Optional columns: ``utt_id``, ``condition``, ``source`` and ``system``.  Without an ``attack`` column a
+    spoof's ``system`` is its attack; a bona fide row's ``system`` (or its ``source``) is the corpus it comes
+    from, kept as ``extra["source"]`` (``Trial.source``) for the bona fide false-alarm rate per corpus.
+    """
     path = Path(path)
     header, rows = _csv_rows(path, _CSV_COLUMNS)
     missing = _CSV_COLUMNS - set(header)
@@ -167,11 +178,15 @@ def read_csv_protocol(path: str | os.PathLike) -> list[Trial]:
         if not r.get("path"):
             raise ProtocolError(f"line {n}: empty path", source=path)
         label = normalize_label(r["label"], source=str(path), line=n)
-        attack = r.get("attack") or ("-" if label == BONAFIDE else "unknown")
+        system = r.get("system") or ""
+        attack = r.get("attack") or ("-" if label == BONAFIDE else system or "unknown")
         known = {"path", "label", "attack", "speaker", "utt_id", "condition"}
+        extra = {k: v for k, v in r.items() if k not in known}
+        if label == BONAFIDE and not r.get("source") and system:
+            extra["source"] = system
         trials.append(Trial(utt_id=r.get("utt_id") or Path(r["path"]).stem, label=label, attack=attack,
                             speaker=r.get("speaker") or "-", path=r["path"], condition=r.get("condition") or "-",
-                            extra={k: v for k, v in r.items() if k not in known}))
+                            extra=extra))
     return _checked(trials, path)
 
 
@@ -269,17 +284,24 @@ class ProtocolSummary:
     n_spoof: int
     n_speakers: int
     attacks: Mapping[str, int]
+    sources: Mapping[str, int] = field(default_factory=dict)  # bona fide trials per source corpus (when named)
 
     def to_dict(self) -> dict:
-        return {"n_trials": self.n_trials, "n_bonafide": self.n_bonafide, "n_spoof": self.n_spoof,
-                "n_speakers": self.n_speakers, "attacks": dict(self.attacks)}
+        d = {"n_trials": self.n_trials, "n_bonafide": self.n_bonafide, "n_spoof": self.n_spoof,
+             "n_speakers": self.n_speakers, "attacks": dict(self.attacks)}
+        if self.sources:
+            d["sources"] = dict(self.sources)
+        return d
 
 
 def summarize(trials: list[Trial]) -> ProtocolSummary:
+    """Counts of ``trials``: per class, per spoof attack, speakers, and bona fide trials per source corpus
+    (``sources``, empty when no bona fide trial names one)."""
     nb = sum(t.is_bonafide for t in trials)
     attacks = Counter(t.attack for t in trials if not t.is_bonafide)
+    sources = Counter(t.source for t in trials if t.is_bonafide)
     return ProtocolSummary(len(trials), nb, len(trials) - nb, len({t.speaker for t in trials}),
-                           dict(sorted(attacks.items())))
+                           dict(sorted(attacks.items())), dict(sorted(sources.items())) if set(sources) - {"-"} else {})
 
 
 # --------------------------------------------------------------------------- writers

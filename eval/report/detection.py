@@ -76,11 +76,12 @@ def score_condition(loaded, data: EvalData, trials: list[Trial], row, seed: int,
 
 
 def scored_trials(trials, scored: dict) -> list:
-    """``score_condition``'s value as ``ScoredTrial`` rows (label, attack and condition from the protocol)."""
+    """``score_condition``'s value as ``ScoredTrial`` rows (label, attack, condition and source from the protocol)."""
     from voiceguard.metrics.scores import ScoredTrial
 
     by = {t.utt_id: t for t in trials}
-    return [ScoredTrial(u, s, by[u].label, by[u].attack, by[u].condition) for u, s in zip(scored["utt"], scored["score"])]
+    return [ScoredTrial(u, s, by[u].label, by[u].attack, by[u].condition, by[u].source)
+            for u, s in zip(scored["utt"], scored["score"])]
 
 
 def class_scores(rows) -> tuple[np.ndarray, np.ndarray]:

@@ -159,6 +159,7 @@ def _detector_blocks(r, seed: int) -> list[tuple]:
         rows = [{"system": a, **{label: pct(d.metrics.per_attack.get(a)) for label, d in r.detection.items()}}
                 for a in attacks]
         b.append(("table", ["system", *r.detection], rows))
+    b += _false_alarm_blocks(r)
     first = next(iter(r.detection.values()))
     if first.conditions:
         b.append(("p", f"EER (%) under each attack condition, on a seeded subset of {first.n_attacked_trials} eval "
@@ -169,6 +170,23 @@ def _detector_blocks(r, seed: int) -> list[tuple]:
                 for c in first.conditions]
         b.append(("table", ["condition", *r.detection], rows))
     return b
+
+
+def _false_alarm_blocks(r) -> list[tuple]:
+    """The bona fide false-alarm rate of each detector per source corpus (when the protocol names sources)."""
+    fa = {label: d.metrics.per_source_false_alarms for label, d in r.detection.items()
+          if d.metrics.per_source_false_alarms}
+    if not fa:
+        return []
+    sources = sorted({s for v in fa.values() for s in v})
+    thr = {f"{r.detection[label].metrics.decision_threshold:g}" for label in fa}
+    rows = [{"source": s, "bona fide": str(next(v[s]["n_bonafide"] for v in fa.values() if s in v)),
+             **{f"{label} {k}": pct(v[s][key]) if s in v else "-" for label, v in fa.items()
+                for k, key in (("@LLR", "at_decision"), ("@EER", "at_eer"))}} for s in sources]
+    return [("p", f"Bona fide false alarms (%) per source corpus: the share of its real recordings each detector "
+                  f"calls spoof, at the LLR decision threshold ({', '.join(sorted(thr))}; `voiceguard scan`'s "
+                  f"default) and at the detector's pooled EER threshold."),
+            ("table", list(rows[0]), rows)]
 
 
 def _watermark_blocks(r) -> list[tuple]:

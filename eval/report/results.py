@@ -104,6 +104,9 @@ class DetectorMetrics:
     bootstrap: dict | None = None
     eer_ties: dict | None = None
     per_condition: dict[str, float] | None = None
+    decision_threshold: float | None = None  # LLR threshold of ``per_source_false_alarms``' ``at_decision``
+    # bona fide false alarms per source corpus: {source: {n_bonafide, at_decision, at_eer}} (``FalseAlarms``)
+    per_source_false_alarms: dict[str, dict] | None = None
 
     def to_dict(self) -> dict:
         d = {"eer": self.eer, "threshold": self.threshold, "n_bonafide": self.n_bonafide, "n_spoof": self.n_spoof}
@@ -116,6 +119,8 @@ class DetectorMetrics:
         d["per_attack"] = dict(self.per_attack)
         d["per_attack_detail"] = {k: v.to_dict() for k, v in self.per_attack_detail.items()}
         _put(d, "per_condition", self.per_condition)
+        _put(d, "decision_threshold", self.decision_threshold)
+        _put(d, "per_source_false_alarms", self.per_source_false_alarms)
         d["warnings"] = list(self.warnings)
         return d
 
@@ -128,7 +133,9 @@ class DetectorMetrics:
                    per_attack_detail={k: _eer_result(v) for k, v in d["per_attack_detail"].items()},
                    warnings=tuple(d.get("warnings") or ()), asv=d.get("asv"), min_tdcf_2019=d.get("min_tdcf_2019"),
                    min_tdcf_2021=d.get("min_tdcf_2021"), eer_ci=None if ci is None else tuple(ci),
-                   bootstrap=d.get("bootstrap"), eer_ties=d.get("eer_ties"), per_condition=d.get("per_condition"))
+                   bootstrap=d.get("bootstrap"), eer_ties=d.get("eer_ties"), per_condition=d.get("per_condition"),
+                   decision_threshold=d.get("decision_threshold"),
+                   per_source_false_alarms=d.get("per_source_false_alarms"))
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from voiceguard import writers
 from voiceguard.cli.options import (BOOTSTRAP, SEED, WORKERS, BootstrapCount, echo_result, format_option,
                                     legacy_protocol_format, protocol_format_option)
 from voiceguard.metrics.cm import BOOTSTRAP_MAX, BOOTSTRAP_MIN, CmMetrics
-from voiceguard.metrics.scores import CM_COLUMNS, cm_rows, evaluate_score_file
+from voiceguard.metrics.scores import MISSING_POLICIES, cm_columns, cm_rows, evaluate_score_file
 from voiceguard.progress import Progress
 from voiceguard.protocols import PROTOCOL_FORMATS, ProtocolSummary, check_audio_files, read_protocol, summarize
 
@@ -49,6 +49,13 @@ def _eer_text(scores: Path, m: CmMetrics) -> str:
         rows = [{"condition": k, **v.to_dict()} for k, v in m.per_condition.items()]
         lines += ["\nper condition:", writers.table(rows, ["condition", "n_bonafide", "n_spoof", "eer"],
                                                     percent=["eer"], headers={"eer": "EER %"})]
+    if m.per_source:
+        rows = [{"source": k, **v.to_dict()} for k, v in m.per_source.items()]
+        lines += [f"\nbona fide false alarms per source (share called spoof; scores read as LLRs at "
+                  f"{m.decision_threshold:g}, and at the pooled EER threshold {e.threshold:.6g}):",
+                  writers.table(rows, ["source", "n_bonafide", "at_decision", "at_eer"],
+                                percent=["at_decision", "at_eer"],
+                                headers={"at_decision": f"FA % at {m.decision_threshold:g}", "at_eer": "FA % at EER"})]
     return "\n".join(lines) + "\n"
 
 
@@ -64,20 +71,23 @@ def _eer_text(scores: Path, m: CmMetrics) -> str:
               help=f"Bootstrap resamples for a 95% percentile interval of the EER: 0 = off, else "
                    f"{BOOTSTRAP_MIN}..{BOOTSTRAP_MAX} (progress on stderr every few seconds).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the bootstrap (0..2**32-1).")
+@click.option("--missing", type=click.Choice(MISSING_POLICIES), default="error", show_default=True,
+              help="Protocol trials without a score: an error, or left out with a warning (skip: e.g. the "
+                   "unreadable files 'detect score' listed).")
 @format_option(help="output: a table, one JSON object (rates as fractions), or JSON lines / CSV with one row "
-                    "per EER (pooled, each attack, each condition)")
+                    "per EER (pooled, each attack, each condition) and per bona fide source (false alarms)")
 def eer_command(scores: Path, protocol: Path | None, asv_scores: Path | None, protocol_format: str, bootstrap: int,
-                seed: int, fmt: str) -> None:
+                seed: int, missing: str, fmt: str) -> None:
     """EER (official DET method), min t-DCF, ASVspoof 5 metrics and per-attack EERs of a score file."""
     progress = Progress("bootstrap", unit="resamples", enabled=bootstrap > 0)
     try:
         m = evaluate_score_file(scores, protocol, asv_scores, bootstrap=bootstrap, seed=seed,
-                                protocol_format=protocol_format, progress=_ticker(progress))
+                                protocol_format=protocol_format, progress=_ticker(progress), missing=missing)
     finally:
         progress.close()
     for w in m.warnings:
         click.echo(f"voiceguard: warning: {w}", err=True)
-    echo_result(fmt, m, cm_rows(m), CM_COLUMNS, lambda: _eer_text(scores, m))
+    echo_result(fmt, m, cm_rows(m), cm_columns(m), lambda: _eer_text(scores, m))
 
 
 @eval_group.command("report")
@@ -150,6 +160,9 @@ def _protocol_text(protocol: Path, s: ProtocolSummary) -> str:
             f"{s.n_speakers} speakers\n")
     if s.attacks:
         text += writers.table([{"attack": a, "n": n} for a, n in s.attacks.items()], ["attack", "n"]) + "\n"
+    if s.sources:
+        text += (f"\n{len(s.sources)} bona fide sources:\n"
+                 + writers.table([{"source": k, "n": n} for k, n in s.sources.items()], ["source", "n"]) + "\n")
     return text
 
 

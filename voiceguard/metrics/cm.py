@@ -398,6 +398,44 @@ def eer_breakdown(bonafide: np.ndarray, spoof: np.ndarray, spoof_groups: np.ndar
     return out
 
 
+#: the decision threshold of calibrated LLR scores (``voiceguard scan``'s default: below it = spoof)
+LLR_DECISION_THRESHOLD = 0.0
+
+
+@dataclass(frozen=True)
+class FalseAlarms:
+    """Bona fide trials of one group (e.g. one source corpus) called spoof, at two thresholds."""
+
+    n_bonafide: int
+    at_decision: float  # share with a score below the decision threshold (the scan rule: below = spoof)
+    at_eer: float  # share with a score at or below the pooled EER threshold (the DET curve's miss rule)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def bonafide_false_alarms(bonafide: np.ndarray, groups: np.ndarray, decision_threshold: float,
+                          eer_threshold: float) -> dict[str, FalseAlarms]:
+    """The bona fide false-alarm rate (share of bona fide trials called spoof) of each group, sorted by name.
+
+    ``bonafide``: 1-D bona fide scores (higher = more bona fide); ``groups``: one label per score (e.g. the
+    source corpus).  ``at_decision`` counts scores ``< decision_threshold`` (an LLR threshold: ``voiceguard
+    scan`` calls a file below it spoof); ``at_eer`` counts scores ``<= eer_threshold`` (the miss rule of
+    ``det_curve``, so over all groups it is the pooled EER's miss rate).  Rates are fractions.  Raises
+    ``ScoreError`` for empty / NaN / Inf scores and ``ValueError`` when ``groups`` has another length.
+    """
+    bona = check_scores(bonafide, "bona fide scores")
+    groups = np.asarray(groups).ravel()
+    if groups.size != bona.size:
+        raise ValueError(f"{groups.size} group labels for {bona.size} bona fide scores")
+    out: dict[str, FalseAlarms] = {}
+    for g in sorted(set(groups.tolist())):
+        b = bona[groups == g]
+        out[str(g)] = FalseAlarms(int(b.size), float(np.mean(b < decision_threshold)),
+                                  float(np.mean(b <= eer_threshold)))
+    return out
+
+
 @dataclass(frozen=True)
 class CmMetrics:
     """Everything `voiceguard eval eer` reports for one score set."""
@@ -415,6 +453,8 @@ class CmMetrics:
     warnings: tuple[str, ...] = ()
     ties: EerTies | None = None  # tie diagnostics of the pooled EER
     bootstrap: tuple[int, int] | None = None  # (resamples, seed) of eer.ci
+    per_source: dict[str, FalseAlarms] = field(default_factory=dict)  # bona fide false alarms per source corpus
+    decision_threshold: float = LLR_DECISION_THRESHOLD  # of ``per_source``'s ``at_decision``
 
     def to_dict(self) -> dict:
         d = self.eer.to_dict()
@@ -431,5 +471,8 @@ class CmMetrics:
         d["per_attack_detail"] = {k: v.to_dict() for k, v in self.per_attack.items()}
         if self.per_condition:
             d["per_condition"] = {k: v.eer for k, v in self.per_condition.items()}
+        if self.per_source:
+            d["decision_threshold"] = self.decision_threshold
+            d["per_source_false_alarms"] = {k: v.to_dict() for k, v in self.per_source.items()}
         d["warnings"] = list(self.warnings)
         return d

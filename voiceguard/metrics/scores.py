@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterable
 
@@ -26,6 +26,7 @@ class ScoredTrial:
     label: str
     attack: str = "-"
     condition: str = "-"
+    source: str = "-"  # the recording's source corpus (``Trial.source``), for bona fide false alarms per corpus
 
 
 def _lines(path: Path) -> Iterable[tuple[int, list[str]]]:
@@ -93,10 +94,20 @@ def _is_header(token: str) -> bool:
         return any(c.isalpha() for c in token)
 
 
+#: what ``join_scores`` does with protocol trials that have no score: ``error`` (the default) or ``skip``
+MISSING_POLICIES = ("error", "skip")
+
+
 def join_scores(scores: dict[str, float], keys: dict[str, tuple[str, str]], protocol: list[Trial] | None,
-                *, source: str | None = None) -> list[ScoredTrial]:
+                *, source: str | None = None, missing: str = "error",
+                notes: list[str] | None = None) -> list[ScoredTrial]:
     """Attach ground truth to scores: from the protocol when given (it must cover every score), else
-    from the 4-column keys.  Trials of the protocol with no score are an error (listed)."""
+    from the 4-column keys.  Trials of the protocol with no score are an error (listed) with
+    ``missing="error"``; with ``missing="skip"`` (e.g. the files ``detect score`` could not read) they are
+    left out and a note naming them is appended to ``notes``.  Raises ``ScoreError``; ``ValueError`` for an
+    unknown ``missing``."""
+    if missing not in MISSING_POLICIES:
+        raise ValueError(f"missing must be one of {', '.join(MISSING_POLICIES)}, not {missing!r}")
     if protocol is None:
         if not keys:
             raise ScoreError("a 2-column score file needs --protocol for the labels", source=source)
@@ -106,15 +117,19 @@ def join_scores(scores: dict[str, float], keys: dict[str, tuple[str, str]], prot
     if unknown:
         raise ScoreError(f"{len(unknown)} scored utterance(s) are not in the protocol: {preview(unknown)}",
                          source=source)
-    missing = [t.utt_id for t in protocol if t.utt_id not in scores]
-    if missing:
-        raise ScoreError(f"{len(missing)} of {len(protocol)} protocol trials have no score: {preview(missing)}",
-                         source=source)
+    unscored = [t.utt_id for t in protocol if t.utt_id not in scores]
+    if unscored and missing == "error":
+        raise ScoreError(f"{len(unscored)} of {len(protocol)} protocol trials have no score: {preview(unscored)} "
+                         f"(--missing skip leaves them out)", source=source)
+    if unscored and notes is not None:
+        notes.append(f"{len(unscored)} of {len(protocol)} protocol trials have no score and are left out: "
+                     f"{preview(unscored)}")
     conflicts = [u for u, (_, lab) in keys.items() if by_id[u].label != lab]
     if conflicts:
         raise ScoreError(f"{len(conflicts)} label(s) in the score file disagree with the protocol: "
                          f"{preview(conflicts)}", source=source)
-    return [ScoredTrial(t.utt_id, scores[t.utt_id], t.label, t.attack, t.condition) for t in protocol]
+    return [ScoredTrial(t.utt_id, scores[t.utt_id], t.label, t.attack, t.condition, t.source) for t in protocol
+            if t.utt_id in scores]
 
 
 def read_asv_scores(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -156,9 +171,12 @@ def write_cm_scores(path: str | os.PathLike, rows: Iterable[ScoredTrial], column
 
 
 def evaluate_cm(rows: list[ScoredTrial], asv: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, *,
-                bootstrap: int = 0, seed: int = 0, progress=None) -> M.CmMetrics:
+                bootstrap: int = 0, seed: int = 0, progress=None,
+                decision_threshold: float = M.LLR_DECISION_THRESHOLD) -> M.CmMetrics:
     """All CM metrics of scored trials: pooled EER (+ optional bootstrap CI), min t-DCF 2019/2021 when
-    ASV scores are given, ASVspoof 5 minDCF/actDCF/Cllr/minCllr, per-attack and per-condition EERs.
+    ASV scores are given, ASVspoof 5 minDCF/actDCF/Cllr/minCllr, per-attack and per-condition EERs, and,
+    when bona fide trials name their source corpus, the bona fide false-alarm rate per source at
+    ``decision_threshold`` (scores read as LLRs) and at the pooled EER threshold (``per_source``).
 
     ``bootstrap``: 0 (no interval) or ``M.BOOTSTRAP_MIN``..``M.BOOTSTRAP_MAX`` resamples for a 95 %
     percentile interval, seeded with ``seed`` (>= 0); ``progress(done, total)`` is called per
@@ -212,28 +230,36 @@ def evaluate_cm(rows: list[ScoredTrial], asv: tuple[np.ndarray, np.ndarray, np.n
                         continue
                     per_cond[c] = M.EerResult(ce, ct, int(b.size), int(s.size))
     notes += [str(c.message) for c in caught]
+    sources = np.array([r.source for r in rows if r.label == BONAFIDE])
+    per_source = (M.bonafide_false_alarms(bona, sources, decision_threshold, thr) if (sources != "-").any()
+                  else {})
     return M.CmMetrics(
         eer=M.EerResult(e, thr, int(bona.size), int(spoof.size), ci),
         min_dcf=M.min_dcf(bona, spoof)[0], cllr=M.cllr(bona, spoof), min_cllr=M.min_cllr(bona, spoof),
         act_dcf=M.act_dcf(bona, spoof), asv=asv_rates, min_tdcf_2019=t19, min_tdcf_2021=t21,
         per_attack=per_attack, per_condition=per_cond, warnings=tuple(notes), ties=ties,
-        bootstrap=(int(bootstrap), int(seed)) if ci is not None else None)
+        bootstrap=(int(bootstrap), int(seed)) if ci is not None else None, per_source=per_source,
+        decision_threshold=float(decision_threshold))
 
 
 def evaluate_score_file(scores: str | os.PathLike, protocol: str | os.PathLike | None = None,
                         asv_scores: str | os.PathLike | None = None, *, bootstrap: int = 0,
-                        seed: int = 0, protocol_format: str = "auto", progress=None) -> M.CmMetrics:
+                        seed: int = 0, protocol_format: str = "auto", progress=None,
+                        missing: str = "error") -> M.CmMetrics:
     """``voiceguard eval eer`` as a function: read the files, join, evaluate (see ``evaluate_cm``).
 
     ``protocol_format``: ``auto`` (sniffed from the content) or one of ``voiceguard.protocols.READERS``.
-    Raises ``ScoreError`` / ``ProtocolError`` naming the file at fault.
+    ``missing``: protocol trials without a score are an error (``"error"``) or left out with a warning
+    (``"skip"``; see ``join_scores``).  Raises ``ScoreError`` / ``ProtocolError`` naming the file at fault.
     """
     s, keys = read_cm_scores(scores)
     trials = read_protocol(protocol, protocol_format) if protocol is not None else None
-    rows = join_scores(s, keys, trials, source=str(scores))
+    notes: list[str] = []
+    rows = join_scores(s, keys, trials, source=str(scores), missing=missing, notes=notes)
     asv = read_asv_scores(asv_scores) if asv_scores is not None else None
     try:
-        return evaluate_cm(rows, asv, bootstrap=bootstrap, seed=seed, progress=progress)
+        m = evaluate_cm(rows, asv, bootstrap=bootstrap, seed=seed, progress=progress)
+        return replace(m, warnings=(*notes, *m.warnings)) if notes else m
     except ScoreError as e:
         if e.source is None:  # name the file the unusable scores came from
             raise ScoreError(e.reason, source=scores) from None
@@ -243,15 +269,26 @@ def evaluate_score_file(scores: str | os.PathLike, protocol: str | os.PathLike |
 #: the columns of ``cm_rows`` (``voiceguard eval eer --format csv``)
 CM_COLUMNS = ("group", "name", "n_bonafide", "n_spoof", "eer", "threshold", "eer_ci_low", "eer_ci_high",
               "min_tdcf_2019", "min_tdcf_2021", "min_dcf", "min_cllr", "act_dcf", "cllr")
+#: the columns ``cm_columns`` adds when bona fide trials name their source: false-alarm rates per source
+FA_COLUMNS = ("fa_decision", "fa_eer")
+
+
+def cm_columns(m: M.CmMetrics) -> tuple[str, ...]:
+    """The columns of ``cm_rows(m)``: ``CM_COLUMNS``, plus ``FA_COLUMNS`` when ``m.per_source`` is not empty."""
+    return CM_COLUMNS + FA_COLUMNS if m.per_source else CM_COLUMNS
 
 
 def cm_rows(m: M.CmMetrics) -> list[dict]:
     """``evaluate_cm``'s result as flat rows (keys ``CM_COLUMNS``): first the pooled EER (``group``
     ``pooled``, ``name`` ``all``) with every other figure, then one row per attack (``group`` ``attack``) and
-    per condition (``group`` ``condition``) holding only the EER, its threshold and the trial counts; figures a
-    row does not have are ``None``.  Rates are fractions, as in ``CmMetrics.to_dict``."""
+    per condition (``group`` ``condition``) holding only the EER, its threshold and the trial counts, then (when
+    ``m.per_source``) one row per bona fide source (``group`` ``source``) with its bona fide count and false-alarm
+    rates ``fa_decision`` / ``fa_eer`` (keys ``cm_columns(m)``); figures a row does not have are ``None``.  Rates
+    are fractions, as in ``CmMetrics.to_dict``."""
+    columns = cm_columns(m)
+
     def row(group: str, name: str, e: M.EerResult) -> dict:
-        r = dict.fromkeys(CM_COLUMNS)
+        r = dict.fromkeys(columns)
         r.update(group=group, name=name, n_bonafide=e.n_bonafide, n_spoof=e.n_spoof, eer=e.eer,
                  threshold=e.threshold)
         return r
@@ -261,9 +298,12 @@ def cm_rows(m: M.CmMetrics) -> list[dict]:
         pooled.update(eer_ci_low=m.eer.ci[0], eer_ci_high=m.eer.ci[1])
     pooled.update(min_tdcf_2019=m.min_tdcf_2019, min_tdcf_2021=m.min_tdcf_2021, min_dcf=m.min_dcf,
                   min_cllr=m.min_cllr, act_dcf=m.act_dcf, cllr=m.cllr)
+    sources = [{**dict.fromkeys(columns), "group": "source", "name": k, "n_bonafide": v.n_bonafide,
+                "fa_decision": v.at_decision, "fa_eer": v.at_eer} for k, v in m.per_source.items()]
     return ([pooled] + [row("attack", k, v) for k, v in m.per_attack.items()]
-            + [row("condition", k, v) for k, v in m.per_condition.items()])
+            + [row("condition", k, v) for k, v in m.per_condition.items()] + sources)
 
 
 __all__ = ["ScoredTrial", "read_cm_scores", "join_scores", "read_asv_scores", "write_cm_scores",
-           "format_cm_scores", "evaluate_cm", "evaluate_score_file", "cm_rows", "CM_COLUMNS"]
+           "format_cm_scores", "evaluate_cm", "evaluate_score_file", "cm_rows", "cm_columns", "CM_COLUMNS",
+           "FA_COLUMNS", "MISSING_POLICIES"]
