@@ -52,3 +52,15 @@ def test_every_command_with_an_output_format_takes_the_same_formats_and_the_json
         assert set(FORMATS) <= set(choices), (name, choices)
         assert "--json" in opts, f"{name}: --format without the --json alias"
     assert {"scan", "eval eer", "watermark detect", "risk reid", "attacks list", "detect list"} <= set(with_format)
+
+
+def test_the_command_line_starts_without_the_heavy_libraries():
+    """Every ``voiceguard`` command imports voiceguard.cli: it must not load torch, scipy.signal (the attacks)
+    or gradio; each command imports what it needs when it runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys, voiceguard.cli; "
+            "print(sorted(m for m in ('torch', 'scipy.signal', 'gradio', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]", out

@@ -6,10 +6,10 @@ from pathlib import Path
 import click
 
 from voiceguard import writers
-from voiceguard.attacks import list_suites
-from voiceguard.attacks.files import (CATALOGUE_COLUMNS, SUITE_COLUMNS, SUITE_OUTPUT_COLUMNS, apply_attack_file,
-                                      apply_suite_file, attack_catalogue, describe_suite, parse_attack_params)
 from voiceguard.cli.options import SEED, echo_result, format_option
+
+# voiceguard.attacks (scipy.signal: about 2 s) is imported when an attacks command runs, not when any
+# voiceguard command starts
 
 
 @click.group("attacks")
@@ -21,6 +21,9 @@ def attacks_group() -> None:
 @format_option
 def attacks_list_command(fmt: str) -> None:
     """Every attack: parameters with defaults, contracts, and whether it can run here."""
+    from voiceguard.attacks import list_suites
+    from voiceguard.attacks.files import CATALOGUE_COLUMNS, attack_catalogue
+
     rows = attack_catalogue()
     echo_result(fmt, None, rows, CATALOGUE_COLUMNS, lambda: (
         writers.table(rows, CATALOGUE_COLUMNS) + f"\n\nsuites: {', '.join(list_suites())} "
@@ -32,6 +35,8 @@ def attacks_list_command(fmt: str) -> None:
 @format_option
 def attacks_suite_command(name: str, fmt: str) -> None:
     """Show the conditions of a shipped suite (or of a suite YAML file)."""
+    from voiceguard.attacks.files import SUITE_COLUMNS, describe_suite
+
     suite = describe_suite(name)
     echo_result(fmt, suite, suite.rows, SUITE_COLUMNS,
                 lambda: f"{suite.name}: {suite.description}\n{writers.table(suite.rows, SUITE_COLUMNS)}\n")
@@ -47,6 +52,8 @@ def attacks_suite_command(name: str, fmt: str) -> None:
 def attacks_run_suite_command(suite: str, inp: Path, out_dir: Path, seed: int, overwrite: bool, fmt: str) -> None:
     """Apply every condition of SUITE to IN, writing OUT_DIR/<label><ext>; unavailable ones are reported
     (exit code 2 when a condition failed)."""
+    from voiceguard.attacks.files import SUITE_OUTPUT_COLUMNS, apply_suite_file
+
     results = apply_suite_file(suite, inp, out_dir, seed=seed, overwrite=overwrite)
     rows = [r.to_dict() for r in results]
     echo_result(fmt, None, rows, SUITE_OUTPUT_COLUMNS, lambda: writers.table(rows, SUITE_OUTPUT_COLUMNS) + "\n")
@@ -65,6 +72,8 @@ def attacks_run_suite_command(suite: str, inp: Path, out_dir: Path, seed: int, o
 def attacks_apply_command(attack: str, inp: Path, out: Path, params: tuple[str, ...], seed: int,
                           overwrite: bool, fmt: str) -> None:
     """Apply ATTACK to the file IN and write OUT (same rate, channels and subtype)."""
+    from voiceguard.attacks.files import apply_attack_file, parse_attack_params
+
     res = apply_attack_file(attack, inp, out, parse_attack_params(params), seed=seed, overwrite=overwrite)
     echo_result(fmt, res, [res.to_dict()], ("output", "attack", "parameters", "in_seconds", "out_seconds"),
                 lambda: f"{res.output}: {res.attack} {res.parameters} ({res.in_seconds:.2f} s -> "
