@@ -8,3 +8,4 @@ command -v uv >/dev/null 2>&1 && [ "$(uv --version | cut -d' ' -f2)" = "$UV_VERS
 uv pip compile requirements.in --generate-hashes --python-version 3.11 \
   --python-platform x86_64-manylinux_2_28 --no-emit-package voiceguard \
   --annotation-style line --custom-compile-command "bash .ci/lock.sh" -o requirements.lock -q
+python3 .ci/lock_inputs.py >> requirements.lock  # what the lock was compiled from (checked by .ci/setup.sh)

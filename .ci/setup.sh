@@ -14,6 +14,7 @@ if [ -n "$missing" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 PY=${PYTHON:-python3}
+"$PY" .ci/lock_inputs.py --check  # the lock matches pyproject.toml's dependencies and requirements.in
 LOCK_SHA=$(sha256sum requirements.lock | cut -d' ' -f1)
 fresh=1
 if [ "${CI:-}" != "true" ] && [ -x .venv/bin/python ] && [ "$(cat .venv/.lock-sha256 2>/dev/null)" = "$LOCK_SHA" ] \

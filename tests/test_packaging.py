@@ -46,3 +46,22 @@ def test_no_top_level_detect_eval_watermark(tmp_path):
             "print([n for n in ('detect', 'eval', 'watermark', 'demo', 'configs') if u.find_spec(n)])")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0 and r.stdout.strip() == "[]", r.stderr
+
+
+def test_the_lock_file_is_compiled_from_the_current_dependencies(tmp_path, monkeypatch):
+    """requirements.lock ends with the digest of pyproject.toml's dependency tables + requirements.in
+    (.ci/lock_inputs.py); .ci/setup.sh refuses a lock whose digest is stale. Editing a dependency changes it."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("lock_inputs", REPO / ".ci" / "lock_inputs.py")
+    li = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(li)
+    assert li.recorded() == li.digest()
+    for name in ("pyproject.toml", "requirements.in", "requirements.lock"):
+        shutil.copy(REPO / name, tmp_path / name)
+    monkeypatch.setattr(li, "ROOT", tmp_path)
+    assert li.recorded() == li.digest()
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"click>=8.1"', '"click>=8.2"'))
+    assert li.recorded() != li.digest()
