@@ -52,7 +52,7 @@ def model_catalogue() -> list[dict]:
         return str(metrics.get("reported_eer", "-"))
 
     return [{"name": c.name + (" (default)" if c.name == DEFAULT_MODEL else ""), "architecture": c.architecture,
-             "weights": "shipped" if c.checkpoint and (c.path.parent / c.checkpoint).is_file() else "download",
+             "weights": "shipped" if c.shipped else "download",
              "trained_on": (c.training or {}).get("data", "-"), "eer": eer(c.metrics or {})} for c in list_cards()]
 
 

@@ -36,6 +36,11 @@ class ModelCard:
     metrics: dict = field(default_factory=dict, hash=False)
     extra: dict = field(default_factory=dict, hash=False)
 
+    @property
+    def shipped(self) -> bool:
+        """The card's checkpoint file is next to it (installed with the package), not a download."""
+        return bool(self.checkpoint and (self.path.parent / self.checkpoint).is_file())
+
     def to_dict(self) -> dict:
         d = {k: v for k, v in self.__dict__.items() if k != "path"}
         d["path"] = str(self.path)

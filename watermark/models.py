@@ -40,9 +40,8 @@ def model_catalogue() -> list[dict]:
     rows = []
     for p in sorted(CARDS_DIR.glob("*.yaml")):
         c = load_card(p)
-        shipped = bool(c.checkpoint and (c.path.parent / c.checkpoint).is_file())
         default = " (default)" if c.name in (DEFAULT_GENERATOR, DEFAULT_DETECTOR) else ""
-        rows.append({"name": c.name + default, "kind": c.kind, "weights": "shipped" if shipped else "download",
+        rows.append({"name": c.name + default, "kind": c.kind, "weights": "shipped" if c.shipped else "download",
                      "fpr": (c.extra.get("calibration") or {}).get("fpr", "-")})
     return rows
 

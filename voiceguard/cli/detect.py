@@ -1,13 +1,12 @@
 """CLI of the detection package: ``detect list|train|score``."""
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
 import click
 
-from voiceguard.cli.options import SEED, echo_catalogue, echo_result, finite_float, format_option, protocol_format_option
+from voiceguard.cli.options import SEED, echo_catalogue, recorded_command, echo_result, finite_float, format_option, protocol_format_option
 from voiceguard.cli.scan import EXIT_ERRORS, model_options
 
 
@@ -74,7 +73,7 @@ def train_command(model, protocol, audio_dir, dev_protocol, dev_audio_dir, ext, 
     cfg = TrainConfig(model=model, model_config=_kv(model_config), epochs=epochs, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, seed=seed, patience=patience, augment=tuple(augment),
                       augment_prob=augment_prob, workers=workers, device=device, max_train=max_train)
-    command = "voiceguard detect " + " ".join(shlex.quote(a) for a in sys.argv[2:]) if len(sys.argv) > 2 else None
+    command = recorded_command("detect")
     data = TrainData(protocol, audio_dir, dev_protocol, dev_audio_dir, ext, protocol_format)
     res = train_detector(cfg, data, out_dir, resume=resume, overwrite=overwrite, name=name, command=command)
     picked = (f"dev EER {res.best_dev_eer * 100:.3f} %" if dev_protocol

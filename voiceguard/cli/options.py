@@ -105,6 +105,17 @@ def echo_result(fmt: str, result: Any, rows: Sequence[dict], columns: Sequence[s
         writers.write_stdout(writers.render(rows, fmt, columns))
 
 
+def recorded_command(group: str) -> str | None:
+    """The command line being run, as it is recorded in cards (``voiceguard GROUP ARGS...``, shell-quoted), or
+    None when there are no arguments (e.g. called from Python)."""
+    import shlex
+    import sys
+
+    if len(sys.argv) <= 2:
+        return None
+    return f"voiceguard {group} " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+
+
 def echo_catalogue(fmt: str, rows: Sequence[dict], columns: Sequence[str], footer: str) -> None:
     """A ``list`` command's output: ``rows`` in the ``--format`` chosen; ``footer`` (e.g. the registered names)
     follows the table only."""

@@ -1,13 +1,12 @@
 """CLI of the watermark package: ``watermark embed|detect|train|calibrate|list``."""
 from __future__ import annotations
 
-import shlex
 import sys
 
 import click
 
 from voiceguard import writers
-from voiceguard.cli.options import SEED, echo_catalogue, finite_float, format_option, registered
+from voiceguard.cli.options import SEED, echo_catalogue, recorded_command, finite_float, format_option, registered
 from voiceguard.cli.streaming import (EXIT_INTERRUPTED, announce_resume, interrupted_message, open_sink, output_options,
                                       stream_rows)
 from voiceguard.watermark import WATERMARKERS, load_watermarker, parse_message
@@ -177,7 +176,7 @@ def train_command(data, out_dir, steps, batch_size, lr, seed, n_filters, dimensi
     cfg = WatermarkTrainConfig(data=tuple(data), out=out_dir, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
                                n_filters=n_filters, dimension=dimension, target_snr_db=target_snr_db,
                                threads=threads, device=device)
-    command = "voiceguard watermark " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    command = recorded_command("watermark")
     res = train_watermark(cfg, resume=resume, progress=sys.stderr.isatty(), command=command)
     click.echo(f"trained to step {res['step']}: " + ", ".join(f"{k} {v:.3f}" for k, v in res["running"].items())
                + f"; checkpoints in {res['out']}")
@@ -201,7 +200,7 @@ def calibrate_command(engine, generator, detector, key, speech, windows, target_
     tones, music-like) and measure the rate on as many independent windows."""
     from voiceguard.watermark.calibrate import calibrate_engine
 
-    command = "voiceguard watermark " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    command = recorded_command("watermark")
     cal, card = calibrate_engine(engine, generator=generator, detector=detector, key=key, speech=speech,
                                  windows=windows, target_fpr=target_fpr, seed=seed, out_file=out_file,
                                  update_card=update_card, command=command, progress=sys.stderr.isatty())
