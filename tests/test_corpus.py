@@ -11,6 +11,7 @@ import soundfile as sf
 
 from voiceguard.errors import MissingToolError
 from voiceguard.eval.corpus import CorpusError, load_config, prepare_corpus
+from voiceguard.eval.corpus.shortcuts import FEATURES
 from voiceguard.protocols import read_protocol
 
 from helpers import run_cli, synthetic_speaker_folder
@@ -70,8 +71,8 @@ def test_card_and_shortcut_report(corpus):
         assert len(segs) >= 2
     check = json.loads((corpus / "shortcut_check.json").read_text())
     assert set(check["pooled"]) == {"train", "dev", "eval"}
-    assert set(check["pooled"]["eval"]) == {"duration_s", "leading_silence_s", "trailing_silence_s", "rms_dbfs",
-                                            "spectral_bandwidth_hz"}
+    assert set(check["pooled"]["eval"]) == set(FEATURES) >= {"duration_s", "leading_silence_s", "trailing_silence_s",
+                                                             "rms_dbfs", "spectral_bandwidth_hz", "band_edge_db"}
     assert isinstance(check["pass"], bool)
 
 

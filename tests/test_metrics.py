@@ -164,14 +164,19 @@ def test_reference_table_reproduced_by_cli(la19, variant):
 
 
 def test_cm_rows_one_row_per_eer():
-    from voiceguard.metrics.scores import CM_COLUMNS, ScoredTrial, cm_rows, evaluate_cm
+    from voiceguard.metrics.scores import CM_COLUMNS, FA_COLUMNS, ScoredTrial, cm_rows, evaluate_cm
 
     rng = np.random.default_rng(5)
     rows = [ScoredTrial(f"U{i}", float(rng.normal(2 if i % 2 else -2)), "bonafide" if i % 2 else "spoof",
                         "-" if i % 2 else f"A0{i % 3}", f"C{i % 4 // 2}") for i in range(80)]
     m = evaluate_cm(rows, bootstrap=200, seed=1)
     flat = cm_rows(m)
-    assert all(list(r) == list(CM_COLUMNS) for r in flat)
+    assert all(list(r) == list(CM_COLUMNS + FA_COLUMNS) for r in flat)  # two conditions: their false alarms too
+    for r in flat:
+        fa = m.per_condition_fa.get(r["name"]) if r["group"] == "condition" else None
+        assert (r["fa_decision"], r["fa_eer"]) == ((fa.at_decision, fa.at_eer) if fa else (None, None))
+    bona_c0 = [t.score for t in rows if t.label == "bonafide" and t.condition == "C0"]
+    assert m.per_condition_fa["C0"].at_decision == np.mean(np.array(bona_c0) < 0)
     assert [(r["group"], r["name"]) for r in flat] == ([("pooled", "all")] + [("attack", a) for a in m.per_attack]
                                                        + [("condition", c) for c in m.per_condition])
     assert len(m.per_condition) == 2 and flat[0]["eer"] == m.eer.eer and flat[0]["min_cllr"] == m.min_cllr

@@ -239,3 +239,36 @@ def sniff_csv_delimiter(header_line: str, need: set[str] | frozenset[str] = froz
             if set(need) <= set(csv_header_cells(header_line, d)):
                 return d
     return max(CSV_DELIMITERS, key=lambda d: (len(csv_header_cells(header_line, d)), d == ","))
+
+
+# --------------------------------------------------------------------------- marked blocks of a README
+def block_markers(name: str) -> tuple[str, str]:
+    """The HTML comments that delimit a generated block ``name`` of a Markdown file."""
+    return f"<!-- voiceguard-{name}:begin -->", f"<!-- voiceguard-{name}:end -->"
+
+
+def check_marked_block(path: str | os.PathLike, name: str) -> str:
+    """The text of ``path`` when it has exactly one pair of ``name`` markers; else ``VoiceguardError``."""
+    begin, end = block_markers(name)
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise VoiceguardError(f"cannot read ({e.strerror or e})", source=path) from None
+    if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+        raise VoiceguardError(f"needs exactly one '{begin}' ... '{end}' pair to replace", source=path)
+    return text
+
+
+def replace_marked_block(path: str | os.PathLike, name: str, block: str) -> None:
+    """Replace the text between the ``name`` markers of ``path`` with ``block`` (atomically)."""
+    begin, end = block_markers(name)
+    head, rest = check_marked_block(path, name).split(begin)
+    _, tail = rest.split(end)
+    atomic_write_text(path, f"{head}{begin}\n{block.strip()}\n{end}{tail}")
+
+
+def marked_block(path: str | os.PathLike, name: str) -> str:
+    """The text currently between the ``name`` markers of ``path``."""
+    begin, end = block_markers(name)
+    return Path(path).read_text().split(begin, 1)[1].split(end, 1)[0].strip()

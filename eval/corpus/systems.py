@@ -33,6 +33,8 @@ class Job:
 
 
 SYSTEMS: dict[str, Callable[[Job, dict], np.ndarray]] = {}
+#: families whose systems speak a sentence (the others resynthesise a bona fide segment)
+TEXT_FAMILIES = frozenset({"tts", "neural-tts", "neural-tts+vocoder"})
 RECIPES: dict[str, str] = {}
 FAMILIES: dict[str, str] = {}
 TOOLS: dict[str, tuple[str, str]] = {  # engine -> (program, how to install)
@@ -233,4 +235,4 @@ def median_f0(x: np.ndarray) -> float:
     return float(np.median(v)) if v.size else 0.0
 
 
-__all__ = ["Job", "SYSTEMS", "RECIPES", "FAMILIES", "require_tool", "median_f0", "warp_envelope"]
+__all__ = ["Job", "SYSTEMS", "TEXT_FAMILIES", "RECIPES", "FAMILIES", "require_tool", "median_f0", "warp_envelope"]

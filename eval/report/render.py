@@ -9,13 +9,12 @@ import re
 from pathlib import Path
 from typing import Mapping
 
-from voiceguard.errors import VoiceguardError
-from voiceguard.files import atomic_write_text
+from voiceguard.files import (atomic_write_text, block_markers, check_marked_block, marked_block,
+                              replace_marked_block)
 
 from .results import ConditionResult, Report
 
-README_BEGIN = "<!-- voiceguard-report:begin -->"
-README_END = "<!-- voiceguard-report:end -->"
+README_BEGIN, README_END = block_markers("report")
 
 DEFINITIONS = {
     "eer": "EER: the error rate where bona fide rejections equal spoof acceptances (official ASVspoof DET method).",
@@ -348,29 +347,17 @@ def write_report(report: Report, out: Path) -> None:
 
 def check_readme(readme: str | Path) -> str:
     """The README's text when it has exactly one pair of report markers (checked before a long run)."""
-    path = Path(readme)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise VoiceguardError(f"cannot read ({e.strerror or e})", source=path) from None
-    if text.count(README_BEGIN) != 1 or text.count(README_END) != 1 or text.index(README_BEGIN) > text.index(README_END):
-        raise VoiceguardError(f"needs exactly one '{README_BEGIN}' ... '{README_END}' pair to replace", source=path)
-    return text
+    return check_marked_block(readme, "report")
 
 
 def update_readme(readme: str | Path, block: str) -> None:
     """Replace the text between the README's report markers with ``block``."""
-    path = Path(readme)
-    text = check_readme(path)
-    head, rest = text.split(README_BEGIN)
-    _, tail = rest.split(README_END)
-    atomic_write_text(path, f"{head}{README_BEGIN}\n{block.strip()}\n{README_END}{tail}")
+    replace_marked_block(readme, "report", block)
 
 
 def readme_block(readme: str | Path) -> str:
     """The text currently between the README's report markers."""
-    text = Path(readme).read_text()
-    return text.split(README_BEGIN, 1)[1].split(README_END, 1)[0].strip()
+    return marked_block(readme, "report")
 
 
 __all__ = ["README_BEGIN", "README_END", "check_readme", "environment_blocks", "headline_markdown", "readme_block", "report_blocks", "to_html",

@@ -25,6 +25,7 @@ class CodecSpec:
     fmt: str | None = None  # ffmpeg muxer when the extension does not say
     label: str = ""
     delay: int = 0  # algorithmic delay in samples at the encoding rate, removed after decoding
+    rate_flag: str = "-b:a"  # the ffmpeg option that sets the bitrate (libcodec2: -mode)
 
 
 CODECS: dict[str, CodecSpec] = {
@@ -37,6 +38,9 @@ CODECS: dict[str, CodecSpec] = {
     "alaw": CodecSpec("pcm_alaw", ".wav", (8000,), label="G.711 A-law (8 kHz)"),
     "g722": CodecSpec("g722", ".wav", (16000,), mono_only=True, label="G.722 (16 kHz)", delay=22),
     "gsm": CodecSpec("libgsm_ms", ".wav", (8000,), mono_only=True, label="GSM 06.10 full rate (8 kHz)"),
+    "codec2": CodecSpec("libcodec2", ".c2", (8000,), mono_only=True, bitrate="3200", fmt="codec2",
+                        label="Codec 2 (8 kHz; mode = bit/s: 3200, 2400, 1600, 1400, 1300, 1200)",
+                        rate_flag="-mode", delay=190),  # 3200/1600, by envelope cross-correlation
     "amr_nb": CodecSpec("libopencore_amrnb", ".amr", (8000,), mono_only=True, bitrate="12.2k",
                         label="AMR-NB (8 kHz)"),
     "amr_wb": CodecSpec("libvo_amrwbenc", ".amr", (16000,), mono_only=True, bitrate="23.85k",
@@ -80,7 +84,7 @@ def codec_roundtrip(samples: np.ndarray, sample_rate: int, codec: str, bitrate: 
                    "-c:a", spec.encoder]
             rate = bitrate or spec.bitrate
             if rate and spec.bitrate:
-                cmd += ["-b:a", str(rate)]
+                cmd += [spec.rate_flag, str(rate)]
             if spec.fmt:
                 cmd += ["-f", spec.fmt]
             res = subprocess.run(cmd + [enc], capture_output=True, text=True)

@@ -47,8 +47,18 @@ def _eer_text(scores: Path, m: CmMetrics) -> str:
                   writers.table(rows, ["attack", "n_spoof", "eer"], percent=["eer"], headers={"eer": "EER %"})]
     if m.per_condition:
         rows = [{"condition": k, **v.to_dict()} for k, v in m.per_condition.items()]
-        lines += ["\nper condition:", writers.table(rows, ["condition", "n_bonafide", "n_spoof", "eer"],
-                                                    percent=["eer"], headers={"eer": "EER %"})]
+        cols = ["condition", "n_bonafide", "n_spoof", "eer"]
+        title = "\nper condition:"
+        if m.per_condition_fa:
+            for r in rows:
+                fa = m.per_condition_fa.get(r["condition"])
+                r.update(fa_decision=fa.at_decision if fa else None, fa_eer=fa.at_eer if fa else None)
+            cols += ["fa_decision", "fa_eer"]
+            title = (f"\nper condition (EER of the condition's trials; bona fide false alarms: share called spoof at "
+                     f"{m.decision_threshold:g} and at the pooled EER threshold):")
+        lines += [title, writers.table(rows, cols, percent=["eer", "fa_decision", "fa_eer"],
+                                       headers={"eer": "EER %", "fa_decision": f"FA % at {m.decision_threshold:g}",
+                                                "fa_eer": "FA % at EER"})]
     if m.per_source:
         rows = [{"source": k, **v.to_dict()} for k, v in m.per_source.items()]
         lines += [f"\nbona fide false alarms per source (share called spoof; scores read as LLRs at "
@@ -135,7 +145,7 @@ def data_group() -> None:
               help="Folder of real speech (recursive). Speakers from LibriSpeech names or sub-folder names.")
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="New (or empty) output folder.")
 @click.option("--config", "config", default="default", show_default=True,
-              help="Shipped config name (default, tiny) or a YAML file.")
+              help="Shipped config name (default, tiny, v2, tiny-v2) or a YAML file.")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--workers", type=WORKERS, default=None, help="Parallel processes (default: the config's).")
 @format_option
@@ -144,10 +154,60 @@ def build_command(source: Path, out: Path, config: str, seed: int, workers: int 
     from voiceguard.eval.corpus import SPLIT_COLUMNS, prepare_corpus
 
     card = prepare_corpus(source, out, config, seed, workers=workers, progress=True)
-    verdict = "passed" if card.shortcut_pass else "FAILED (see shortcut_check.json)"
+    verdict = "passed" if card.shortcut_pass else "FAILED: " + "; ".join(
+        f"{f['split']} {f['system']}: {f['feature']} alone gives EER {100 * f['eer']:.1f} %"
+        for f in card.shortcut_failures[:3]) + " (see shortcut_check.json)"
     echo_result(fmt, card, card.rows(), SPLIT_COLUMNS, lambda: (
         f"{writers.table(card.rows(), SPLIT_COLUMNS)}\n{out}: built in {card.seconds:.0f} s; shortcut check "
         f"{verdict}\n"))
+
+
+@data_group.command("card")
+@click.argument("corpus", type=click.Path(path_type=Path))
+@click.option("--update-readme", "readme", type=click.Path(path_type=Path), default=None,
+              help="Also write the card between the README's <!-- voiceguard-corpus:begin/end --> markers.")
+def card_command(corpus: Path, readme: Path | None) -> None:
+    """Print a built corpus's card as Markdown: splits, systems (family, generator, RTF, weights sha256,
+    licence), channel conditions and the shortcut check."""
+    from voiceguard.eval.corpus.card import corpus_markdown
+    from voiceguard.files import check_marked_block, replace_marked_block
+
+    if readme is not None:
+        check_marked_block(readme, "corpus")
+    text = corpus_markdown(corpus)
+    click.echo(text, nl=False)
+    if readme is not None:
+        replace_marked_block(readme, "corpus", text)
+
+
+@data_group.command("check")
+@click.argument("corpus", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Write the full result (per split, system and channel) as JSON here.")
+@click.option("--workers", type=WORKERS, default=2, show_default=True, help="Parallel processes.")
+@click.option("--pass-eer", type=click.FloatRange(0, 0.5), default=None,
+              help="Pooled / per-channel pass threshold (default: the corpus config's, else 0.25).")
+@click.option("--system-eer", type=click.FloatRange(0, 0.5), default=None,
+              help="Per-system pass threshold (default: the corpus config's, else 0.10).")
+def check_command(corpus: Path, out: Path | None, workers: int, pass_eer: float | None,
+                  system_eer: float | None) -> None:
+    """Run the shortcut check on a built corpus (one-feature classifiers: duration, silence, loudness,
+    bandwidth, rate of origin, codec traces); prints the failures, exits 1 when it fails."""
+    import json
+
+    from voiceguard.eval.corpus.shortcuts import check_corpus
+    from voiceguard.files import atomic_write_text
+
+    check = check_corpus(corpus, pass_eer, system_eer, workers)
+    if out is not None:
+        atomic_write_text(out, json.dumps(check, indent=2) + "\n")
+    for f in check["failures"]:
+        click.echo(f"{f['split']} {f['system']}: {f['feature']} alone gives EER {100 * f['eer']:.1f} %")
+    click.echo(f"{corpus}: shortcut check {'passed' if check['pass'] else 'FAILED'} ({len(check['failures'])} "
+               f"failure(s); pass: pooled and per channel >= {100 * check['pass_eer']:.0f} %, per system >= "
+               f"{100 * check['system_eer']:.0f} %)")
+    if not check["pass"]:
+        raise SystemExit(1)
 
 
 #: the columns of ``data protocol --format csv``: one row per class and attack

@@ -454,7 +454,8 @@ class CmMetrics:
     ties: EerTies | None = None  # tie diagnostics of the pooled EER
     bootstrap: tuple[int, int] | None = None  # (resamples, seed) of eer.ci
     per_source: dict[str, FalseAlarms] = field(default_factory=dict)  # bona fide false alarms per source corpus
-    decision_threshold: float = LLR_DECISION_THRESHOLD  # of ``per_source``'s ``at_decision``
+    decision_threshold: float = LLR_DECISION_THRESHOLD  # of ``per_source``'s / ``per_condition_fa``'s ``at_decision``
+    per_condition_fa: dict[str, FalseAlarms] = field(default_factory=dict)  # bona fide false alarms per condition
 
     def to_dict(self) -> dict:
         d = self.eer.to_dict()
@@ -471,8 +472,11 @@ class CmMetrics:
         d["per_attack_detail"] = {k: v.to_dict() for k, v in self.per_attack.items()}
         if self.per_condition:
             d["per_condition"] = {k: v.eer for k, v in self.per_condition.items()}
-        if self.per_source:
+        if self.per_source or self.per_condition_fa:
             d["decision_threshold"] = self.decision_threshold
+        if self.per_source:
             d["per_source_false_alarms"] = {k: v.to_dict() for k, v in self.per_source.items()}
+        if self.per_condition_fa:
+            d["per_condition_false_alarms"] = {k: v.to_dict() for k, v in self.per_condition_fa.items()}
         d["warnings"] = list(self.warnings)
         return d

@@ -233,13 +233,15 @@ def evaluate_cm(rows: list[ScoredTrial], asv: tuple[np.ndarray, np.ndarray, np.n
     sources = np.array([r.source for r in rows if r.label == BONAFIDE])
     per_source = (M.bonafide_false_alarms(bona, sources, decision_threshold, thr) if (sources != "-").any()
                   else {})
+    bona_conds = np.array([r.condition for r in rows if r.label == BONAFIDE])
+    per_cond_fa = M.bonafide_false_alarms(bona, bona_conds, decision_threshold, thr) if len(conds) > 1 else {}
     return M.CmMetrics(
         eer=M.EerResult(e, thr, int(bona.size), int(spoof.size), ci),
         min_dcf=M.min_dcf(bona, spoof)[0], cllr=M.cllr(bona, spoof), min_cllr=M.min_cllr(bona, spoof),
         act_dcf=M.act_dcf(bona, spoof), asv=asv_rates, min_tdcf_2019=t19, min_tdcf_2021=t21,
         per_attack=per_attack, per_condition=per_cond, warnings=tuple(notes), ties=ties,
         bootstrap=(int(bootstrap), int(seed)) if ci is not None else None, per_source=per_source,
-        decision_threshold=float(decision_threshold))
+        decision_threshold=float(decision_threshold), per_condition_fa=per_cond_fa)
 
 
 def evaluate_score_file(scores: str | os.PathLike, protocol: str | os.PathLike | None = None,
@@ -274,14 +276,16 @@ FA_COLUMNS = ("fa_decision", "fa_eer")
 
 
 def cm_columns(m: M.CmMetrics) -> tuple[str, ...]:
-    """The columns of ``cm_rows(m)``: ``CM_COLUMNS``, plus ``FA_COLUMNS`` when ``m.per_source`` is not empty."""
-    return CM_COLUMNS + FA_COLUMNS if m.per_source else CM_COLUMNS
+    """The columns of ``cm_rows(m)``: ``CM_COLUMNS``, plus ``FA_COLUMNS`` when ``m.per_source`` or
+    ``m.per_condition_fa`` is not empty."""
+    return CM_COLUMNS + FA_COLUMNS if m.per_source or m.per_condition_fa else CM_COLUMNS
 
 
 def cm_rows(m: M.CmMetrics) -> list[dict]:
     """``evaluate_cm``'s result as flat rows (keys ``CM_COLUMNS``): first the pooled EER (``group``
     ``pooled``, ``name`` ``all``) with every other figure, then one row per attack (``group`` ``attack``) and
-    per condition (``group`` ``condition``) holding only the EER, its threshold and the trial counts, then (when
+    per condition (``group`` ``condition``) holding only the EER, its threshold and the trial counts (and the
+    condition's bona fide false-alarm rates ``fa_decision`` / ``fa_eer`` when ``m.per_condition_fa``), then (when
     ``m.per_source``) one row per bona fide source (``group`` ``source``) with its bona fide count and false-alarm
     rates ``fa_decision`` / ``fa_eer`` (keys ``cm_columns(m)``); figures a row does not have are ``None``.  Rates
     are fractions, as in ``CmMetrics.to_dict``."""
@@ -300,8 +304,12 @@ def cm_rows(m: M.CmMetrics) -> list[dict]:
                   min_cllr=m.min_cllr, act_dcf=m.act_dcf, cllr=m.cllr)
     sources = [{**dict.fromkeys(columns), "group": "source", "name": k, "n_bonafide": v.n_bonafide,
                 "fa_decision": v.at_decision, "fa_eer": v.at_eer} for k, v in m.per_source.items()]
-    return ([pooled] + [row("attack", k, v) for k, v in m.per_attack.items()]
-            + [row("condition", k, v) for k, v in m.per_condition.items()] + sources)
+    conditions = [row("condition", k, v) for k, v in m.per_condition.items()]
+    for r in conditions:
+        fa = m.per_condition_fa.get(r["name"])
+        if fa is not None:
+            r.update(fa_decision=fa.at_decision, fa_eer=fa.at_eer)
+    return [pooled] + [row("attack", k, v) for k, v in m.per_attack.items()] + conditions + sources
 
 
 __all__ = ["ScoredTrial", "read_cm_scores", "join_scores", "read_asv_scores", "write_cm_scores",
