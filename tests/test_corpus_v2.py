@@ -35,6 +35,10 @@ def source(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def corpus(source, tmp_path_factory) -> Path:
+    import torch
+
+    torch.set_num_threads(2)  # as in a process that already ran torch: its thread pools are up, so a forked
+    torch.ones(256, 256) @ torch.ones(256, 256)  # worker could deadlock; the builder spawns its workers
     out = tmp_path_factory.mktemp("corpus") / "c"
     prepare_corpus(source, out, "tiny-v2", seed=3)
     return out

@@ -13,6 +13,7 @@ is a thin wrapper).  Layout of ``out``::
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import platform
 import re
@@ -553,13 +554,14 @@ def _plan_jobs(speakers: list[str], split_of: dict[str, str], by_speaker: dict[s
 def _run_jobs(jobs: list, cfg: CorpusConfig, flac: Path, n_workers: int, progress: bool, out: Path,
               fn=_run_job, desc: str = "building corpus") -> tuple[dict[str, float], dict[str, tuple]]:
     """Step 3: make every utterance (``fn``: ``_run_job`` synthesises / finishes, ``_run_channel_job`` applies a
-    channel) into ``flac`` with ``n_workers`` processes; returns (seconds of audio, wall seconds of the
+    channel) into ``flac`` with ``n_workers`` processes (spawned, not forked: a fork of a process whose torch /
+    OpenMP threads are running can deadlock in the child); returns (seconds of audio, wall seconds of the
     system, seconds it made) per utterance id.  Raises ``CorpusError`` naming the first failure when any utterance failed."""
     failures, durations, took = [], {}, {}
     args = [(j, cfg, str(flac)) for j in jobs]
     iterator: Any
     if n_workers > 1 and len(args) > 1:
-        pool = ProcessPoolExecutor(n_workers)
+        pool = ProcessPoolExecutor(n_workers, mp_context=multiprocessing.get_context("spawn"))
         iterator = pool.map(fn, args, chunksize=4)
     else:
         pool, iterator = None, map(fn, args)

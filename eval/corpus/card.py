@@ -53,7 +53,10 @@ def corpus_markdown(corpus: str | os.PathLike) -> str:
         n = "/".join(str(counts[s]["per_attack"].get(sid, 0)) for s in SPLITS)
         sha = ", ".join(f"`{k.rsplit('/', 1)[-1]}` {v[:12]}" for k, v in d.get("weights_sha256", {}).items()
                         if k.endswith((".onnx", ".bin", ".tar")))
-        what = d.get("generator") or d["recipe"].split(";")[0]
+        params = ", ".join(f"{k}={v}" for k, v in d["params"].items())
+        what = (f"{d['generator']}" if d.get("generator") else d["engine"]) + (f"; {params}" if params else "")
+        if not params and not d.get("generator"):
+            what = d["recipe"]
         if d.get("same_as"):
             what = f"= {d['same_as']} (seen in training)"
         rate = f"{d['rate_of_origin_hz'] / 1000:g} kHz" if d.get("rate_of_origin_hz") else "-"

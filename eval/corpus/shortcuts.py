@@ -87,9 +87,10 @@ def shortcut_check(corpus_dir: Path, trials_by_split: dict[str, list[Trial]], pa
     ids = [t.utt_id for trials in trials_by_split.values() for t in trials]
     paths = [str(Path(corpus_dir) / "flac" / f"{u}.flac") for u in ids]
     if workers > 1 and len(paths) > 64:
+        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:  # see build
             feats = dict(zip(ids, pool.map(_file_features, paths, chunksize=32)))
     else:
         feats = dict(zip(ids, map(_file_features, paths)))
