@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from voiceguard import writers
-from voiceguard.cli.options import (BOOTSTRAP, SEED, WORKERS, BootstrapCount, echo_result, format_option,
+from voiceguard.cli.options import (BOOTSTRAP, SEED, WORKERS, BootstrapCount, echo_result, finite_float, format_option,
                                     legacy_protocol_format, protocol_format_option)
 from voiceguard.metrics.cm import BOOTSTRAP_MAX, BOOTSTRAP_MIN, CmMetrics
 from voiceguard.metrics.scores import MISSING_POLICIES, cm_columns, cm_rows, evaluate_score_file
@@ -185,9 +185,9 @@ def card_command(corpus: Path, readme: Path | None) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write the full result (per split, system and channel) as JSON here.")
 @click.option("--workers", type=WORKERS, default=2, show_default=True, help="Parallel processes.")
-@click.option("--pass-eer", type=click.FloatRange(0, 0.5), default=None,
+@click.option("--pass-eer", type=finite_float(0, 0.5), default=None,
               help="Pooled / per-channel pass threshold (default: the corpus config's, else 0.25).")
-@click.option("--system-eer", type=click.FloatRange(0, 0.5), default=None,
+@click.option("--system-eer", type=finite_float(0, 0.5), default=None,
               help="Per-system pass threshold (default: the corpus config's, else 0.10).")
 def check_command(corpus: Path, out: Path | None, workers: int, pass_eer: float | None,
                   system_eer: float | None) -> None:
