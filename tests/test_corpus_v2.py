@@ -280,3 +280,23 @@ def test_v2_config_counts_band_limit_and_bounds(tmp_path):
     p.write_text(base.replace("channels:\n", "channels:\n  copies: 9\n"))
     with pytest.raises(CorpusError, match=r"copies must be in \[1, 3\]"):
         load_config(p)
+
+
+def test_card_of_an_older_build(tmp_path):
+    """A corpus built before corpus v2 (no channels, 5-feature check without per-system rule) still renders."""
+    from voiceguard.eval.corpus.card import corpus_markdown
+
+    counts = {s: {"bonafide": 2, "spoof": 2, "speakers": 2, "per_attack": {"-": 2, "A01": 2}, "hours": 0.01}
+              for s in ("train", "dev", "eval")}
+    card = {"config": {"name": "default", "workers": 2}, "seed": 0, "build_seconds": 10.0,
+            "sources": [{"files": 4, "speakers": 6}], "counts": counts,
+            "systems": {"A01": {"engine": "world", "family": "vocoder", "recipe": "WORLD resynthesis", "params": {},
+                                "same_as": None, "splits": ["train", "dev", "eval"]}}}
+    check = {"pass_eer": 0.25, "pooled": {s: {"duration_s": 0.4, "rms_dbfs": 0.3} for s in counts},
+             "per_system": {s: {"A01": {"duration_s": 0.2, "rms_dbfs": 0.45}} for s in counts}, "pass": True}
+    (tmp_path / "corpus.json").write_text(json.dumps(card))
+    (tmp_path / "shortcut_check.json").write_text(json.dumps(check))
+    text = corpus_markdown(tmp_path)
+    assert "Shortcut check (duration_s, rms_dbfs)" in text and "per-system figures not checked" in text
+    assert "| A01 | vocoder | WORLD resynthesis | train, dev, eval | 2/2/2 | - | - | - | - |" in text
+    assert "| eval | A01 | 20.0 % (duration_s) |" in text and "Channels" not in text
