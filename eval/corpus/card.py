@@ -13,6 +13,7 @@ from pathlib import Path
 from voiceguard.files import read_text
 
 from .build import SPLITS, CorpusError
+from .shortcuts import failure_line
 
 
 def read_card(corpus: str | os.PathLike) -> tuple[dict, dict]:
@@ -90,8 +91,7 @@ def corpus_markdown(corpus: str | os.PathLike) -> str:
     for s in SPLITS:
         for cond, eers in check.get("per_channel", {}).get(s, {}).items():
             rows.append([s, f"channel {cond}", _worst(eers)])
-    verdict = "passed" if check["pass"] else "FAILED: " + "; ".join(
-        f"{f['split']} {f['system']} {f['feature']} {100 * f['eer']:.1f} %" for f in check["failures"][:5])
+    verdict = "passed" if check["pass"] else "FAILED: " + "; ".join(failure_line(f) for f in check["failures"][:5])
     features = check.get("features") or list(next(iter(check["pooled"].values()), {}))
     rules = (f"pooled (pass >= {100 * check['pass_eer']:.0f} %) and per system (pass >= "
              f"{100 * check['system_eer']:.0f} %), and within each channel condition (pass >= "

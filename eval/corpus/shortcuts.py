@@ -60,6 +60,12 @@ def utterance_features(x: np.ndarray, sr: int) -> dict[str, float]:
             "band_edge_db": edge, "spectral_holes": holes}
 
 
+def failure_line(failure: dict) -> str:
+    """One failure of the check as a line: ``eval A08: spectral_holes alone gives EER 8.6 %``."""
+    return (f"{failure['split']} {failure['system']}: {failure['feature']} alone gives EER "
+            f"{100 * failure['eer']:.1f} %")
+
+
 def _best_eer(bona: np.ndarray, spoof: np.ndarray) -> float:
     try:
         return min(M.eer(bona, spoof)[0], M.eer(-bona, -spoof)[0])

@@ -154,9 +154,10 @@ def build_command(source: Path, out: Path, config: str, seed: int, workers: int 
     from voiceguard.eval.corpus import SPLIT_COLUMNS, prepare_corpus
 
     card = prepare_corpus(source, out, config, seed, workers=workers, progress=True)
+    from voiceguard.eval.corpus.shortcuts import failure_line
+
     verdict = "passed" if card.shortcut_pass else "FAILED: " + "; ".join(
-        f"{f['split']} {f['system']}: {f['feature']} alone gives EER {100 * f['eer']:.1f} %"
-        for f in card.shortcut_failures[:3]) + " (see shortcut_check.json)"
+        failure_line(f) for f in card.shortcut_failures[:3]) + " (see shortcut_check.json)"
     echo_result(fmt, card, card.rows(), SPLIT_COLUMNS, lambda: (
         f"{writers.table(card.rows(), SPLIT_COLUMNS)}\n{out}: built in {card.seconds:.0f} s; shortcut check "
         f"{verdict}\n"))
@@ -195,14 +196,14 @@ def check_command(corpus: Path, out: Path | None, workers: int, pass_eer: float 
     bandwidth, rate of origin, codec traces); prints the failures, exits 1 when it fails."""
     import json
 
-    from voiceguard.eval.corpus.shortcuts import check_corpus
+    from voiceguard.eval.corpus.shortcuts import check_corpus, failure_line
     from voiceguard.files import atomic_write_text
 
     check = check_corpus(corpus, pass_eer, system_eer, workers)
     if out is not None:
         atomic_write_text(out, json.dumps(check, indent=2) + "\n")
     for f in check["failures"]:
-        click.echo(f"{f['split']} {f['system']}: {f['feature']} alone gives EER {100 * f['eer']:.1f} %")
+        click.echo(failure_line(f))
     click.echo(f"{corpus}: shortcut check {'passed' if check['pass'] else 'FAILED'} ({len(check['failures'])} "
                f"failure(s); pass: pooled and per channel >= {100 * check['pass_eer']:.0f} %, per system >= "
                f"{100 * check['system_eer']:.0f} %)")
