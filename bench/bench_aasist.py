@@ -1,6 +1,7 @@
 """Our AASIST against the published reference implementation: logit parity and CPU throughput.
 
     python bench/bench_aasist.py --reference-dir /tmp/aasist_ref [--threads 2] [--batch 8] [--repeats 5]
+    python bench/bench_aasist.py --reference-dir /tmp/aasist_ref --golden tests/data/aasist_reference_logits.json
 
 ``--reference-dir`` is a checkout of github.com/clovaai/aasist (its ``models/AASIST.py`` is imported
 from there at run time, never copied). For AASIST and AASIST-L the published checkpoint is loaded
@@ -8,6 +9,12 @@ into both networks, which score the same fixed, seeded inputs; the two are timed
 interleaved (warm-up, then the median of ``--repeats``). Without ``--reference-dir`` only our logits
 and timings are stored. Writes ``bench/results/aasist.json`` (with our logits, which
 tests/test_aasist.py checks) and prints a markdown table.
+
+``--golden PATH`` instead records the *reference's* logits on ``parity_inputs()`` (digital silence,
+silence-padded and repeat-padded speech, plain speech: the inputs on which many graph nodes are equal
+and graph pooling has to break ties) into a JSON file that tests/test_aasist.py checks our network and
+the project's scoring path against, without the reference checkout; it prints our largest difference
+per input and does no timing.
 """
 from __future__ import annotations
 
@@ -19,13 +26,16 @@ import time
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import torch
 
 from voiceguard.detect.aasist import AASIST, AASIST_L, Aasist
 from voiceguard.audio import SAMPLE_RATE
+from voiceguard.detect.scoring import fit_window
 
 REPO = Path(__file__).resolve().parents[1]
 MODELS = {"AASIST": (AASIST, "aasist/AASIST"), "AASIST-L": (AASIST_L, "aasist/AASIST-L")}
+PARITY_SPEECH = "data/speech/librispeech/train-clean-100/103-1240-0000.flac"  # under ../shared (14 s)
 
 
 def fixed_inputs(n_samples: int = 64600) -> np.ndarray:
@@ -46,6 +56,58 @@ def fixed_inputs(n_samples: int = 64600) -> np.ndarray:
     rows += [0.3 * harmonic(140.0), 0.3 * harmonic(220.0, 0.02) + 0.01 * rng.standard_normal(n_samples),
              0.2 * chirp, 0.25 * harmonic(110.0) + 0.1 * brown]
     return np.asarray(rows, dtype=np.float32)
+
+
+def parity_inputs(shared: Path, n_samples: int = 64600) -> dict[str, np.ndarray]:
+    """Named ``[n_samples]`` float32 inputs for the golden file: digital silence, speech padded with
+    silence (before or after; the first case is issue #19's), clips repeat-padded by the project's
+    ``fit_window`` (a 4.0 s clip that is mostly silence, and a 0.5 s clip), a tone padded with silence,
+    and plain speech. The speech is ``PARITY_SPEECH`` from ``shared`` (``../shared``), read as float32."""
+    speech = sf.read(shared / PARITY_SPEECH, dtype="float32")[0]
+    tone = fixed_inputs(n_samples)[4]
+    sec = SAMPLE_RATE
+
+    def silence(n: int) -> np.ndarray:
+        return np.zeros(n, dtype=np.float32)
+
+    rows = {"zeros": silence(n_samples),
+            "speech_1s+zeros": np.r_[speech[:sec], silence(n_samples - sec)],
+            "speech_0.2s+zeros": np.r_[speech[:sec // 5], silence(n_samples - sec // 5)],
+            "speech_3s+zeros": np.r_[speech[:3 * sec], silence(n_samples - 3 * sec)],
+            "zeros+speech_1s": np.r_[silence(n_samples - sec), speech[sec:2 * sec]],
+            "speech_1s+zeros_4.0s_clip_repeat_padded": fit_window(np.r_[speech[:sec], silence(3 * sec)], n_samples),
+            "speech_0.5s_repeat_padded": fit_window(speech[:sec // 2], n_samples),
+            "tone_1s+zeros": np.r_[tone[:sec], silence(n_samples - sec)],
+            "speech": speech[:n_samples]}
+    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in rows.items()}
+
+
+def write_golden(args: argparse.Namespace) -> dict:
+    """The reference's logits on ``parity_inputs()`` per model, with our largest difference per input."""
+    import hashlib
+    import subprocess
+
+    torch.set_num_threads(args.threads)
+    inputs = parity_inputs(args.shared_dir)
+    x = torch.from_numpy(np.stack(list(inputs.values())))
+    commit = subprocess.run(["git", "-C", str(args.reference_dir), "rev-parse", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or None
+    golden: dict = {"about": "logits of the reference implementation (github.com/clovaai/aasist "
+                             "models/AASIST.py) on bench_aasist.parity_inputs(); index 1 = bona fide",
+                    "command": "python bench/bench_aasist.py --reference-dir CHECKOUT_OF_clovaai/aasist "
+                               "--golden tests/data/aasist_reference_logits.json",
+                    "reference_commit": commit, "torch": torch.__version__, "speech_file": PARITY_SPEECH,
+                    "inputs": list(inputs), "models": {}}
+    for name, (_, stem) in MODELS.items():
+        path = args.weights_dir / f"{stem}.pth"
+        reference = logits(load_reference(name, args.weights_dir, args.reference_dir), x, args.batch, reference=True)
+        ours = logits(load_ours(name, args.weights_dir), x, args.batch)
+        diff = (reference - ours).abs().amax(1)
+        golden["models"][name] = {"checkpoint": f"{stem}.pth", "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                                  "logits": reference.tolist()}
+        print(f"{name}: max abs logit diff, ours vs reference: "
+              + ", ".join(f"{k} {d:.1e}" for k, d in zip(inputs, diff.tolist())))
+    return golden
 
 
 def load_ours(name: str, weights_dir: Path) -> Aasist:
@@ -133,7 +195,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "aasist.json")
+    ap.add_argument("--shared-dir", type=Path, default=REPO.parent / "shared", help="for --golden's speech file")
+    ap.add_argument("--golden", type=Path, help="write the reference's logits on parity_inputs() here "
+                                                "(needs --reference-dir; no timing)")
     args = ap.parse_args(argv)
+    if args.golden is not None:
+        if args.reference_dir is None:
+            ap.error("--golden needs --reference-dir")
+        golden = write_golden(args)
+        args.golden.parent.mkdir(parents=True, exist_ok=True)
+        args.golden.write_text(json.dumps(golden, indent=1) + "\n")
+        print(f"\nwrote {args.golden}")
+        return
     result = run(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")

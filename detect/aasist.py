@@ -11,7 +11,9 @@ were trained with it: the encoder blocks feed their input to ``conv1`` unnormali
 only for the checkpoint keys), the second pair of graph pools reuses ``pool_ratios[2]`` and all
 heterogeneous layers use ``temperatures[2]``.
 
-Speed (same scores as the published implementation to about 1e-5): the sinc filterbank is built
+Speed (same logits as the published implementation to about 1e-5, on digital silence and
+silence-padded or repeat-padded clips too: tests/data/aasist_reference_logits.json holds the reference's
+logits on such inputs, written by bench/bench_aasist.py --golden): the sinc filterbank is built
 once, runs on the signal's three sample phases so that its 3 x 3 max-pool is a plain reduction, and
 skips the filter that pooling drops; the encoder runs channels-last with max-pools done as reshapes.
 In eval mode each block's BatchNorm is folded into its first conv and the first block's shortcut conv
@@ -222,7 +224,12 @@ class HeteroGraphAttention(nn.Module):
 
 
 class GraphPool(nn.Module):
-    """Keep the ``ratio`` highest-gated nodes, each scaled by its sigmoid gate."""
+    """Keep the ``ratio`` highest-gated nodes, each scaled by its sigmoid gate, in descending gate order.
+
+    As in the reference (``torch.topk`` on the sigmoid gates, sorted): the order matters, since the two
+    branches' kept nodes are later paired by position (``torch.maximum``). Gates tie in digital silence,
+    where many nodes are equal; tied nodes then have equal features, so which of them topk keeps does
+    not change the output."""
 
     def __init__(self, ratio: float, dim: int):
         super().__init__()

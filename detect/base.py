@@ -22,8 +22,9 @@ import numpy as np
 from voiceguard.registry import Registry
 
 #: how ``voiceguard detect train`` trains a detector: ``fit`` = one pass over the training waveforms
-#: (``FittedDetector.fit``), ``epochs`` = gradient descent on its torch ``module`` (``NetworkDetector``)
-Training = Literal["fit", "epochs"]
+#: (``FittedDetector.fit``), ``epochs`` = gradient descent on its torch ``module`` (``NetworkDetector``),
+#: ``features`` = gradient descent on the ``head`` of a module whose frozen ``features`` are computed once and cached
+Training = Literal["fit", "epochs", "features"]
 
 
 @runtime_checkable

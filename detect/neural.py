@@ -53,6 +53,8 @@ ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (
     Architecture("rawnet2", "rawnet2", "RawNet2", "RawNet2Config", {"default": "RAWNET2", "small": "RAWNET2_SMALL"}),
     Architecture("lcnn", "lcnn", "Lcnn", "LcnnConfig", {"default": "LCNN", "small": "LCNN_SMALL"}),
     Architecture("specnet", "specnet", "SpecNet", "SpecNetConfig", {"default": "SPECNET"}),
+    Architecture("whisper", "whispercm", "WhisperCM", "WhisperCMConfig",
+                 {"default": "WHISPER_ASP", "seq": "WHISPER_SEQ"}),
 )}
 
 #: registered name -> (architecture, preset)
@@ -61,7 +63,12 @@ NETWORK_DETECTORS: dict[str, tuple[str, str]] = {
     "rawnet2": ("rawnet2", "default"), "rawnet2-small": ("rawnet2", "small"),
     "lcnn": ("lcnn", "default"), "lcnn-small": ("lcnn", "small"),
     "specnet": ("specnet", "default"),
+    "whisper-asp": ("whisper", "default"), "whisper-seq": ("whisper", "seq"),
 }
+
+
+#: architectures whose module splits into a frozen ``features`` part and a trained ``head``
+FEATURE_TRAINED = frozenset({"whisper"})
 
 
 def normalize_config(cfg: Any) -> dict:
@@ -75,10 +82,11 @@ def normalize_config(cfg: Any) -> dict:
 
 class NeuralDetector:
     """A network as a ``NetworkDetector``: ``score_batch`` of fixed-length windows, in batches of
-    ``batch_size`` on ``device``."""
+    ``batch_size`` on ``device``.  A module with a frozen ``features`` part and a trained ``head``
+    (``whispercm.WhisperCM``) trains with cached features (``training = "features"``), any other by epochs
+    over waveforms."""
 
     sample_rate = SAMPLE_RATE
-    training = "epochs"
 
     def __init__(self, architecture: str, module, config: Any, *, name: str | None = None, device: str = "cpu",
                  batch_size: int = 16):
@@ -86,6 +94,7 @@ class NeuralDetector:
         self.name = name or architecture
         self.device, self.batch_size = device, batch_size
         self.input_samples = int(module.input_samples)
+        self.training = "features" if hasattr(module, "features") and hasattr(module, "head") else "epochs"
 
     @classmethod
     def create(cls, name: str, architecture: str, preset: str = "default", **overrides: Any) -> "NeuralDetector":
@@ -132,7 +141,8 @@ def _register(name: str, architecture: str, preset: str) -> None:
     def build(**overrides: Any) -> NeuralDetector:
         return NeuralDetector.create(name, architecture, preset, **overrides)
 
-    register_detector(name, architecture=architecture, preset=preset, training="epochs")(build)
+    training = "features" if architecture in FEATURE_TRAINED else "epochs"
+    register_detector(name, architecture=architecture, preset=preset, training=training)(build)
 
 
 for _name, (_arch, _preset) in NETWORK_DETECTORS.items():

@@ -47,10 +47,22 @@ class Calibration:
     eer_threshold: float | None = None  # raw score at the dev EER point
     fa_thresholds: dict = field(default_factory=dict, hash=False)  # {"0.01": raw score} for target spoof FARs
     fitted_on: str | None = None
+    #: raw score of the shipped operating point (``scan --threshold default``): at most ``operating_target`` of
+    #: the dev bona fide files of every channel condition fall below it (None: the LLR 0 decision)
+    operating_point: float | None = None
+    operating_target: float | None = None
+    #: window-level rule for ``partial-spoof``: window LLR = ``scale * score + offset`` (fitted on dev windows
+    #: on their own), a window is flagged below ``threshold`` (LLR, chosen like the operating point on dev
+    #: windows), and a file is partial-spoof only when a flagged stretch lasts ``min_flagged_s`` seconds
+    window: dict | None = field(default=None, hash=False)
 
     def llr(self, score: np.ndarray | float) -> np.ndarray | float:
         return self.scale * np.asarray(score, dtype=np.float64) + self.offset if isinstance(score, np.ndarray) \
             else float(self.scale * score + self.offset)
+
+    def default_threshold(self) -> float:
+        """The shipped decision threshold on the LLR axis: the operating point's LLR, or 0 without one."""
+        return float(self.llr(self.operating_point)) if self.operating_point is not None else 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,23 +84,60 @@ def spoof_probability(llr: np.ndarray | float, prior_bonafide: float = 0.5) -> n
     return p if np.ndim(p) else float(p)
 
 
-def fit_calibration(bonafide: np.ndarray, spoof: np.ndarray, *, fa_rates: Sequence[float] = (0.01, 0.001),
-                    fitted_on: str | None = None) -> Calibration:
-    """Logistic regression on dev scores with balanced class weights (so the output is an LLR)."""
+def _logistic(bonafide: np.ndarray, spoof: np.ndarray) -> tuple[float, float]:
+    """``(scale, offset)`` of a balanced-class logistic regression of the label on the score (an LLR map)."""
     from sklearn.linear_model import LogisticRegression
 
-    from voiceguard.metrics.cm import compute_eer
-
-    bonafide, spoof = np.asarray(bonafide, float), np.asarray(spoof, float)
     x = np.concatenate([bonafide, spoof])[:, None]
     y = np.concatenate([np.ones(bonafide.size), np.zeros(spoof.size)])
     lr = LogisticRegression(C=1e4, class_weight="balanced", max_iter=1000).fit(x, y)
+    return float(lr.coef_[0, 0]), float(lr.intercept_[0])
+
+
+def bonafide_fa_threshold(scores: np.ndarray, conditions: Sequence[str], rate: float) -> float:
+    """The highest raw threshold at which, in every condition, at most ``floor(rate * n)`` of its ``n`` bona fide
+    ``scores`` fall below it (a bona fide false alarm = score below the threshold).  With fewer than ``1 / rate``
+    files in a condition that is its lowest score: no false alarm on dev at all."""
+    scores = np.asarray(scores, dtype=np.float64)
+    conditions = np.asarray(list(conditions))
+    thr = math.inf
+    for c in np.unique(conditions):
+        s = np.sort(scores[conditions == c])
+        thr = min(thr, float(s[int(math.floor(rate * s.size))]))
+    return thr
+
+
+def fit_calibration(bonafide: np.ndarray, spoof: np.ndarray, *, fa_rates: Sequence[float] = (0.01, 0.001),
+                    fitted_on: str | None = None, bonafide_conditions: Sequence[str] | None = None,
+                    bonafide_fa: float = 0.01) -> Calibration:
+    """Logistic regression on dev scores with balanced class weights (so the output is an LLR), the dev EER
+    point, spoof false-accept operating points (``fa_rates``) and, when ``bonafide_conditions`` (one channel
+    condition per bona fide score) is given, the operating point with at most ``bonafide_fa`` bona fide false
+    alarms in every condition (``bonafide_fa_threshold``)."""
+    from voiceguard.metrics.cm import compute_eer
+
+    bonafide, spoof = np.asarray(bonafide, float), np.asarray(spoof, float)
+    scale, offset = _logistic(bonafide, spoof)
     _, thr = compute_eer(bonafide, spoof)
     fa = {}
     for rate in fa_rates:  # lowest raw threshold with at most `rate` of dev spoofs at or above it (accepted)
         if spoof.size * rate >= 1:  # fewer dev spoofs than 1 / rate cannot pin such a rate down
             fa[str(rate)] = float(np.nextafter(np.quantile(spoof, 1 - rate, method="higher"), np.inf))
-    return Calibration(float(lr.coef_[0, 0]), float(lr.intercept_[0]), float(thr), fa, fitted_on)
+    op = bonafide_fa_threshold(bonafide, bonafide_conditions, bonafide_fa) if bonafide_conditions is not None \
+        else None
+    return Calibration(scale, offset, float(thr), fa, fitted_on, op, bonafide_fa if op is not None else None)
+
+
+def fit_window_rule(bonafide: np.ndarray, spoof: np.ndarray, bonafide_conditions: Sequence[str], *,
+                    bonafide_fa: float = 0.01, min_flagged_s: float = 6.0) -> dict:
+    """The ``Calibration.window`` rule from dev *window* scores (each window labelled with its file's class and
+    condition): its own logistic LLR map, a window threshold with at most ``bonafide_fa`` of the bona fide windows
+    of every condition flagged, and the minimum flagged stretch (seconds) that makes a file ``partial-spoof``."""
+    bonafide, spoof = np.asarray(bonafide, float), np.asarray(spoof, float)
+    scale, offset = _logistic(bonafide, spoof)
+    raw = bonafide_fa_threshold(bonafide, bonafide_conditions, bonafide_fa)
+    return {"scale": scale, "offset": offset, "threshold": float(scale * raw + offset), "bonafide_fa": bonafide_fa,
+            "min_flagged_s": float(min_flagged_s)}
 
 
 @dataclass(frozen=True)
@@ -142,7 +191,9 @@ def summarize_windows(raw: np.ndarray, starts: Sequence[int], n_samples: int, sa
     """Window scores -> a file's ``FileScore``; ``threshold`` is on the LLR axis (below it = spoof).
 
     The file score aggregates the window scores (``mean``, or ``min`` for the most spoof-like window);
-    a bona fide file with some windows below the threshold is reported as ``partial-spoof``.
+    a bona fide file with some windows below the threshold is reported as ``partial-spoof``.  A calibration with
+    a ``window`` rule (``fit_window_rule``) maps window scores with its own LLR map, flags windows below its own
+    threshold, and calls a file ``partial-spoof`` only when a flagged stretch lasts ``min_flagged_s``.
 
     Raises:
         ScoreError: a window score, the file score, an LLR or a probability is not finite (NaN/Inf never
@@ -150,13 +201,16 @@ def summarize_windows(raw: np.ndarray, starts: Sequence[int], n_samples: int, sa
     """
     raw = np.asarray(raw, dtype=np.float64).ravel()
     _require_finite(raw, "window score")
+    rule = calibration.window
     with np.errstate(over="ignore", invalid="ignore"):
-        llrs = calibration.llr(raw)
+        llrs = rule["scale"] * raw + rule["offset"] if rule else calibration.llr(raw)
     _require_finite(llrs, "window LLR")
     probs = spoof_probability(llrs, prior_bonafide)
+    window_threshold = rule["threshold"] if rule else threshold
     segments = tuple(Segment(round(s / sample_rate, 3), round(min(s + win, n_samples) / sample_rate, 3), float(r),
-                             float(l), float(p), bool(l < threshold))
+                             float(l), float(p), bool(l < window_threshold))
                      for s, r, l, p in zip(starts, raw, np.atleast_1d(llrs), np.atleast_1d(probs)))
+    min_flagged = rule["min_flagged_s"] if rule else 0.0
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}")
     agg = float(AGGREGATES[aggregate](raw))
@@ -164,7 +218,7 @@ def summarize_windows(raw: np.ndarray, starts: Sequence[int], n_samples: int, sa
     _require_finite(np.array([agg, llr]), "file score")
     if llr < threshold:
         verdict = "spoof"
-    elif any(s.flagged for s in segments):
+    elif any(b - a >= min_flagged - 1e-9 for a, b in merge_flagged(segments)) and any(s.flagged for s in segments):
         verdict = "partial-spoof"
     else:
         verdict = "bonafide"

@@ -6,14 +6,16 @@ state with the per-epoch history).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -26,7 +28,13 @@ from voiceguard.protocols import Trial, check_audio_files, read_protocol
 from .base import Detector, FittedDetector, NetworkDetector
 from .batch import MIN_SECONDS, score_files
 from .models import build_detector
-from .scoring import Calibration, fit_calibration, fit_window
+from .scoring import Calibration, fit_calibration, fit_window, window_starts
+
+#: the shipped operating point's target: at most this share of dev bona fide files in every channel condition
+#: called spoof (``Calibration.operating_point``)
+BONAFIDE_FA = 0.01
+#: ``partial-spoof`` needs a flagged stretch of this many windows' length (``Calibration.window``)
+MIN_FLAGGED_WINDOWS = 1.5
 
 # the ``codec`` augmentation group: channel codecs of the ASVspoof 2021 LA/DF conditions
 CODEC_GROUP: tuple[tuple[str, dict], ...] = (
@@ -56,6 +64,8 @@ class TrainConfig:
     workers: int = 2
     device: str = "auto"
     max_train: int | None = None  # use a seeded subset (quick runs)
+    views: int = 1  # features training: crops (each augmented with augment_prob) cached per training file
+    feature_cache: str | None = None  # features training: folder of cached features (default: OUT/features)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -319,10 +329,24 @@ def _eer(scores: np.ndarray, trials: list[Trial]) -> float:
     return float(compute_eer(scores[lab], scores[~lab])[0])
 
 
-def _calibrate(scores: np.ndarray, run: _Run) -> Calibration:
-    """The dev-set calibration of ``scores`` (one per dev trial)."""
+def _calibrate(scores: np.ndarray, run: _Run, *, window_scores: np.ndarray | None = None,
+               window_counts: np.ndarray | None = None, window_s: float = 4.0) -> Calibration:
+    """The dev-set calibration of ``scores`` (one per dev trial), with the operating point at
+    ``BONAFIDE_FA`` bona fide false alarms in every dev channel condition; with the dev ``window_scores``
+    (``window_counts`` per trial) also the window rule for ``partial-spoof`` (``fit_window_rule``)."""
+    from .scoring import fit_window_rule
+
     lab = np.array([t.is_bonafide for t in run.dev])
-    return fit_calibration(scores[lab], scores[~lab], fitted_on=str(run.data.dev_protocol))
+    conditions = [t.condition or "clean" for t in run.dev]
+    cal = fit_calibration(scores[lab], scores[~lab], fitted_on=str(run.data.dev_protocol),
+                          bonafide_conditions=[c for c, b in zip(conditions, lab) if b], bonafide_fa=BONAFIDE_FA)
+    if window_scores is None:
+        return cal
+    wlab = np.repeat(lab, window_counts)
+    wcond = np.repeat(np.array(conditions), window_counts)
+    rule = fit_window_rule(window_scores[wlab], window_scores[~wlab], wcond[wlab], bonafide_fa=BONAFIDE_FA,
+                           min_flagged_s=MIN_FLAGGED_WINDOWS * window_s)
+    return dataclasses.replace(cal, window=rule)
 
 
 def train_detector(config: TrainConfig, data: TrainData, out_dir: str | os.PathLike, *, resume: bool = False,
@@ -506,12 +530,236 @@ def cosine_lr(base: float, epoch: int, epochs: int) -> float:
 
 def _resume_key(config: TrainConfig) -> str:
     """The part of the config a resumed run must share (more epochs or another device are fine)."""
-    d = {k: v for k, v in config.to_dict().items() if k not in ("epochs", "patience", "workers", "device")}
+    d = {k: v for k, v in config.to_dict().items()
+         if k not in ("epochs", "patience", "workers", "device", "feature_cache")}
     return json.dumps(d, sort_keys=True)
 
 
+# --------------------------------------------------------------------------------------------- cached features
+def _crop_view(trial: Trial, index: int, view: int, run: _Run, win: int) -> np.ndarray:
+    """View ``view`` of training file ``index``: a seeded random crop of ``win`` samples, augmented (with
+    ``augment_prob``), repeat-padded when short; seed = (run seed, view, index)."""
+    item_seed = ((run.config.seed * 1_000_003 + view) * 1_000_003 + index) % (2 ** 31)
+    rng = np.random.default_rng(item_seed)
+    x = _read(trial, run.data.audio_dir, run.data.ext)
+    if x.size > win:
+        start = int(rng.integers(0, x.size - win + 1))
+        x = x[start:start + win]
+    return np.ascontiguousarray(fit_window(run.augment(x, item_seed + 1), win), dtype=np.float32)
+
+
+def _cache_key(module, what: dict) -> str:
+    import hashlib
+
+    text = json.dumps({"frontend": module.frontend_key(), **what}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def _file_stamp(trials: list[Trial], audio_dir, ext: str) -> list:
+    """(id, size, mtime) of every file: a changed file invalidates a feature cache."""
+    out = []
+    for t in trials:
+        st = os.stat(t.audio_path(audio_dir, ext))
+        out.append((t.utt_id, st.st_size, int(st.st_mtime)))
+    return out
+
+
+def _extract(module, windows: Callable[[], Iterable[np.ndarray]], n: int, device: str, desc: str,
+             progress: bool, batch: int = 16):
+    """Run ``module.features`` over ``n`` windows (yielded by ``windows()``) in batches; returns the stacked
+    float16 tensors ``(hidden [n, ...], spec [n, S] or None)`` on the CPU."""
+    import torch
+    from tqdm import tqdm
+
+    hs, ss, buf = [], [], []
+
+    def run_batch():
+        h, sp = module.features(torch.from_numpy(np.stack(buf)).to(device))
+        hs.append(h.half().cpu())
+        if sp is not None:
+            ss.append(sp.half().cpu())
+        buf.clear()
+
+    for x in tqdm(windows(), total=n, desc=desc, unit="win", file=sys.stderr, disable=not progress, leave=False):
+        buf.append(x)
+        if len(buf) == batch:
+            run_batch()
+    if buf:
+        run_batch()
+    return torch.cat(hs), (torch.cat(ss) if ss else None)
+
+
+def _cached(path: Path, make: Callable[[], dict]) -> dict:
+    """``make()``'s tensors, saved to / loaded from ``path`` (torch weights-only; written atomically)."""
+    import torch
+
+    if path.is_file():
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 - a broken cache file is rebuilt, with a note
+            print(f"voiceguard: rebuilding feature cache {path} ({type(e).__name__})", file=sys.stderr)
+    obj = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+    return obj
+
+
+def _train_features(det: NetworkDetector, run: _Run) -> TrainResult:
+    """Networks with a frozen front-end (``module.features``) and a trained ``head``: the front-end's output is
+    computed once per training view (``views`` seeded crops per file, each augmented with ``augment_prob``) and
+    per dev window (the windows ``scan`` scores), cached in ``feature_cache`` (default ``OUT/features``; keyed by
+    the front-end, the files and the augmentation), then the head trains like ``_train_epochs`` (AdamW, cosine
+    learning rate, dev EER per epoch, early stopping, ``last.pt`` resume state).  The dev scores are the mean
+    window scores, equal to what ``scan`` computes for the same file."""
+    import torch
+
+    from .batch import decode
+
+    config, data = run.config, run.data
+    det.to(run.device)
+    module = det.module
+    win = int(module.input_samples)
+    cache_dir = Path(config.feature_cache) if config.feature_cache else run.out / "features"
+    t_start = time.time()
+    workers = max(1, config.workers)
+    train_key = _cache_key(module, {"files": _file_stamp(run.train, data.audio_dir, data.ext), "seed": config.seed,
+                                    "views": config.views, "augment": list(config.augment),
+                                    "augment_prob": config.augment_prob})
+
+    def train_windows():
+        jobs = [(i, v) for v in range(config.views) for i in range(len(run.train))]
+        with ThreadPoolExecutor(workers) as pool:
+            yield from pool.map(lambda j: _crop_view(run.train[j[0]], j[0], j[1], run, win), jobs)
+
+    def make_train() -> dict:
+        h, sp = _extract(module, train_windows, len(run.train) * config.views, run.device, "train features",
+                         run.progress)
+        return {"hidden": h, "spec": sp}
+
+    train_feats = _cached(cache_dir / f"train-{train_key}.pt", make_train)
+    labels = torch.tensor([int(t.is_bonafide) for t in run.train] * config.views)
+    dev_feats = None
+    if run.dev is not None:
+        dev_key = _cache_key(module, {"files": _file_stamp(run.dev, data.dev_dir, data.ext), "hop": win // 2})
+
+        def make_dev() -> dict:
+            counts: list[int] = []
+
+            def dev_windows():
+                for t in run.dev:
+                    audio, _ = decode(t.audio_path(data.dev_dir, data.ext))
+                    audio = np.asarray(audio, dtype=np.float32).ravel()
+                    starts = window_starts(audio.size, win, win // 2)
+                    counts.append(len(starts))
+                    for s in starts:
+                        yield fit_window(audio[s:s + win], win)
+
+            n = sum(_n_windows(t.audio_path(data.dev_dir, data.ext), win) for t in run.dev)
+            h, sp = _extract(module, dev_windows, n, run.device, "dev features", run.progress)
+            return {"hidden": h, "spec": sp, "counts": torch.tensor(counts)}
+
+        dev_feats = _cached(cache_dir / f"dev-{dev_key}.pt", make_dev)
+    feature_s = round(time.time() - t_start, 1)
+    if run.progress:
+        print(f"features: {len(labels)} training views, "
+              f"{0 if dev_feats is None else int(dev_feats['counts'].sum())} dev windows [{feature_s:.0f} s]",
+              file=sys.stderr)
+
+    def head_scores(feats: dict) -> np.ndarray:
+        """Window scores (logit bona fide - logit spoof) of cached features, in batches, eval mode."""
+        module.eval()
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(feats["hidden"]), 64):
+                sp = feats["spec"][i:i + 64].to(run.device) if feats["spec"] is not None else None
+                logits = module.head(feats["hidden"][i:i + 64].to(run.device), sp).float()
+                out.append((logits[:, 1] - logits[:, 0]).cpu().numpy())
+        return np.concatenate(out)
+
+    def dev_file_scores() -> np.ndarray:
+        w = head_scores(dev_feats)
+        ends = np.cumsum(dev_feats["counts"].numpy())
+        return np.array([w[a:b].mean() for a, b in zip(np.r_[0, ends[:-1]], ends)])
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    state = _resume(run, module, opt) if run.resume else _Progress()
+    n_bona = int(labels.sum())
+    weights = torch.tensor([len(labels) / (2 * (len(labels) - n_bona)), len(labels) / (2 * n_bona)],
+                           dtype=torch.float32, device=run.device)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
+    bad_epochs = state.bad_epochs
+    for epoch in range(state.start_epoch, config.epochs):
+        if bad_epochs >= config.patience:
+            break
+        t0 = time.time()
+        lr = cosine_lr(config.lr, epoch, config.epochs)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        torch.manual_seed(config.seed * 1000 + epoch)
+        order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
+        module.train()
+        total = 0.0
+        for i in range(0, len(order), config.batch_size):
+            idx = order[i:i + config.batch_size]
+            if len(idx) < 2:
+                continue  # batch norm needs two examples
+            sp = train_feats["spec"][idx].to(run.device) if train_feats["spec"] is not None else None
+            y = labels[idx].to(run.device)
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(module.head(train_feats["hidden"][idx].to(run.device), sp), y)
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        module.eval()
+        loss_avg = total / len(labels)
+        dev_eer = _eer(dev_file_scores(), run.dev) if run.dev is not None else loss_avg
+        state.history.append(EpochLog(epoch, round(loss_avg, 6), round(dev_eer, 6), round(time.time() - t0, 1),
+                                      lr))
+        if dev_eer < state.best:
+            state.best, state.best_epoch, bad_epochs = dev_eer, epoch, 0
+            _save(det.state_dict(), run.checkpoint)
+        else:
+            bad_epochs += 1
+        _save({"model": module.state_dict(), "optimizer": opt.state_dict(),
+               "epoch": epoch, "best": state.best, "best_epoch": state.best_epoch,
+               "history": [h.to_dict() for h in state.history],
+               "config": _resume_key(config)}, run.last)
+        if run.progress:
+            print(f"epoch {epoch + 1}: loss {loss_avg:.4f}, dev EER {dev_eer * 100:.2f} %"
+                  f"{' (best)' if state.best_epoch == epoch else ''} [{state.history[-1].seconds:.1f} s]",
+                  file=sys.stderr)
+    if state.best_epoch < 0:
+        raise TrainError("no epoch was trained (already finished? remove --resume or raise --epochs)",
+                         source=run.out)
+    det.load_state_dict(torch.load(run.checkpoint, map_location="cpu", weights_only=True))
+    det.to(run.device)
+    calibration = Calibration()
+    if run.dev is not None:
+        calibration = _calibrate(dev_file_scores(), run, window_scores=head_scores(dev_feats),
+                                 window_counts=dev_feats["counts"].numpy(), window_s=win / SAMPLE_RATE)
+    card = write_card(run.out, run.name or f"{config.model}-{Path(data.protocol).stem}", config, run.checkpoint,
+                      calibration,
+                      {"best_epoch": state.best_epoch, "dev_eer": state.best if run.dev is not None else None,
+                       "feature_seconds": feature_s},
+                      data={"train_protocol": str(data.protocol), "n_train": len(run.train),
+                            "dev_protocol": str(data.dev_protocol) if data.dev_protocol else None},
+                      command=run.command)
+    return TrainResult(str(run.out), str(run.checkpoint), str(card), state.best_epoch, state.best,
+                       tuple(state.history), calibration)
+
+
+def _n_windows(path, win: int) -> int:
+    info = audio_info(path)
+    n = int(round(info.frames * SAMPLE_RATE / info.sample_rate)) if info.frames else win
+    return len(window_starts(n, win, win // 2))
+
+
 #: ``Detector.training`` -> the trainer that runs it
-TRAINERS: dict[str, Callable[[Any, _Run], TrainResult]] = {"fit": _fit_once, "epochs": _train_epochs}
+TRAINERS: dict[str, Callable[[Any, _Run], TrainResult]] = {"fit": _fit_once, "epochs": _train_epochs,
+                                                           "features": _train_features}
 
 
 # --------------------------------------------------------------------------------------------- output

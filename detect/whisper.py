@@ -25,6 +25,7 @@ import pickle
 import re
 import struct
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -68,20 +69,28 @@ WHISPER_MODELS: dict[str, WhisperModel] = {
 
 
 # --------------------------------------------------------------------------- log-mel
+@lru_cache(maxsize=4)
+def _mel_filters(n_mels: int):
+    """Slaney mel filterbank ``[n_mels, 201]`` (librosa; equal to Whisper's ``mel_filters.npz``)."""
+    import librosa
+    import torch
+
+    return torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=n_mels).astype(np.float32))
+
+
 def log_mel(audio, n_mels: int = 80):
     """Whisper's ``log_mel_spectrogram``: float audio at 16 kHz ``[..., n]`` (numpy or torch) -> float32 torch
     ``[..., n_mels, n // 160]``: |STFT|^2 (n_fft 400, hop 160, Hann, centred), Slaney mel filterbank (librosa,
     as Whisper's ``mel_filters.npz``), log10 clamped at 1e-10, floored at the input's maximum - 8, then
-    ``(x + 4) / 4``.  The floor is taken over the whole call: compute one clip per call."""
-    import librosa
+    ``(x + 4) / 4``.  The floor is taken per clip (over the last two axes; Whisper computes one clip per call), so
+    a batch ``[B, n]`` gives each clip what a call on it alone gives.  Runs on the input's device."""
     import torch
 
     x = torch.as_tensor(np.asarray(audio, dtype=np.float32) if not torch.is_tensor(audio) else audio).float()
-    stft = torch.stft(x, N_FFT, HOP_LENGTH, window=torch.hann_window(N_FFT), return_complex=True)
+    stft = torch.stft(x, N_FFT, HOP_LENGTH, window=torch.hann_window(N_FFT, device=x.device), return_complex=True)
     power = stft[..., :-1].abs() ** 2
-    filters = torch.from_numpy(librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=n_mels).astype(np.float32))
-    spec = torch.clamp(filters @ power, min=1e-10).log10()
-    spec = torch.maximum(spec, spec.max() - 8.0)
+    spec = torch.clamp(_mel_filters(n_mels).to(x.device) @ power, min=1e-10).log10()
+    spec = torch.maximum(spec, spec.amax(dim=(-2, -1), keepdim=True) - 8.0)
     return (spec + 4.0) / 4.0
 
 
@@ -297,7 +306,8 @@ def load_whisper_encoder(name_or_path: str | os.PathLike = "tiny.en"):
                                       source=files[0]) from None
     else:
         state, dims = _state_from_ct2(read_ct2(files, prefix="encoder/"))
-    encoder = _torch_modules()(*dims)
+    with torch.random.fork_rng(devices=[]):  # the throw-away random init must not move the caller's RNG
+        encoder = _torch_modules()(*dims)
     encoder.load_state_dict(state, strict=True)
     encoder.source = f"{kind}: {', '.join(str(f) for f in files)}"
     return encoder.eval()

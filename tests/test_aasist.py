@@ -1,5 +1,6 @@
 """AASIST: parameter counts, shapes, strict loading of the published checkpoints, logits against the
-stored bench results, and the eval-mode fused path against the plain (training) path."""
+stored bench results and against the reference implementation's logits on silence-padded inputs
+(tests/data/aasist_reference_logits.json), and the eval-mode fused path against the plain (training) path."""
 from __future__ import annotations
 
 import importlib.util
@@ -17,6 +18,10 @@ CHECKPOINTS = {"AASIST": (AASIST, WEIGHTS / "aasist" / "AASIST.pth"),
                "AASIST-L": (AASIST_L, WEIGHTS / "aasist" / "AASIST-L.pth"),
                "ASVspoof5": (AASIST, WEIGHTS / "asvspoof5-aasist" / "best.pth")}
 RESULTS = REPO / "bench" / "results" / "aasist.json"
+# the reference's logits on bench_aasist.parity_inputs(), written by `python bench/bench_aasist.py
+# --reference-dir CHECKOUT_OF_clovaai/aasist --golden tests/data/aasist_reference_logits.json`
+GOLDEN = REPO / "tests" / "data" / "aasist_reference_logits.json"
+CARDS = {"AASIST": "aasist-la19", "AASIST-L": "aasist-l-la19"}
 
 
 def checkpoint(name: str) -> dict:
@@ -83,6 +88,40 @@ def test_logits_match_stored_bench_results(name):
     with torch.inference_mode():
         ours = model.eval()(x).numpy()
     np.testing.assert_allclose(ours, stored[rows], rtol=0, atol=1e-4)
+
+
+def parity_inputs() -> tuple[list[str], np.ndarray]:
+    """The golden file's inputs (bench_aasist.parity_inputs: silence, padded and plain speech), as ``[k, n]``."""
+    bench = bench_module()
+    if not (SHARED / bench.PARITY_SPEECH).is_file():
+        pytest.skip(f"{SHARED / bench.PARITY_SPEECH} not found (../shared is absent)")
+    inputs = bench.parity_inputs(SHARED)
+    return list(inputs), np.stack(list(inputs.values()))
+
+
+@pytest.mark.parametrize("name", ["AASIST", "AASIST-L"])
+def test_logits_match_reference_on_silence_padded_inputs(name):
+    """Every raw logit within 1e-4 of the reference's (recorded in GOLDEN) on digital silence, speech
+    padded with silence, repeat-padded clips and plain speech, with the checkpoint loaded through its
+    model card as `voiceguard scan` does; the detector's score is the logit difference of that input,
+    nothing added before the network (no dither, no normalisation)."""
+    from voiceguard.detect.models import load_model
+
+    path = CHECKPOINTS[name][1]
+    if not path.is_file():
+        pytest.skip(f"{path} not found (../shared is absent)")
+    golden = json.loads(GOLDEN.read_text())
+    names, x = parity_inputs()
+    assert names == golden["inputs"]
+    expected = np.array(golden["models"][name]["logits"])
+    detector = load_model(CARDS[name], path).detector
+    with torch.inference_mode():
+        ours = detector.module(torch.from_numpy(x)).numpy()
+    for row, (what, got, want) in enumerate(zip(names, ours, expected)):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-4, err_msg=f"input {row}: {what}")
+    silent = [names.index(k) for k in ("zeros", "speech_1s+zeros", "speech_1s+zeros_4.0s_clip_repeat_padded")]
+    np.testing.assert_allclose(detector.score_batch(x[silent]), expected[silent, 1] - expected[silent, 0],
+                               rtol=0, atol=2e-4)
 
 
 def test_eval_fused_path_follows_loaded_weights():

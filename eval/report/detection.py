@@ -131,7 +131,9 @@ def _detector(ctx: ReportContext, label: str, det: LoadedDetector, asv_arrays, a
     clean = ctx.cache.run(clean_stage(ctx, label, det, keys[0]))
     rows = scored_trials(ctx.data.trials, clean)
     write_cm_scores(ctx.work / "scores" / f"{slug(label)}.eval.txt", rows)
-    metrics = DetectorMetrics.from_dict(evaluate_cm(rows, asv_arrays).to_dict())
+    # bona fide false alarms at the detector's shipped threshold (`scan`'s default: the card's operating point)
+    metrics = DetectorMetrics.from_dict(evaluate_cm(
+        rows, asv_arrays, decision_threshold=det.loaded.calibration.default_threshold()).to_dict())
     conditions = {f"{suite.name}/{row.label}": _condition(ctx, label, det, suite, row, attacked, keys[1])
                   for suite in ctx.cfg.attack_suites for row in suite.rows}
     bona, spoof = class_scores(rows)

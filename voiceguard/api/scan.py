@@ -114,7 +114,9 @@ def _check_watermark(watermarker, audio) -> _WatermarkCheck:
 def resolve_threshold(threshold: str | float, loaded) -> float:
     """The decision threshold on the LLR axis (a file below it is spoof).
 
-    ``threshold``: an LLR (a number, or a string such as ``"-1.5"``), ``"eer"`` (the model card's dev EER
+    ``threshold``: ``"default"`` (the card's shipped operating point, ``Calibration.operating_point``: at most
+    ``operating_target`` (1 %) of the dev bona fide files of every channel condition called spoof; LLR 0 for a
+    card without one), an LLR (a number, or a string such as ``"-1.5"``), ``"eer"`` (the model card's dev EER
     point) or ``"fa:RATE"`` (the card's point for a target spoof false-alarm rate, e.g. ``"fa:0.01"``);
     ``loaded``: the ``LoadedModel`` whose calibration maps the card's raw-score points to LLRs.
 
@@ -123,6 +125,8 @@ def resolve_threshold(threshold: str | float, loaded) -> float:
         ScanOptionError: not a number, ``eer`` or ``fa:RATE``; or not finite.
     """
     cal = loaded.calibration
+    if threshold == "default":
+        return cal.default_threshold()
     if threshold == "eer":
         if cal.eer_threshold is None:
             raise ModelCardError(f"model {loaded.name!r} has no calibration; give --threshold as an LLR value")
@@ -136,7 +140,7 @@ def resolve_threshold(threshold: str | float, loaded) -> float:
     try:
         value = float(threshold)
     except (TypeError, ValueError):
-        raise ScanOptionError(f"{threshold!r}: expected an LLR number, 'eer' or 'fa:RATE'") from None
+        raise ScanOptionError(f"{threshold!r}: expected 'default', an LLR number, 'eer' or 'fa:RATE'") from None
     if not math.isfinite(value):
         raise ScanOptionError(f"{threshold!r}: the LLR threshold must be a finite number")
     return value
@@ -175,7 +179,7 @@ def _watermarker(watermark):
 
 
 def scan(paths: str | os.PathLike | Iterable[str | os.PathLike], *, model=None,
-         checkpoint: str | os.PathLike | None = None, threshold: str | float = "0", aggregate: str = "mean",
+         checkpoint: str | os.PathLike | None = None, threshold: str | float = "default", aggregate: str = "mean",
          hop_seconds: float | None = None, workers: int = 2, watermark=True, progress=False,
          skip: Collection[str] = ()) -> Iterator[ScanRow]:
     """Scan audio files, folders (recursive) and globs for spoofed speech and watermarks.
@@ -199,7 +203,8 @@ def scan(paths: str | os.PathLike | Iterable[str | os.PathLike], *, model=None,
             architecture name (with ``checkpoint``), or an already loaded ``LoadedModel``
             (``voiceguard.load_model()``; any object with ``detector``, ``calibration`` and ``name``).
         checkpoint: weights for ``model`` given by name: replaces the card's file, or with an architecture.
-        threshold: the decision threshold, an LLR (float, or a string such as ``"-1.5"``; below it = spoof),
+        threshold: the decision threshold: ``"default"`` (the card's operating point, LLR 0 without one), an
+            LLR (float, or a string such as ``"-1.5"``; below it = spoof),
             ``"eer"`` (the card's dev EER point) or ``"fa:RATE"`` (e.g. ``"fa:0.01"``, a target spoof
             false-alarm rate); see ``resolve_threshold``.
         aggregate: file score from the window scores: ``"mean"``, or ``"min"`` (the most spoof-like window).

@@ -39,7 +39,7 @@ def _kv(items: tuple[str, ...]) -> dict:
 
 @detect_group.command("train")
 @click.option("--model", required=True, help="architecture: lfcc-gmm, cqcc-gmm, lcnn[-small], rawnet2[-small], "
-                                             "aasist, aasist-l, specnet")
+                                             "aasist, aasist-l, specnet, whisper-asp, whisper-seq")
 @click.option("--protocol", required=True, type=click.Path(), help="training protocol (ASVspoof 2019 LA style, ...)")
 @click.option("--audio-dir", type=click.Path(file_okay=False), help="folder of the protocol's audio files")
 @click.option("--dev-protocol", type=click.Path(), help="dev protocol: early stopping + calibration")
@@ -60,19 +60,24 @@ def _kv(items: tuple[str, ...]) -> dict:
 @click.option("--workers", type=click.IntRange(0, 64), default=2, show_default=True, help="data loading processes")
 @click.option("--device", default="auto", show_default=True, help="auto (GPU when present), cpu, cuda, cuda:1")
 @click.option("--max-train", type=click.IntRange(1, 10 ** 9), default=None, help="train on a seeded subset of this size")
+@click.option("--views", type=click.IntRange(1, 1000), default=1, show_default=True,
+              help="whisper-*: augmented crops per training file whose front-end features are cached")
+@click.option("--feature-cache", type=click.Path(file_okay=False),
+              help="whisper-*: folder of cached front-end features, shared by runs [default: OUT/features]")
 @click.option("--resume", is_flag=True, help="continue from OUT/last.pt")
 @click.option("--overwrite", is_flag=True, help="replace a model already trained in OUT")
 @protocol_format_option
 @format_option(help="output: one line (table), or the result with its per-epoch history as JSON / JSON lines / CSV")
 def train_command(model, protocol, audio_dir, dev_protocol, dev_audio_dir, ext, out_dir, name, epochs, batch_size,
                   lr, weight_decay, seed, patience, augment, augment_prob, model_config, workers, device, max_train,
-                  resume, overwrite, protocol_format, fmt):
+                  views, feature_cache, resume, overwrite, protocol_format, fmt):
     """Train a detector; writes OUT/model.pt, OUT/card.yaml (calibration, sha256, command), OUT/last.pt."""
     from voiceguard.detect.train import TrainConfig, TrainData, train_detector
 
     cfg = TrainConfig(model=model, model_config=_kv(model_config), epochs=epochs, batch_size=batch_size, lr=lr,
                       weight_decay=weight_decay, seed=seed, patience=patience, augment=tuple(augment),
-                      augment_prob=augment_prob, workers=workers, device=device, max_train=max_train)
+                      augment_prob=augment_prob, workers=workers, device=device, max_train=max_train, views=views,
+                      feature_cache=feature_cache)
     command = recorded_command("detect")
     data = TrainData(protocol, audio_dir, dev_protocol, dev_audio_dir, ext, protocol_format)
     res = train_detector(cfg, data, out_dir, resume=resume, overwrite=overwrite, name=name, command=command)

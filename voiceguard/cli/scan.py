@@ -29,8 +29,10 @@ def model_options(f):
 @click.argument("paths", nargs=-1, required=True)
 @model_options
 @format_option(help="jsonl/csv: a row per file as it finishes; table/json: printed at the end")
-@click.option("--threshold", default="0", show_default=True,
-              help="decision threshold: an LLR (below = spoof), 'eer' (dev EER point) or 'fa:0.01'")
+@click.option("--threshold", default="default", show_default=True,
+              help="decision threshold: 'default' (the model card's operating point: at most 1 %% of dev bona "
+                   "fide called spoof in any channel condition; LLR 0 without one), an LLR (below = spoof), "
+                   "'eer' (dev EER point) or 'fa:0.01'")
 @click.option("--aggregate", type=click.Choice(["mean", "min"]), default="mean", show_default=True,
               help="file score from window scores: mean, or min (the most spoof-like window)")
 @click.option("--hop", "hop_seconds", type=finite_float(min=0.01), default=None,
