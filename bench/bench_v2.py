@@ -4,7 +4,7 @@ long genuine recordings, and speed.  One table in the README, produced by this s
     python bench/bench_v2.py --corpus reports/corpus-v2 --neural ../shared/data/neural \\
         --model vg-whisper --model vg-specnet \\
         [--model aasist=../shared/weights/aasist/AASIST.pth --published-trials 300] \\
-        [--speed] [--update-readme README.md]
+        [--speed | --speed-only] [--update-readme README.md]
     python bench/bench_v2.py --table                      # print the stored results again
 
 Per model (each scored through ``voiceguard eval report``, so the figures are the report's; configs written to
@@ -259,6 +259,7 @@ def main() -> None:
     ap.add_argument("--model", action="append", default=[], help="card name / file, or ARCH=CHECKPOINT")
     ap.add_argument("--published-trials", type=int, default=300)
     ap.add_argument("--speed", action="store_true")
+    ap.add_argument("--speed-only", action="store_true", help="only the speed figures (no reports, no long recordings)")
     ap.add_argument("--work", type=Path, default=ROOT / "reports" / "bench-v2")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--update-readme", type=Path)
@@ -271,7 +272,7 @@ def main() -> None:
         models = [parse_model(m) for m in args.model]
         own = [m for m in models if "checkpoint" not in m]
         published = [m for m in models if "checkpoint" in m]
-        if args.corpus:
+        if args.corpus and not args.speed_only:
             data = {"layout": "corpus", "path": str(args.corpus.resolve())}
             protocol = args.corpus / "protocols" / "VG.cm.eval.trl.txt"
             v2 = res.setdefault("v2", {})
@@ -283,14 +284,16 @@ def main() -> None:
                                args.work / "v2-published", suites=False, asv=True)
                 v2.update(v2_rows(r, args.work / "v2-published" / "work", protocol))
             res.setdefault("long", {}).update(long_rows(models, long_recordings(args.corpus, args.speech)))
-        if args.neural:
+        if args.neural and not args.speed_only:
             r = run_report("demo", {"layout": "protocol", "path": str(args.neural.resolve()),
                                     "protocol": "protocol.csv", "protocol_format": "csv", "audio_dir": ".",
                                     "ext": ""}, models, args.work / "demo", suites=False, asv=False)
             res.setdefault("demo", {}).update(demo_rows(r))
-        if args.speed:
+        if args.speed or args.speed_only:
             res["speed"] = speed(own[0]["model"], args.corpus)
-        res["command"] = "python bench/bench_v2.py " + " ".join(sys.argv[1:])
+        res.setdefault("commands", [])
+        cmd = "python bench/bench_v2.py " + " ".join(sys.argv[1:])
+        res["commands"] = [c for c in res["commands"] if c != cmd] + [cmd]
         atomic_write_text(args.out, json.dumps(res, indent=2, sort_keys=True) + "\n")
     table = markdown(res)
     print(table)

@@ -13,7 +13,7 @@ from .base import DETECTORS, Detector
 from .scoring import Calibration
 
 CARDS_DIR = Path(__file__).parent / "cards"
-DEFAULT_MODEL = "vg-specnet"
+DEFAULT_MODEL = "vg-whisper"
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,7 @@ def test_scan_gives_the_rows_of_the_cli(clips, loaded):
     spoof = any(x.verdict in ("spoof", "partial-spoof") for x in rows[1:4])
     assert voiceguard.exit_code(rows[1:4]) == (1 if spoof else 4)
     # one path as a plain string; the model by card name; the unrounded score rides along, never written
-    one, = voiceguard.scan(str(clips / "a.wav"), model="vg-specnet", watermark=False)
+    one, = voiceguard.scan(str(clips / "a.wav"), model="vg-whisper", watermark=False)
     assert one == rows[1] and one.p_spoof == round(one.score.p_spoof, 4) and one.mark is None
     assert "score" not in one.to_dict() and "mark" not in one.to_dict(segments=True)
 
@@ -73,10 +73,10 @@ def test_watermark_travels_with_its_file(tmp_path, loaded):
 
 
 def test_option_errors_are_voiceguard_errors_raised_at_the_call(clips, loaded):
-    bad = [({"threshold": "abc"}, "'abc': expected an LLR number, 'eer' or 'fa:RATE'"),
+    bad = [({"threshold": "abc"}, "'abc': expected 'default', an LLR number, 'eer' or 'fa:RATE'"),
            ({"threshold": float("nan")}, "the LLR threshold must be a finite number"),
            ({"threshold": "inf"}, "the LLR threshold must be a finite number"),
-           ({"hop_seconds": 10}, "10 s leaves gaps: vg-specnet scores windows of 4 s"),
+           ({"hop_seconds": 10}, "10 s leaves gaps: vg-whisper scores windows of 4 s"),
            ({"hop_seconds": -1.0}, "the hop must be a positive number of seconds"),
            ({"aggregate": "max"}, "aggregate must be one of mean, min")]
     for kwargs, message in bad:
@@ -95,9 +95,9 @@ def test_cli_reports_option_errors_as_usage_errors(clips):
     from voiceguard.cli import cli
 
     r = CliRunner().invoke(cli, ["scan", str(clips), "--threshold", "abc", "--no-progress"])
-    assert r.exit_code == 2 and "Error: Invalid value: 'abc': expected an LLR number, 'eer' or 'fa:RATE'" in r.output
+    assert r.exit_code == 2 and "Error: Invalid value: 'abc': expected 'default', an LLR number, 'eer' or 'fa:RATE'" in r.output
     r = CliRunner().invoke(cli, ["scan", str(clips), "--hop", "10", "--no-progress"])
-    assert r.exit_code == 2 and "Invalid value for --hop: 10 s leaves gaps: vg-specnet scores windows of 4 s" \
+    assert r.exit_code == 2 and "Invalid value for --hop: 10 s leaves gaps: vg-whisper scores windows of 4 s" \
         in r.output
 
 

@@ -117,8 +117,8 @@ def test_scan_reports_every_bad_file_and_goes_on(tmp_path):
     for name in ("good.wav", "good2.flac"):
         row = rows[name]
         assert row["verdict"] in ("bonafide", "spoof", "partial-spoof") and 0 <= row["p_spoof"] <= 1
-        assert row["model"] == "vg-specnet" and row["error"] is None
-    assert "scanned 8 file(s) with vg-specnet" in r.stderr and "6 error(s)" in r.stderr
+        assert row["model"] == "vg-whisper" and row["error"] is None
+    assert "scanned 8 file(s) with vg-whisper" in r.stderr and "6 error(s)" in r.stderr
 
 
 def test_scan_exit_codes_follow_the_threshold(tmp_path):

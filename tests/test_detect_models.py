@@ -21,6 +21,9 @@ def test_default_model_ships_verified_and_small():
     for key in ("command", "seed", "corpus_command"):
         assert card.training[key] is not None
     assert card.metrics["dev_eer"] < 0.5
+    cal = loaded.calibration  # the shipped operating point and the partial-spoof window rule (issue #19)
+    assert cal.operating_point is not None and cal.operating_target == 0.01
+    assert cal.window["min_flagged_s"] >= loaded.detector.input_samples / 16000
     x = np.random.default_rng(0).standard_normal((2, loaded.detector.input_samples)).astype(np.float32) * 0.1
     assert np.isfinite(loaded.detector.score_batch(x)).all()
 
@@ -30,7 +33,7 @@ def test_loading_errors_are_specific(tmp_path):
         load_model("nope")
     with pytest.raises(ModelCardError, match="is an architecture, not a model card"):
         load_model("specnet")
-    card = yaml.safe_load((CARDS_DIR / f"{DEFAULT_MODEL}.yaml").read_text())
+    card = yaml.safe_load((CARDS_DIR / "vg-specnet.yaml").read_text())
     (tmp_path / "w.pt").write_bytes((CARDS_DIR / card["checkpoint"]).read_bytes())
     unsigned = {**card, "checkpoint": "w.pt", "sha256": None}
     (tmp_path / "unsigned.yaml").write_text(yaml.safe_dump(unsigned))
@@ -76,4 +79,4 @@ def test_listing_detectors_imports_neither_torch_nor_sklearn():
     code = ("import sys, voiceguard.detect as d; print(len(d.DETECTORS), "
             "sorted(m for m in ('torch', 'sklearn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split() == ["9", "[]"]
+    assert out.split() == ["11", "[]"]
