@@ -82,9 +82,9 @@ def normalize_config(cfg: Any) -> dict:
 
 class NeuralDetector:
     """A network as a ``NetworkDetector``: ``score_batch`` of fixed-length windows, in batches of
-    ``batch_size`` on ``device``.  A module with a frozen ``features`` part and a trained ``head``
-    (``whispercm.WhisperCM``) trains with cached features (``training = "features"``), any other by epochs
-    over waveforms."""
+    ``batch_size`` on ``device``.  The architectures of ``FEATURE_TRAINED`` (a frozen ``features`` part and a
+    trained ``head``: ``whispercm.WhisperCM``) train with cached features (``training = "features"``), the others
+    by epochs over waveforms."""
 
     sample_rate = SAMPLE_RATE
 
@@ -94,7 +94,7 @@ class NeuralDetector:
         self.name = name or architecture
         self.device, self.batch_size = device, batch_size
         self.input_samples = int(module.input_samples)
-        self.training = "features" if hasattr(module, "features") and hasattr(module, "head") else "epochs"
+        self.training = "features" if architecture in FEATURE_TRAINED else "epochs"
 
     @classmethod
     def create(cls, name: str, architecture: str, preset: str = "default", **overrides: Any) -> "NeuralDetector":

@@ -61,8 +61,9 @@ class Calibration:
             else float(self.scale * score + self.offset)
 
     def default_threshold(self) -> float:
-        """The shipped decision threshold on the LLR axis: the operating point's LLR, or 0 without one."""
-        return float(self.llr(self.operating_point)) if self.operating_point is not None else 0.0
+        """The shipped decision threshold on the LLR axis: the operating point's LLR (``with_margin``), or 0 without
+        one."""
+        return with_margin(float(self.llr(self.operating_point))) if self.operating_point is not None else 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,9 +95,21 @@ def _logistic(bonafide: np.ndarray, spoof: np.ndarray) -> tuple[float, float]:
     return float(lr.coef_[0, 0]), float(lr.intercept_[0])
 
 
+#: the shipped thresholds are applied this far (relative, on the LLR axis) below the dev bona fide score they were
+#: fitted on, so that float-level differences at scan time (another batch make-up, another machine) do not move
+#: that file across them
+THRESHOLD_MARGIN = 1e-3
+
+
+def with_margin(llr_threshold: float) -> float:
+    """``llr_threshold`` moved ``THRESHOLD_MARGIN`` (relative) towards the spoof side."""
+    return llr_threshold - THRESHOLD_MARGIN * (1.0 + abs(llr_threshold))
+
+
 def bonafide_fa_threshold(scores: np.ndarray, conditions: Sequence[str], rate: float) -> float:
-    """The highest raw threshold at which, in every condition, at most ``floor(rate * n)`` of its ``n`` bona fide
-    ``scores`` fall below it (a bona fide false alarm = score below the threshold).  With fewer than ``1 / rate``
+    """The highest threshold at which, in every condition, at most ``floor(rate * n)`` of its ``n`` bona fide
+    ``scores`` fall below it (a bona fide false alarm = score below the threshold): the ``floor(rate * n) + 1``-th
+    lowest score of the most demanding condition (applied with ``with_margin``).  With fewer than ``1 / rate``
     files in a condition that is its lowest score: no false alarm on dev at all."""
     scores = np.asarray(scores, dtype=np.float64)
     conditions = np.asarray(list(conditions))
@@ -123,18 +136,24 @@ def fit_calibration(bonafide: np.ndarray, spoof: np.ndarray, *, fa_rates: Sequen
     for rate in fa_rates:  # lowest raw threshold with at most `rate` of dev spoofs at or above it (accepted)
         if spoof.size * rate >= 1:  # fewer dev spoofs than 1 / rate cannot pin such a rate down
             fa[str(rate)] = float(np.nextafter(np.quantile(spoof, 1 - rate, method="higher"), np.inf))
-    op = bonafide_fa_threshold(bonafide, bonafide_conditions, bonafide_fa) if bonafide_conditions is not None \
-        else None
+    # a sane model has scale > 0 (bona fide scores high); with scale <= 0 "LLR below the threshold" would mean
+    # "raw score above it": no operating point then (scan falls back to LLR 0), never a flipped one
+    op = bonafide_fa_threshold(bonafide, bonafide_conditions, bonafide_fa) \
+        if bonafide_conditions is not None and scale > 0 else None
     return Calibration(scale, offset, float(thr), fa, fitted_on, op, bonafide_fa if op is not None else None)
 
 
 def fit_window_rule(bonafide: np.ndarray, spoof: np.ndarray, bonafide_conditions: Sequence[str], *,
-                    bonafide_fa: float = 0.01, min_flagged_s: float = 6.0) -> dict:
+                    bonafide_fa: float = 0.01, min_flagged_s: float = 6.0) -> dict | None:
     """The ``Calibration.window`` rule from dev *window* scores (each window labelled with its file's class and
     condition): its own logistic LLR map, a window threshold with at most ``bonafide_fa`` of the bona fide windows
-    of every condition flagged, and the minimum flagged stretch (seconds) that makes a file ``partial-spoof``."""
+    of every condition flagged, and the minimum flagged stretch (seconds) that makes a file ``partial-spoof``.
+    The windows are those ``scan`` scores by default (hop = half a window); ``scan --hop`` changes how many
+    windows cover a stretch, not the rule.  None when the window scores do not order the classes (scale <= 0)."""
     bonafide, spoof = np.asarray(bonafide, float), np.asarray(spoof, float)
     scale, offset = _logistic(bonafide, spoof)
+    if scale <= 0:
+        return None  # window scores that do not order the classes: no window rule (see fit_calibration)
     raw = bonafide_fa_threshold(bonafide, bonafide_conditions, bonafide_fa)
     return {"scale": scale, "offset": offset, "threshold": float(scale * raw + offset), "bonafide_fa": bonafide_fa,
             "min_flagged_s": float(min_flagged_s)}
@@ -206,7 +225,7 @@ def summarize_windows(raw: np.ndarray, starts: Sequence[int], n_samples: int, sa
         llrs = rule["scale"] * raw + rule["offset"] if rule else calibration.llr(raw)
     _require_finite(llrs, "window LLR")
     probs = spoof_probability(llrs, prior_bonafide)
-    window_threshold = rule["threshold"] if rule else threshold
+    window_threshold = with_margin(rule["threshold"]) if rule else threshold
     segments = tuple(Segment(round(s / sample_rate, 3), round(min(s + win, n_samples) / sample_rate, 3), float(r),
                              float(l), float(p), bool(l < window_threshold))
                      for s, r, l, p in zip(starts, raw, np.atleast_1d(llrs), np.atleast_1d(probs)))
@@ -218,7 +237,7 @@ def summarize_windows(raw: np.ndarray, starts: Sequence[int], n_samples: int, sa
     _require_finite(np.array([agg, llr]), "file score")
     if llr < threshold:
         verdict = "spoof"
-    elif any(b - a >= min_flagged - 1e-9 for a, b in merge_flagged(segments)) and any(s.flagged for s in segments):
+    elif any(b - a >= min_flagged - 1e-9 for a, b in merge_flagged(segments)):
         verdict = "partial-spoof"
     else:
         verdict = "bonafide"

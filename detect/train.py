@@ -12,7 +12,6 @@ import math
 import os
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -26,7 +25,7 @@ from voiceguard.errors import VoiceguardError, preview
 from voiceguard.protocols import Trial, check_audio_files, read_protocol
 
 from .base import Detector, FittedDetector, NetworkDetector
-from .batch import MIN_SECONDS, score_files
+from .batch import MIN_SECONDS, _prefetched, score_files
 from .models import build_detector
 from .scoring import Calibration, fit_calibration, fit_window, window_starts
 
@@ -355,8 +354,9 @@ def train_detector(config: TrainConfig, data: TrainData, out_dir: str | os.PathL
     """Train ``config.model`` on ``data``, keep the best dev-EER epoch, calibrate on dev, write ``model.pt`` +
     ``card.yaml`` (and ``last.pt`` for networks) to ``out_dir``.
 
-    The trainer is the detector's ``training`` kind: ``fit`` (one pass, ``FittedDetector.fit``) or
-    ``epochs`` (the epoch loop over a ``NetworkDetector``'s module).  ``name``: the card's model name;
+    The trainer is the detector's ``training`` kind: ``fit`` (one pass, ``FittedDetector.fit``), ``epochs`` (the
+    epoch loop over a ``NetworkDetector``'s module) or ``features`` (the epoch loop over the head of a module with a
+    frozen, cached front-end; ``views`` / ``feature_cache``).  ``name``: the card's model name;
     ``command``: the command line recorded in the card.  Raises ``TrainError`` (bad start, bad data, corrupt
     resume state), ``UnknownNameError`` (unknown model) or ``ModelCardError`` (bad model config)."""
     import torch
@@ -409,13 +409,12 @@ class _Progress:
         return sum(1 for h in self.history if h.epoch > self.best_epoch)
 
 
-def _balanced_loss(train: list[Trial], device: str):
-    """Cross-entropy with class weights such that each class weighs half."""
+def _balanced_loss(is_bonafide: Sequence[bool], device: str):
+    """Cross-entropy with class weights such that each class weighs half (one flag per training example)."""
     import torch
 
-    n_bona = sum(t.is_bonafide for t in train)
-    weights = torch.tensor([len(train) / (2 * (len(train) - n_bona)), len(train) / (2 * n_bona)],
-                           dtype=torch.float32, device=device)
+    n, n_bona = len(is_bonafide), int(sum(bool(b) for b in is_bonafide))
+    weights = torch.tensor([n / (2 * (n - n_bona)), n / (2 * n_bona)], dtype=torch.float32, device=device)
     return torch.nn.CrossEntropyLoss(weight=weights)
 
 
@@ -474,10 +473,29 @@ def _train_epochs(det: NetworkDetector, run: _Run) -> TrainResult:
     config, data = run.config, run.data
     det.to(run.device)
     module = det.module
-    loss_fn = _balanced_loss(run.train, run.device)
+    loss_fn = _balanced_loss([t.is_bonafide for t in run.train], run.device)
     opt = torch.optim.AdamW(module.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     state = _resume(run, module, opt) if run.resume else _Progress()
     dataset = _TrainSet(run.train, data.audio_dir, data.ext, int(module.input_samples), run.augment, config.seed)
+    dev_eer = (lambda: _eer(dev_scores(det, run.dev, data.dev_dir, data.ext), run.dev)) if run.dev is not None \
+        else None
+    state = _epoch_loop(run, module, opt, state,
+                        lambda epoch: _train_one_epoch(module, opt, loss_fn, dataset, epoch, run), dev_eer)
+    calibration = Calibration()
+    if run.dev is not None:
+        calibration = _calibrate(dev_scores(det, run.dev, data.dev_dir, data.ext), run)
+    return _finish(run, state, calibration)
+
+
+def _epoch_loop(run: _Run, module, opt, state: _Progress, train_epoch: Callable[[int], float],
+                dev_eer: Callable[[], float] | None) -> _Progress:
+    """The epoch loop every network trainer shares: cosine learning rate, ``train_epoch(epoch)`` (-> mean training
+    loss), the dev EER (``dev_eer()``; the training loss without dev data) picks the best epoch (its weights in
+    ``model.pt``), early stopping after ``patience`` epochs without improvement, resume state in ``last.pt`` after
+    every epoch.  Returns the progress with the best weights loaded into ``module``."""
+    import torch
+
+    config = run.config
     bad_epochs = state.bad_epochs
     for epoch in range(state.start_epoch, config.epochs):
         if bad_epochs >= config.patience:
@@ -486,15 +504,11 @@ def _train_epochs(det: NetworkDetector, run: _Run) -> TrainResult:
         lr = cosine_lr(config.lr, epoch, config.epochs)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss_avg = _train_one_epoch(module, opt, loss_fn, dataset, epoch, run)
-        if run.dev is not None:
-            dev_eer = _eer(dev_scores(det, run.dev, data.dev_dir, data.ext), run.dev)
-        else:
-            dev_eer = loss_avg  # without dev data, the training loss picks the epoch
-        state.history.append(EpochLog(epoch, round(loss_avg, 6), round(dev_eer, 6), round(time.time() - t0, 1),
-                                      lr))
-        if dev_eer < state.best:
-            state.best, state.best_epoch, bad_epochs = dev_eer, epoch, 0
+        loss_avg = train_epoch(epoch)
+        eer = dev_eer() if dev_eer is not None else loss_avg  # without dev data, the training loss picks the epoch
+        state.history.append(EpochLog(epoch, round(loss_avg, 6), round(eer, 6), round(time.time() - t0, 1), lr))
+        if eer < state.best:
+            state.best, state.best_epoch, bad_epochs = eer, epoch, 0
             _save(module.state_dict(), run.checkpoint)
         else:
             bad_epochs += 1
@@ -503,19 +517,23 @@ def _train_epochs(det: NetworkDetector, run: _Run) -> TrainResult:
                "history": [h.to_dict() for h in state.history],
                "config": _resume_key(config)}, run.last)
         if run.progress:
-            print(f"epoch {epoch + 1}: loss {loss_avg:.4f}, dev EER {dev_eer * 100:.2f} %"
-                  f"{' (best)' if state.best_epoch == epoch else ''} [{state.history[-1].seconds:.0f} s]",
+            print(f"epoch {epoch + 1}: loss {loss_avg:.4f}, dev EER {eer * 100:.2f} %"
+                  f"{' (best)' if state.best_epoch == epoch else ''} [{state.history[-1].seconds:.1f} s]",
                   file=sys.stderr)
     if state.best_epoch < 0:
         raise TrainError("no epoch was trained (already finished? remove --resume or raise --epochs)",
                          source=run.out)
     module.load_state_dict(torch.load(run.checkpoint, map_location=run.device, weights_only=True))
-    calibration = Calibration()
-    if run.dev is not None:
-        calibration = _calibrate(dev_scores(det, run.dev, data.dev_dir, data.ext), run)
+    return state
+
+
+def _finish(run: _Run, state: _Progress, calibration: Calibration, **metrics: Any) -> TrainResult:
+    """Write the card of a network run (best epoch, dev EER, ``metrics``) and return its result."""
+    config, data = run.config, run.data
     card = write_card(run.out, run.name or f"{config.model}-{Path(data.protocol).stem}", config, run.checkpoint,
                       calibration,
-                      {"best_epoch": state.best_epoch, "dev_eer": state.best if run.dev is not None else None},
+                      {"best_epoch": state.best_epoch, "dev_eer": state.best if run.dev is not None else None,
+                       **metrics},
                       data={"train_protocol": str(data.protocol), "n_train": len(run.train),
                             "dev_protocol": str(data.dev_protocol) if data.dev_protocol else None},
                       command=run.command)
@@ -531,7 +549,8 @@ def cosine_lr(base: float, epoch: int, epochs: int) -> float:
 def _resume_key(config: TrainConfig) -> str:
     """The part of the config a resumed run must share (more epochs or another device are fine)."""
     d = {k: v for k, v in config.to_dict().items()
-         if k not in ("epochs", "patience", "workers", "device", "feature_cache")}
+         if k not in ("epochs", "patience", "workers", "device", "feature_cache")
+         and not (k == "views" and v == 1)}  # (the default left out: older resume states stay resumable)
     return json.dumps(d, sort_keys=True)
 
 
@@ -556,11 +575,11 @@ def _cache_key(module, what: dict) -> str:
 
 
 def _file_stamp(trials: list[Trial], audio_dir, ext: str) -> list:
-    """(id, size, mtime) of every file: a changed file invalidates a feature cache."""
+    """(id, size, mtime in ns) of every file: a changed file invalidates a feature cache."""
     out = []
     for t in trials:
         st = os.stat(t.audio_path(audio_dir, ext))
-        out.append((t.utt_id, st.st_size, int(st.st_mtime)))
+        out.append((t.utt_id, st.st_size, st.st_mtime_ns))
     return out
 
 
@@ -589,20 +608,35 @@ def _extract(module, windows: Callable[[], Iterable[np.ndarray]], n: int, device
     return torch.cat(hs), (torch.cat(ss) if ss else None)
 
 
-def _cached(path: Path, make: Callable[[], dict]) -> dict:
-    """``make()``'s tensors, saved to / loaded from ``path`` (torch weights-only; written atomically)."""
+def _cached(path: Path, rows: Callable[[dict], int | None], make: Callable[[], dict]) -> dict:
+    """``make()``'s tensors, saved to / loaded from ``path`` (torch weights-only, memory-mapped; written atomically
+    under a unique temporary name, so runs sharing a cache folder never collide).  A file that does not load, or
+    whose ``rows(obj)`` (the number of feature rows it should hold, None when its shape is inconsistent) differs
+    from its row count, is rebuilt, with a note."""
+    import tempfile
+
     import torch
 
     if path.is_file():
         try:
-            return torch.load(path, map_location="cpu", weights_only=True)
+            obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            expected = rows(obj)
+            if len(obj["hidden"]) == expected:
+                return obj
+            reason = f"{len(obj['hidden'])} rows, expected {expected}"
         except Exception as e:  # noqa: BLE001 - a broken cache file is rebuilt, with a note
-            print(f"voiceguard: rebuilding feature cache {path} ({type(e).__name__})", file=sys.stderr)
+            reason = type(e).__name__
+        print(f"voiceguard: rebuilding feature cache {path} ({reason})", file=sys.stderr)
     obj = make()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     return obj
 
 
@@ -621,6 +655,9 @@ def _train_features(det: NetworkDetector, run: _Run) -> TrainResult:
     det.to(run.device)
     module = det.module
     win = int(module.input_samples)
+    opt = torch.optim.AdamW([p for p in module.parameters() if p.requires_grad], lr=config.lr,
+                            weight_decay=config.weight_decay)
+    state = _resume(run, module, opt) if run.resume else _Progress()  # a foreign last.pt fails before extraction
     cache_dir = Path(config.feature_cache) if config.feature_cache else run.out / "features"
     t_start = time.time()
     workers = max(1, config.workers)
@@ -628,17 +665,17 @@ def _train_features(det: NetworkDetector, run: _Run) -> TrainResult:
                                     "views": config.views, "augment": list(config.augment),
                                     "augment_prob": config.augment_prob})
 
-    def train_windows():
+    def train_windows():  # decoded + augmented in a bounded thread pool while the encoder runs
         jobs = [(i, v) for v in range(config.views) for i in range(len(run.train))]
-        with ThreadPoolExecutor(workers) as pool:
-            yield from pool.map(lambda j: _crop_view(run.train[j[0]], j[0], j[1], run, win), jobs)
+        for _, x in _prefetched(jobs, lambda j: _crop_view(run.train[j[0]], j[0], j[1], run, win), workers):
+            yield x
 
     def make_train() -> dict:
         h, sp = _extract(module, train_windows, len(run.train) * config.views, run.device, "train features",
                          run.progress)
         return {"hidden": h, "spec": sp}
 
-    train_feats = _cached(cache_dir / f"train-{train_key}.pt", make_train)
+    train_feats = _cached(cache_dir / f"train-{train_key}.pt", lambda _: len(run.train) * config.views, make_train)
     labels = torch.tensor([int(t.is_bonafide) for t in run.train] * config.views)
     dev_feats = None
     if run.dev is not None:
@@ -656,11 +693,15 @@ def _train_features(det: NetworkDetector, run: _Run) -> TrainResult:
                     for s in starts:
                         yield fit_window(audio[s:s + win], win)
 
-            n = sum(_n_windows(t.audio_path(data.dev_dir, data.ext), win) for t in run.dev)
-            h, sp = _extract(module, dev_windows, n, run.device, "dev features", run.progress)
+            h, sp = _extract(module, dev_windows, n_dev, run.device, "dev features", run.progress)
             return {"hidden": h, "spec": sp, "counts": torch.tensor(counts)}
 
-        dev_feats = _cached(cache_dir / f"dev-{dev_key}.pt", make_dev)
+        def dev_rows(obj: dict) -> int | None:
+            counts = obj["counts"]
+            return int(counts.sum()) if len(counts) == len(run.dev) else None
+
+        n_dev = sum(_n_windows(t.audio_path(data.dev_dir, data.ext), win) for t in run.dev)  # for the progress bar
+        dev_feats = _cached(cache_dir / f"dev-{dev_key}.pt", dev_rows, make_dev)
     feature_s = round(time.time() - t_start, 1)
     if run.progress:
         print(f"features: {len(labels)} training views, "
@@ -683,21 +724,9 @@ def _train_features(det: NetworkDetector, run: _Run) -> TrainResult:
         ends = np.cumsum(dev_feats["counts"].numpy())
         return np.array([w[a:b].mean() for a, b in zip(np.r_[0, ends[:-1]], ends)])
 
-    params = [p for p in module.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    state = _resume(run, module, opt) if run.resume else _Progress()
-    n_bona = int(labels.sum())
-    weights = torch.tensor([len(labels) / (2 * (len(labels) - n_bona)), len(labels) / (2 * n_bona)],
-                           dtype=torch.float32, device=run.device)
-    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
-    bad_epochs = state.bad_epochs
-    for epoch in range(state.start_epoch, config.epochs):
-        if bad_epochs >= config.patience:
-            break
-        t0 = time.time()
-        lr = cosine_lr(config.lr, epoch, config.epochs)
-        for group in opt.param_groups:
-            group["lr"] = lr
+    loss_fn = _balanced_loss(labels.tolist(), run.device)
+
+    def train_epoch(epoch: int) -> float:
         torch.manual_seed(config.seed * 1000 + epoch)
         order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
         module.train()
@@ -707,48 +736,21 @@ def _train_features(det: NetworkDetector, run: _Run) -> TrainResult:
             if len(idx) < 2:
                 continue  # batch norm needs two examples
             sp = train_feats["spec"][idx].to(run.device) if train_feats["spec"] is not None else None
-            y = labels[idx].to(run.device)
             opt.zero_grad(set_to_none=True)
-            loss = loss_fn(module.head(train_feats["hidden"][idx].to(run.device), sp), y)
+            loss = loss_fn(module.head(train_feats["hidden"][idx].to(run.device), sp), labels[idx].to(run.device))
             loss.backward()
             opt.step()
             total += loss.item() * len(idx)
         module.eval()
-        loss_avg = total / len(labels)
-        dev_eer = _eer(dev_file_scores(), run.dev) if run.dev is not None else loss_avg
-        state.history.append(EpochLog(epoch, round(loss_avg, 6), round(dev_eer, 6), round(time.time() - t0, 1),
-                                      lr))
-        if dev_eer < state.best:
-            state.best, state.best_epoch, bad_epochs = dev_eer, epoch, 0
-            _save(det.state_dict(), run.checkpoint)
-        else:
-            bad_epochs += 1
-        _save({"model": module.state_dict(), "optimizer": opt.state_dict(),
-               "epoch": epoch, "best": state.best, "best_epoch": state.best_epoch,
-               "history": [h.to_dict() for h in state.history],
-               "config": _resume_key(config)}, run.last)
-        if run.progress:
-            print(f"epoch {epoch + 1}: loss {loss_avg:.4f}, dev EER {dev_eer * 100:.2f} %"
-                  f"{' (best)' if state.best_epoch == epoch else ''} [{state.history[-1].seconds:.1f} s]",
-                  file=sys.stderr)
-    if state.best_epoch < 0:
-        raise TrainError("no epoch was trained (already finished? remove --resume or raise --epochs)",
-                         source=run.out)
-    det.load_state_dict(torch.load(run.checkpoint, map_location="cpu", weights_only=True))
-    det.to(run.device)
+        return total / len(labels)
+
+    dev_eer = (lambda: _eer(dev_file_scores(), run.dev)) if run.dev is not None else None
+    state = _epoch_loop(run, module, opt, state, train_epoch, dev_eer)
     calibration = Calibration()
     if run.dev is not None:
         calibration = _calibrate(dev_file_scores(), run, window_scores=head_scores(dev_feats),
                                  window_counts=dev_feats["counts"].numpy(), window_s=win / SAMPLE_RATE)
-    card = write_card(run.out, run.name or f"{config.model}-{Path(data.protocol).stem}", config, run.checkpoint,
-                      calibration,
-                      {"best_epoch": state.best_epoch, "dev_eer": state.best if run.dev is not None else None,
-                       "feature_seconds": feature_s},
-                      data={"train_protocol": str(data.protocol), "n_train": len(run.train),
-                            "dev_protocol": str(data.dev_protocol) if data.dev_protocol else None},
-                      command=run.command)
-    return TrainResult(str(run.out), str(run.checkpoint), str(card), state.best_epoch, state.best,
-                       tuple(state.history), calibration)
+    return _finish(run, state, calibration, feature_seconds=feature_s)
 
 
 def _n_windows(path, win: int) -> int:

@@ -39,6 +39,9 @@ from .whisper import load_whisper_encoder, log_mel
 #: (layers, width) of the pinned Whisper encoders (so a back-end is built without reading the weights)
 ENCODER_DIMS: dict[str, tuple[int, int]] = {"tiny.en": (4, 384), "base": (6, 512)}
 BACKENDS = ("asp", "seq")
+#: bump when ``WhisperCM.features`` (or the log-mel / spectral statistics it calls) computes other numbers: cached
+#: features of an older version are then not reused
+FEATURES_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -70,13 +73,14 @@ WHISPER_SEQ = WhisperCMConfig(backend="seq")
 WHISPER_ONLY = WhisperCMConfig(spec_n_ffts=())
 
 
-@lru_cache(maxsize=2)
-def _shared_encoder(name: str):
-    """One frozen encoder per weights source and process (many detectors share it; never trained)."""
+@lru_cache(maxsize=4)
+def _shared_encoder(name: str, device: str = "cpu"):
+    """One frozen encoder per weights source, device and process (detectors share it; never trained, never moved:
+    a detector on another device gets its own copy)."""
     enc = load_whisper_encoder(name)
     for p in enc.parameters():
         p.requires_grad_(False)
-    return enc
+    return enc.to(device)
 
 
 class AttentiveStatsPool(nn.Module):
@@ -125,7 +129,6 @@ class WhisperCM(nn.Module):
             raise ValueError(f"finetune_layers {config.finetune_layers} > the encoder's {n_layer} blocks")
         self.n_layer, self.d = n_layer, d
         self.top = nn.ModuleList()  # trained copies of the encoder's top blocks (finetune_layers > 0)
-        self._top_loaded = config.finetune_layers == 0
         self.layer_weights = nn.Parameter(torch.zeros(n_layer + 1))
         h = config.hidden
         if config.backend == "seq":
@@ -158,16 +161,15 @@ class WhisperCM(nn.Module):
 
     @property
     def encoder(self):
-        return _shared_encoder(self.config.encoder)
+        return _shared_encoder(self.config.encoder, str(self.layer_weights.device))
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The frozen part (no gradient): Whisper's hidden states up to block ``L - finetune_layers``, frames
         averaged over ``frame_pool``, and the spectral statistics; float16-rounded (as the feature cache keeps
         them)."""
-        enc = self.encoder
+        enc = _shared_encoder(self.config.encoder, str(x.device))
         with torch.no_grad():
-            mel = log_mel(x.float().cpu()).to(x.device)
-            enc = enc.to(x.device)
+            mel = log_mel(x.float())
             h = F.gelu(enc.conv1(mel))
             h = F.gelu(enc.conv2(h)).transpose(1, 2)
             h = h + enc.positional_embedding[: h.shape[1]]
@@ -210,5 +212,5 @@ class WhisperCM(nn.Module):
         """What determines ``features`` (a feature cache's key): the encoder, its frozen depth, the pooling and the
         spectral branch."""
         c = self.config
-        return {"encoder": c.encoder, "frozen_layers": self.n_layer - c.finetune_layers, "frame_pool": c.frame_pool,
+        return {"version": FEATURES_VERSION, "encoder": c.encoder, "frozen_layers": self.n_layer - c.finetune_layers, "frame_pool": c.frame_pool,
                 "spec_n_ffts": list(c.spec_n_ffts), "input_samples": c.input_samples, "source": self.encoder.source}

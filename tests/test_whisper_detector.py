@@ -29,18 +29,20 @@ def test_registered_as_feature_trained_and_encoder_not_in_weights():
     assert any(k.startswith("top.0.") for k in det.state_dict())  # the fine-tuned block is saved with the head
 
 
-def test_head_of_features_equals_forward_and_batch_equals_single():
+def test_features_are_per_clip_and_float16_exact():
+    """A clip's features do not depend on the batch it is in (Whisper's log-mel floor is per clip), and they are
+    float16 numbers, so the feature cache (float16) holds exactly what the live model computes."""
     det = DETECTORS["whisper-seq"](**SMALL)
     rng = np.random.default_rng(0)
     x = torch.from_numpy((0.1 * rng.standard_normal((3, 16000))).astype(np.float32))
-    x[1] *= 0.01  # a much quieter clip: the log-mel floor is per clip, so batching must not change its features
+    x[1] *= 0.01  # a much quieter clip: with a floor over the batch its log-mel would change
     m = det.module.eval()
     with torch.inference_mode():
-        full = m(x)
-        split = m.head(*m.features(x))
-        one = m(x[1:2])
-    assert torch.allclose(full, split)
-    assert torch.allclose(full[1:2], one, atol=1e-4)
+        h, sp = m.features(x)
+        h1, sp1 = m.features(x[1:2])
+    assert torch.allclose(h[1:2], h1, atol=2e-3) and torch.allclose(sp[1:2], sp1, rtol=2e-3, atol=2e-3)
+    assert torch.equal(h, h.half().float()) and torch.equal(sp, sp.half().float())
+    assert h.shape == (3, 5, 25, 384)  # stem + 4 blocks, 50 frames of 1 s pooled in pairs, tiny.en width
 
 
 def _corpus_with_conditions(root):
@@ -71,17 +73,48 @@ def test_train_from_cached_features_dev_scores_equal_scan(tmp_path):
 
     lab = np.array([t.is_bonafide for t in trials])
     assert compute_eer(s[lab], s[~lab])[0] == pytest.approx(res.best_dev_eer, abs=1e-6)
+    # per file: the scores the calibration was fitted on (cached dev features) are the scores scan computes
+    dev = torch.load(next(cache.glob("dev-*.pt")), weights_only=True)
+    m = loaded.detector.module.eval()
+    with torch.inference_mode():
+        logits = m.head(dev["hidden"], dev["spec"])
+    w = (logits[:, 1] - logits[:, 0]).numpy()
+    ends = np.cumsum(dev["counts"].numpy())
+    np.testing.assert_allclose([w[a:b].mean() for a, b in zip(np.r_[0, ends[:-1]], ends)], s, atol=1e-5)
     cal = loaded.calibration
     assert cal.operating_target == 0.01
     conds = np.array([t.condition for t in trials])
     assert cal.operating_point == pytest.approx(bonafide_fa_threshold(s[lab], conds[lab], 0.01), abs=1e-5)
+    # the shipped threshold keeps every dev bona fide file (1 % of 4 files per condition is none of them)
+    assert (cal.llr(s[lab]) >= cal.default_threshold()).all() and cal.default_threshold() < cal.llr(s[lab]).min()
     assert cal.window and cal.window["min_flagged_s"] == pytest.approx(1.5)  # 1.5 windows of 1 s
-    # a second run with the same data reuses the cache (no new file) and gives the same weights
-    res2 = train_detector(cfg, data, tmp_path / "run2", progress=False)
+    # a second run with the same data reuses the cache (the front-end is never called) and gives the same weights
+    from voiceguard.detect import whispercm
+
+    def no_front_end(self, x):
+        raise AssertionError("features recomputed although cached")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(whispercm.WhisperCM, "features", no_front_end)
+        res2 = train_detector(cfg, data, tmp_path / "run2", progress=False)
     assert sorted(p.name for p in cache.glob("*.pt")) == cached
+    # another augmentation is another cache entry (not the stale one)
+    train_detector(TrainConfig(**{**cfg.to_dict(), "augment": ("white_noise",), "epochs": 1,
+                                  "model_config": SMALL}), data, tmp_path / "run3", progress=False)
+    assert len(list(cache.glob("train-*.pt"))) == 2 and len(list(cache.glob("dev-*.pt"))) == 1
     a = torch.load(res.checkpoint, weights_only=True)
     b = torch.load(res2.checkpoint, weights_only=True)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_no_operating_point_when_the_scores_do_not_order_the_classes():
+    from voiceguard.detect.scoring import fit_calibration, fit_window_rule
+
+    rng = np.random.default_rng(0)
+    bona, spoof = rng.normal(-2, 1, 50), rng.normal(2, 1, 50)  # a model that learned the labels backwards
+    cal = fit_calibration(bona, spoof, bonafide_conditions=["c"] * 50)
+    assert cal.scale < 0 and cal.operating_point is None and cal.default_threshold() == 0.0
+    assert fit_window_rule(bona, spoof, ["c"] * 50) is None
 
 
 def test_bonafide_fa_threshold_holds_in_every_condition():
@@ -120,6 +153,7 @@ def test_default_threshold_is_the_cards_operating_point():
         name = "x"
         calibration = Calibration(scale=2.0, offset=1.0, operating_point=-1.5, operating_target=0.01)
 
-    assert resolve_threshold("default", Loaded) == pytest.approx(-2.0)
+    # LLR of the operating point (2 * -1.5 + 1 = -2), moved by the margin towards spoof (0.1 % of 1 + |LLR|)
+    assert resolve_threshold("default", Loaded) == pytest.approx(-2.0 - 1e-3 * 3.0)
     Loaded.calibration = Calibration(scale=2.0, offset=1.0)
     assert resolve_threshold("default", Loaded) == 0.0

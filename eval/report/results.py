@@ -107,6 +107,8 @@ class DetectorMetrics:
     decision_threshold: float | None = None  # LLR threshold of ``per_source_false_alarms``' ``at_decision``
     # bona fide false alarms per source corpus: {source: {n_bonafide, at_decision, at_eer}} (``FalseAlarms``)
     per_source_false_alarms: dict[str, dict] | None = None
+    # the same per channel condition (protocol column 3: corpus v2's channel copies)
+    per_condition_false_alarms: dict[str, dict] | None = None
 
     def to_dict(self) -> dict:
         d = {"eer": self.eer, "threshold": self.threshold, "n_bonafide": self.n_bonafide, "n_spoof": self.n_spoof}
@@ -121,6 +123,7 @@ class DetectorMetrics:
         _put(d, "per_condition", self.per_condition)
         _put(d, "decision_threshold", self.decision_threshold)
         _put(d, "per_source_false_alarms", self.per_source_false_alarms)
+        _put(d, "per_condition_false_alarms", self.per_condition_false_alarms)
         d["warnings"] = list(self.warnings)
         return d
 
@@ -135,7 +138,8 @@ class DetectorMetrics:
                    min_tdcf_2021=d.get("min_tdcf_2021"), eer_ci=None if ci is None else tuple(ci),
                    bootstrap=d.get("bootstrap"), eer_ties=d.get("eer_ties"), per_condition=d.get("per_condition"),
                    decision_threshold=d.get("decision_threshold"),
-                   per_source_false_alarms=d.get("per_source_false_alarms"))
+                   per_source_false_alarms=d.get("per_source_false_alarms"),
+                   per_condition_false_alarms=d.get("per_condition_false_alarms"))
 
 
 @dataclass(frozen=True)

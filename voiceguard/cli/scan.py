@@ -30,7 +30,7 @@ def model_options(f):
 @model_options
 @format_option(help="jsonl/csv: a row per file as it finishes; table/json: printed at the end")
 @click.option("--threshold", default="default", show_default=True,
-              help="decision threshold: 'default' (the model card's operating point: at most 1 %% of dev bona "
+              help="decision threshold: 'default' (the model card's operating point: at most 1 % of dev bona "
                    "fide called spoof in any channel condition; LLR 0 without one), an LLR (below = spoof), "
                    "'eer' (dev EER point) or 'fa:0.01'")
 @click.option("--aggregate", type=click.Choice(["mean", "min"]), default="mean", show_default=True,
