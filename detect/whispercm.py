@@ -5,7 +5,7 @@ back-end.
 Whisper's encoder as a deepfake-detection front-end: Kawa et al., Interspeech 2023, "Improved DeepFake Detection
 Using Whisper Features".  Its input is an 80-band log-mel spectrogram, which a mel-preserving vocoder (HiFi-GAN
 or Griffin-Lim copy-synthesis) reproduces closely: on corpus v2 a linear back-end on frozen Whisper tiny.en
-features sits at 40-50 % EER on those systems.  The spectral-statistics branch sees what the mel front-end
+features stayed near chance on those systems (a scratch experiment).  The spectral-statistics branch sees what the mel front-end
 drops (fine spectral detail at 16-64 ms resolution and phase regularity), so the two branches are fused inside
 one network (feature-level fusion, one score).
 
