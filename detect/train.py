@@ -236,14 +236,21 @@ class _TrainSet:
     def __getitem__(self, i: int):
         import torch
 
-        item_seed = ((self.seed * 1_000_003 + self.epoch) * 1_000_003 + i) % (2 ** 31)
-        rng = np.random.default_rng(item_seed)
-        x = _read(self.trials[i], self.audio_dir, self.ext)
-        if x.size > self.win:
-            start = int(rng.integers(0, x.size - self.win + 1))
-            x = x[start:start + self.win]
-        x = fit_window(self.augment(x, item_seed + 1), self.win)
-        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), int(self.trials[i].is_bonafide)
+        x = training_crop(self.trials[i], self.audio_dir, self.ext, self.win, self.augment, self.seed, self.epoch, i)
+        return torch.from_numpy(x), int(self.trials[i].is_bonafide)
+
+
+def training_crop(trial: Trial, audio_dir, ext: str, win: int, augment: "Augmenter", seed: int, round_: int,
+                  index: int) -> np.ndarray:
+    """Training example ``index`` of round ``round_`` (an epoch, or a cached feature view): a seeded random crop of
+    ``win`` samples, augmented, repeat-padded when short; float32 ``[win]``; seed = (seed, round, index)."""
+    item_seed = ((seed * 1_000_003 + round_) * 1_000_003 + index) % (2 ** 31)
+    rng = np.random.default_rng(item_seed)
+    x = _read(trial, audio_dir, ext)
+    if x.size > win:
+        start = int(rng.integers(0, x.size - win + 1))
+        x = x[start:start + win]
+    return np.ascontiguousarray(fit_window(augment(x, item_seed + 1), win), dtype=np.float32)
 
 
 def _seeded_subset(trials: list[Trial], n: int | None, seed: int) -> list[Trial]:
@@ -555,18 +562,6 @@ def _resume_key(config: TrainConfig) -> str:
 
 
 # --------------------------------------------------------------------------------------------- cached features
-def _crop_view(trial: Trial, index: int, view: int, run: _Run, win: int) -> np.ndarray:
-    """View ``view`` of training file ``index``: a seeded random crop of ``win`` samples, augmented (with
-    ``augment_prob``), repeat-padded when short; seed = (run seed, view, index)."""
-    item_seed = ((run.config.seed * 1_000_003 + view) * 1_000_003 + index) % (2 ** 31)
-    rng = np.random.default_rng(item_seed)
-    x = _read(trial, run.data.audio_dir, run.data.ext)
-    if x.size > win:
-        start = int(rng.integers(0, x.size - win + 1))
-        x = x[start:start + win]
-    return np.ascontiguousarray(fit_window(run.augment(x, item_seed + 1), win), dtype=np.float32)
-
-
 def _cache_key(module, what: dict) -> str:
     import hashlib
 
@@ -667,7 +662,9 @@ def _train_features(det: NetworkDetector, run: _Run) -> TrainResult:
 
     def train_windows():  # decoded + augmented in a bounded thread pool while the encoder runs
         jobs = [(i, v) for v in range(config.views) for i in range(len(run.train))]
-        for _, x in _prefetched(jobs, lambda j: _crop_view(run.train[j[0]], j[0], j[1], run, win), workers):
+        crop = lambda j: training_crop(run.train[j[0]], data.audio_dir, data.ext, win, run.augment,  # noqa: E731
+                                       config.seed, j[1], j[0])
+        for _, x in _prefetched(jobs, crop, workers):
             yield x
 
     def make_train() -> dict:
