@@ -112,8 +112,8 @@ def build_demo(report_dir: str | None = None):
             wm_in = gr.Audio(label="clip to watermark", elem_id="wm-audio", **audio)
             _examples(gr, [wm_in])
             wm_msg = gr.Textbox(label="message (16 bits: hex or int)", value="0xBEEF", elem_id="wm-message")
-            wm_engine = gr.Radio(H.engines(), value="audioseal", label="engine (the shipped neural model, "
-                                 "or the spread-spectrum DSP baseline)", elem_id="wm-engine")
+            wm_engine = gr.Radio(H.engines(), value=H.DEFAULT_ENGINE, label="engine (spread-spectrum: the default, "
+                                 "message verified by its code; audioseal: the neural model, no message check)", elem_id="wm-engine")
             wm_btn = gr.Button("Embed", elem_id="wm-embed", variant="primary")
             wm_out = gr.Markdown(elem_id="wm-result")
             wm_play = gr.Audio(label="watermarked", type="filepath", interactive=False)

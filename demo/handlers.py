@@ -17,6 +17,7 @@ import numpy as np
 
 from voiceguard.audio import AudioInfo, audio_info
 from voiceguard.errors import VoiceguardError
+from voiceguard.watermark.base import DEFAULT_ENGINE
 
 MAX_MB = 50.0
 MAX_SECONDS = 600.0
@@ -41,7 +42,7 @@ def engines() -> list[str]:
 
 
 @lru_cache(maxsize=None)
-def watermarker(engine: str = "audioseal"):
+def watermarker(engine: str = DEFAULT_ENGINE):
     """The engine by registry name (``UnknownNameError`` listing the engines for another name)."""
     from voiceguard.watermark import load_watermarker
 
@@ -186,7 +187,7 @@ def _message(text: str | None) -> int | None:
 
 
 def embed_clip(path: str | os.PathLike | None, message: str, out_dir: str | os.PathLike | None = None,
-               engine: str = "audioseal") -> EmbedView:
+               engine: str = DEFAULT_ENGINE) -> EmbedView:
     """Watermark an upload with ``message`` (hex or int) into a new file; the upload is untouched."""
     from voiceguard.api import embed_file
 
@@ -216,7 +217,7 @@ class DetectView:
     plot: Any = field(repr=False, compare=False)
 
 
-def detect_clip(path: str | os.PathLike | None, expected: str | None = None, engine: str = "audioseal"
+def detect_clip(path: str | os.PathLike | None, expected: str | None = None, engine: str = DEFAULT_ENGINE
                 ) -> DetectView:
     from voiceguard.api import detect_file
 
@@ -228,7 +229,7 @@ def detect_clip(path: str | os.PathLike | None, expected: str | None = None, eng
     except VoiceguardError as e:
         raise DemoInputError(e.reason or "could not read the clip", source=Path(path).name) from None
     r = row.result
-    msg = r.message_hex if r.detected else "none"
+    msg = r.verdict if r.detected else "none"  # "0xBEEF" (verified), "unreadable", "unverified"
     matched = r.bits_matched if exp is not None and r.detected else None
     text = (f"**Watermark: {msg}** (presence {r.probability:.3f}, threshold {r.threshold:.3f})"
             + (f"; {matched}/{len(r.bits)} bits match {expected}, p-value {r.p_value:.2g}" if matched is not None else ""))

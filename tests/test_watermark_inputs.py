@@ -33,7 +33,7 @@ def dsp():
 
 @pytest.fixture(scope="module")
 def shipped():
-    return load_watermarker()
+    return load_watermarker("audioseal")
 
 
 def _entry_points(wm, audio, sr, layout="channels_first"):

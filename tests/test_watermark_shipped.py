@@ -33,7 +33,7 @@ def test_shipped_cards_are_pinned_small_and_calibrated():
     cal = _card(DEFAULT_DETECTOR)["calibration"]
     assert cal["n_windows"] >= 10000 and cal["n_heldout"] >= 10000
     assert cal["fpr"] <= 1e-3 and cal["target_fpr"] <= 1e-3 and cal["threshold"] >= 0.5
-    wm = load_watermarker()
+    wm = load_watermarker("audioseal")
     assert wm.threshold == cal["threshold"] and wm.snr_db == _card(DEFAULT_GENERATOR)["snr_db"]
 
 
@@ -47,7 +47,7 @@ def utterances() -> list[np.ndarray]:
 
 
 def test_shipped_model_round_trips_messages_on_held_out_speech(utterances):
-    wm = load_watermarker()
+    wm = load_watermarker("audioseal")
     matched = []
     for i, x in enumerate(utterances):
         message = (0x1357 * (i + 1)) % 2 ** 16
@@ -56,6 +56,8 @@ def test_shipped_model_round_trips_messages_on_held_out_speech(utterances):
         assert 26 <= snr <= 32
         r = wm.detect(y, 16000, expected=message)
         assert r.detected, (i, r.probability)
+        # no check value in the 16-bit AudioSeal format: the bits are shown, never reported as the message
+        assert r.message is None and r.message_status == "unverified" and r.verdict == "unverified"
         matched.append(r.bits_matched)
         assert not wm.detect(x, 16000).detected
     assert np.mean(matched) >= 15, matched
@@ -63,15 +65,13 @@ def test_shipped_model_round_trips_messages_on_held_out_speech(utterances):
 
 def test_scan_shows_the_watermark_column(tmp_path, utterances):
     x = utterances[0]
-    wm = load_watermarker()
+    wm = load_watermarker()  # the default engine, the one scan checks
     sf.write(tmp_path / "marked.wav", wm.embed(x, 16000, 0xBEEF), 16000)
     sf.write(tmp_path / "clean.wav", x, 16000)
     r = run_cli("scan", str(tmp_path), "--format", "json")
     assert r.returncode in (0, 1), r.stderr
     rows = {row["path"].split("/")[-1]: row for row in json.loads(r.stdout)}
     assert rows["clean.wav"]["watermark"] == "none"
-    assert rows["marked.wav"]["watermark"] not in (None, "none") and rows["marked.wav"]["wm_probability"] > 0.5
-    # bit accuracy 0.935 (issue #5): the decoded message is 0xBEEF up to at most 2 flipped bits
-    assert bin(int(rows["marked.wav"]["watermark"], 16) ^ 0xBEEF).count("1") <= 2
+    assert rows["marked.wav"]["watermark"] == "0xBEEF" and rows["marked.wav"]["wm_probability"] > 0.5
     r = run_cli("scan", str(tmp_path), "--format", "json", "--no-watermark")
     assert all(row["watermark"] is None for row in json.loads(r.stdout))

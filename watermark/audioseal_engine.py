@@ -3,6 +3,12 @@
 Defaults to the project's small model shipped in ``watermark/cards/`` (offline); the official cards
 (``audioseal_wm_16bits`` + ``audioseal_detector_16bits``, and the streaming pair) load the same way
 when their weights are cached or downloadable.
+
+The AudioSeal format carries 16 raw bits, the message itself, with no room for a check value, so this
+engine never reports a message (``message_status="unverified"``): its bits and per-bit confidences are in
+the result.  The shipped model also needs frame-aligned input: it reads the message wrong after trims that
+are not multiples of its 320-sample hop (issue #20), which only retraining on random sub-frame offsets can
+fix.  ``spread-spectrum`` is the default engine for these reasons.
 """
 from __future__ import annotations
 

@@ -5,8 +5,8 @@
 surface (see its docstring).  An engine subclass implements only the subclass contract, at the model rate
 (``voiceguard.audio.SAMPLE_RATE``, mono):
 
-* ``watermark_blocks(x [B, n], bits [nbits]) -> w [B, n]``: the watermark signal for audio blocks;
-* ``frame_scores(x [n]) -> (presence [F], bit_logits [F, nbits])``: per-frame (50 Hz) watermark
+* ``watermark_blocks(x [B, n], bits [raw_bits]) -> w [B, n]``: the watermark signal for audio blocks;
+* ``frame_scores(x [n]) -> (presence [F], bit_logits [F, raw_bits])``: per-frame (50 Hz) watermark
   presence probability and bit logits;
 * optionally ``load(need=..., **options)``: the engine from ``load_watermarker``'s options.
 
@@ -181,7 +181,7 @@ class DetectionResult:
     detected: bool
     probability: float  # highest mean presence over any 1-second window (whole clip if shorter)
     threshold: float
-    message: int | None  # decoded message (None when no watermark was detected)
+    message: int | None  # the message, only when it passed the integrity check (see ``message_status``)
     bits: tuple[int, ...]
     bit_confidence: tuple[float, ...]  # |2 p(bit=1) - 1| per bit
     p_value: float | None  # chance that a random message matches ``expected`` as well (None: nothing expected)
@@ -189,7 +189,19 @@ class DetectionResult:
     segments: tuple[WatermarkSegment, ...]
     duration: float
     frame_rate: int = FRAME_RATE
+    #: "ok" (message passed the integrity check), "unreadable" (mark present, check failed), "unverified"
+    #: (mark present, the engine carries no check value, so no message is reported), "none" (no mark)
+    message_status: str = "none"
+    bits_corrected: int | None = None  # hard bits that differed from the accepted codeword (coded engines)
+    #: playback-speed factor at which the mark was found (1.0 unless an engine's speed search found it at
+    #: another one: 1.05 = the audio plays 5 % faster than when it was marked)
+    speed: float = 1.0
     presence: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32), repr=False, compare=False)
+
+    @property
+    def verdict(self) -> str:
+        """One word for a table: the message (``"0xBEEF"``) when verified, else ``message_status``."""
+        return self.message_hex if self.message is not None else self.message_status
 
     @property
     def message_hex(self) -> str | None:
@@ -210,6 +222,8 @@ class DetectionResult:
             "expected": None if self.expected is None else f"0x{self.expected:0{len(self.bits) // 4}X}",
             "bits_matched": self.bits_matched, "p_value": self.p_value,
             "segments": [s.to_dict() for s in self.segments], "duration": round(self.duration, 3),
+            "message_status": self.message_status, "bits_corrected": self.bits_corrected,
+            "speed": round(self.speed, 5),
         }
         if presence:
             d["frame_rate"] = self.frame_rate
@@ -288,7 +302,11 @@ class Watermarker:
     """
 
     name: ClassVar[str] = "watermarker"
-    nbits: int = 16
+    nbits: int = 16  # payload (message) bits
+    #: the integrity code (``voiceguard.watermark.codes.MessageCode``) or None: an engine whose raw bits are
+    #: the payload itself (the 16-bit AudioSeal format) has no check value, so it never reports a message
+    #: (``message_status="unverified"``), only its bits and their confidences
+    code = None
     block_seconds: float = 1.0
     overlap_seconds: float = 0.1
     window_seconds: float = 1.0
@@ -318,13 +336,23 @@ class Watermarker:
 
     def watermark_blocks(self, x: np.ndarray, bits: np.ndarray) -> np.ndarray:
         """Subclass contract: float32 ``x [B, n]`` at the model rate (1 s blocks, zero-padded) and ``bits
-        [nbits]`` (0/1, most significant first) -> the watermark ``[B, n]`` to add, before ``strength``."""
+        [raw_bits]`` (0/1: a coded engine's codeword, else the message, most significant first) -> the
+        watermark ``[B, n]`` to add, before ``strength``."""
         raise NotImplementedError
 
     def frame_scores(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Subclass contract: mono float32 ``x [n]`` at the model rate -> ``presence [F]`` (probability that
-        the frame is watermarked) and ``bit_logits [F, nbits]``, at ``FRAME_RATE`` frames per second."""
+        the frame is watermarked) and ``bit_logits [F, raw_bits]``, at ``FRAME_RATE`` frames per second."""
         raise NotImplementedError
+
+    @property
+    def raw_bits(self) -> int:
+        """Bits the engine carries: the codeword length for a coded engine, else ``nbits``."""
+        return self.code.n if self.code is not None else self.nbits
+
+    def encode_bits(self, message: int) -> np.ndarray:
+        """The raw bits ``[raw_bits]`` (0/1 int64) that carry ``message``: its codeword, or its bits."""
+        return self.code.encode(message) if self.code is not None else message_bits(message, self.nbits)
 
     # ---- embedding
     def random_message(self, seed: int | None = None) -> int:
@@ -390,7 +418,7 @@ class Watermarker:
         starts = block_starts(len(mono), block, block - overlap)
         w = np.zeros(len(mono), dtype=np.float32)
         blocks = [mono[s:s + block] for s in starts]
-        marks = self.block_watermarks(blocks, sample_rate, message_bits(value, self.nbits))
+        marks = self.block_watermarks(blocks, sample_rate, self.encode_bits(value))
         for k, (s, m) in enumerate(zip(starts, marks)):
             w[s:s + len(m)] += m * crossfade_weights(len(m), overlap, k == 0, k == len(starts) - 1)
         return restore_dtype(xf + w[None, :], x, layout)
@@ -432,8 +460,13 @@ class Watermarker:
         x16 = resample(np.ascontiguousarray(mono), sample_rate, SAMPLE_RATE)
         if len(x16) == 0:  # e.g. 2 samples at 800 MHz: nothing left at 16 kHz to analyse
             require_duration(0, SAMPLE_RATE, 1 / SAMPLE_RATE, source=src, purpose=f"the {self.name} watermark detector")
+        return self.detect_model_rate(x16, len(mono) / sample_rate, parse_message(expected, self.nbits))
+
+    def detect_model_rate(self, x16: np.ndarray, duration: float, expected: int | None) -> DetectionResult:
+        """``detect`` on mono float32 ``x16 [n]`` at the model rate (``duration``: of the input, seconds).
+        An engine may override it to search further (the spread-spectrum speed search)."""
         presence, bit_logits = self.frame_scores(x16)
-        return self.result(presence, bit_logits, len(mono) / sample_rate, parse_message(expected, self.nbits))
+        return self.result(presence, bit_logits, duration, expected)
 
     def detect_batch(self, audios: list[np.ndarray], sample_rate: int,
                      expected: int | str | None = None, *, layout: str = "channels_first") -> list[DetectionResult]:
@@ -443,24 +476,44 @@ class Watermarker:
 
     def result(self, presence: np.ndarray, bit_logits: np.ndarray, duration: float,
                expected: int | None) -> DetectionResult:
+        """The ``DetectionResult`` from per-frame ``presence [F]`` and raw ``bit_logits [F, raw_bits]``.
+
+        Presence: the highest 1 s window mean against ``threshold``.  Bits: the logits pooled over the frames
+        where the mark is present (presence > 0.5, weighted by it).  A coded engine decodes the pooled
+        logits (``MessageCode.decode``): the message is reported only when the integrity check passes
+        (``message_status`` "ok"), else "unreadable"; an uncoded engine reports "unverified" and no message.
+        ``bits`` / ``bit_confidence`` are the payload bits (descrambled systematic bits for a coded engine).
+        """
         score = window_score(presence, int(self.window_seconds * FRAME_RATE))
-        detected = score >= self.threshold
+        detected = bool(score >= self.threshold)
         on = presence > 0.5
         weights = presence * on if on.any() else presence
         if weights.sum() <= 0:
             weights = np.ones_like(presence)
         pooled = (bit_logits * weights[:, None]).sum(0) / weights.sum()
-        p1 = 1 / (1 + np.exp(-np.clip(pooled, -50, 50)))
+        pooled = np.nan_to_num(pooled.astype(np.float64), nan=0.0, posinf=50.0, neginf=-50.0)
+        message, status, corrected = None, "none", None
+        if self.code is not None:
+            decoded = self.code.decode(pooled)
+            payload = decoded.payload_llr.astype(np.float64)
+            if detected:
+                message, corrected = decoded.message, decoded.distance
+                status = "ok" if decoded.ok else "unreadable"
+        else:
+            payload = pooled
+            status = "unverified" if detected else "none"
+        p1 = 1 / (1 + np.exp(-np.clip(payload, -50, 50)))
         bits = (p1 > 0.5).astype(np.int64)
         p_value = None
         if expected is not None:
             p_value = match_p_value(int((bits == message_bits(expected, self.nbits)).sum()), self.nbits)
         return DetectionResult(
-            engine=self.name, model=self.model, detected=bool(detected), probability=score,
-            threshold=self.threshold, message=bits_value(bits) if detected else None,
+            engine=self.name, model=self.model, detected=detected, probability=score,
+            threshold=self.threshold, message=message,
             bits=tuple(int(b) for b in bits), bit_confidence=tuple(float(abs(2 * p - 1)) for p in p1),
             p_value=p_value, expected=expected, segments=smooth_segments(presence, FRAME_RATE),
-            duration=duration, presence=presence.astype(np.float32))
+            duration=duration, presence=presence.astype(np.float32), message_status=status,
+            bits_corrected=corrected)
 
 
 def restore_dtype(y: np.ndarray, like: np.ndarray, layout: str = "channels_first") -> np.ndarray:
@@ -477,6 +530,10 @@ def restore_dtype(y: np.ndarray, like: np.ndarray, layout: str = "channels_first
     return y.astype(like.dtype if np.issubdtype(like.dtype, np.floating) else np.float32, copy=False)
 
 
+#: the engine ``embed``, ``detect`` and ``scan`` use when none is named: the one that wins the README's
+#: watermark benchmark (robustness first, then quality, then speed)
+DEFAULT_ENGINE = "spread-spectrum"
+
 #: what ``load_watermarker(need=...)`` asks an engine for
 NEEDS = ("both", "embed", "detect")
 
@@ -491,12 +548,13 @@ def engine_options(engine: str) -> list[str]:
     return [p.name for p in params if p.name != "need" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
-def load_watermarker(engine: str = "audioseal", *, need: str = "both", **options: Any) -> Watermarker:
+def load_watermarker(engine: str = DEFAULT_ENGINE, *, need: str = "both", **options: Any) -> Watermarker:
     """The one way to get a watermark engine, ready to use.
 
     Args:
-        engine: a registered name (``sorted(WATERMARKERS)``): ``"audioseal"`` (the shipped AudioSeal-format
-            model by default, offline) or ``"spread-spectrum"`` (the DSP baseline, no model).
+        engine: a registered name (``sorted(WATERMARKERS)``): ``"spread-spectrum"`` (``DEFAULT_ENGINE``: the
+            coded DSP watermark, no model) or ``"audioseal"`` (the shipped AudioSeal-format model by default,
+            offline; its 16 raw bits carry no check value, so it reports no message, see ``result``).
         need: ``"both"``, or ``"embed"`` / ``"detect"`` to load only what that task needs (audioseal: the
             generator / the detector alone; the other half's option is then ignored).
         **options: engine settings; an option given as None means the engine's default.
@@ -504,7 +562,7 @@ def load_watermarker(engine: str = "audioseal", *, need: str = "both", **options
             shipped cards), ``threshold`` (default: the detector card's calibrated one), ``strength`` and
             ``snr_db`` (default: the generator card's), ``model`` (a display name);
             spread-spectrum: ``key`` (the secret, default 0x5EED), ``snr_db`` (default 28), ``threshold``
-            (default 0.5), ``strength`` (default 1).
+            (default: the calibrated one in ``watermark/cards/spread_spectrum.yaml``), ``strength`` (default 1).
 
     Raises:
         UnknownNameError: unknown ``engine`` (lists the engines); ``EngineOptionError``: an option this engine

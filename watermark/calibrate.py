@@ -47,14 +47,17 @@ def _music(n: int, rng: np.random.Generator) -> np.ndarray:
     return x / (x.std() + 1e-12)
 
 
-def clean_windows(n: int, seed: int, speech: list[np.ndarray] | None = None
-                  ) -> Iterator[tuple[str, np.ndarray]]:
-    """``n`` (kind, 1 s float32 window at 16 kHz) pairs; speech is half of them when ``speech`` is given."""
+def clean_windows(n: int, seed: int, speech: list[np.ndarray] | None = None,
+                  seconds: tuple[float, float] = (1.0, 1.0)) -> Iterator[tuple[str, np.ndarray]]:
+    """``n`` (kind, float32 clip at 16 kHz) pairs, each clip's length drawn uniformly from ``seconds``
+    (default exactly 1 s); speech is half of them when ``speech`` is given (clips cut from files at least
+    that long)."""
     rng = np.random.default_rng(seed)
-    length = SAMPLE_RATE
-    speech = [s for s in (speech or []) if len(s) >= length]
+    fixed = seconds[0] == seconds[1]
+    speech = [s for s in (speech or []) if len(s) >= int(seconds[0] * SAMPLE_RATE)]
     synthetic = [k for k in KINDS if not k.startswith("speech")]
     for _ in range(n):
+        length = int(seconds[0] * SAMPLE_RATE) if fixed else int(rng.uniform(*seconds) * SAMPLE_RATE)
         if speech and rng.random() < 0.5:
             kind = "speech+noise" if rng.random() < 0.2 else "speech"
         else:
@@ -62,6 +65,8 @@ def clean_windows(n: int, seed: int, speech: list[np.ndarray] | None = None
         t = np.arange(length) / SAMPLE_RATE
         if kind in ("speech", "speech+noise"):
             clip = speech[int(rng.integers(len(speech)))]
+            while len(clip) < length:  # a drawn length longer than this utterance: append another one
+                clip = np.concatenate([clip, speech[int(rng.integers(len(speech)))]])
             s = int(rng.integers(0, len(clip) - length + 1))
             x = clip[s:s + length].astype(np.float64)
             x = x / (x.std() + 1e-12)
@@ -100,17 +105,22 @@ class FprCalibration:
     false_positives: int
     by_kind: dict  # kind -> [windows, false positives] on the held-out set
     seed: int
-
+    seconds: tuple = (1.0, 1.0)  # clip lengths drawn uniformly from this range
+    heldout_seconds: float = 0.0  # total audio in the held-out set
+    fpr_per_second: float = 0.0  # false positives per second of held-out audio
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def window_scores(engine: Watermarker, windows: Iterator[tuple[str, np.ndarray]]) -> tuple[list[str], np.ndarray]:
-    kinds, scores = [], []
+def window_scores(engine: Watermarker, windows: Iterator[tuple[str, np.ndarray]]
+                  ) -> tuple[list[str], np.ndarray, float]:
+    """(kinds, presence scores, total seconds) of the clips."""
+    kinds, scores, total = [], [], 0.0
     for kind, x in windows:
         kinds.append(kind)
         scores.append(engine.detect(x, SAMPLE_RATE).probability)
-    return kinds, np.asarray(scores)
+        total += len(x) / SAMPLE_RATE
+    return kinds, np.asarray(scores), total
 
 
 def threshold_for_fpr(scores: np.ndarray, target_fpr: float) -> float:
@@ -123,35 +133,42 @@ def threshold_for_fpr(scores: np.ndarray, target_fpr: float) -> float:
 
 def calibrate_fpr(engine: Watermarker, *, n_windows: int = 10000, n_heldout: int = 10000,
                   target_fpr: float = 1e-3, speech: list[np.ndarray] | None = None, seed: int = 0,
-                  progress: bool = False) -> FprCalibration:
-    """Set ``engine.threshold`` for ``target_fpr`` and measure the rate on held-out clean windows."""
+                  seconds: tuple[float, float] = (1.0, 1.0), progress: bool = False) -> FprCalibration:
+    """Set ``engine.threshold`` for ``target_fpr`` per clip (clips of ``seconds``, default 1 s) and measure
+    the rate per clip and per second on held-out clean clips (another seed)."""
     from tqdm import tqdm
 
     wrap = (lambda it, n, d: tqdm(it, total=n, desc=d, disable=not progress))
-    _, fit_scores = window_scores(engine, wrap(clean_windows(n_windows, seed, speech), n_windows, "calibrate"))
+    _, fit_scores, _ = window_scores(engine, wrap(clean_windows(n_windows, seed, speech, seconds), n_windows,
+                                                  "calibrate"))
     threshold = threshold_for_fpr(fit_scores, target_fpr)
-    kinds, held = window_scores(engine, wrap(clean_windows(n_heldout, seed + 1, speech), n_heldout, "measure"))
+    kinds, held, total = window_scores(engine, wrap(clean_windows(n_heldout, seed + 1, speech, seconds),
+                                                    n_heldout, "measure"))
     positives = held >= threshold
     by_kind = {k: [int(sum(1 for kk in kinds if kk == k)),
                    int(sum(1 for kk, p in zip(kinds, positives) if kk == k and p))] for k in sorted(set(kinds))}
     engine.threshold = threshold
     return FprCalibration(threshold=threshold, target_fpr=target_fpr, n_windows=n_windows, n_heldout=n_heldout,
                           fpr=float(positives.mean()), false_positives=int(positives.sum()), by_kind=by_kind,
-                          seed=seed)
+                          seed=seed, seconds=tuple(float(v) for v in seconds), heldout_seconds=round(total, 1),
+                          fpr_per_second=float(positives.sum() / max(total, 1e-9)))
 
 
 def calibrate_engine(engine: str = "audioseal", *, generator: str | None = None, detector: str | None = None,
                      key: int | None = None, speech: list[str] | tuple[str, ...] = (), windows: int = 10000,
-                     target_fpr: float = 1e-3, seed: int = 0, out_file: str | None = None, update_card: bool = False,
+                     target_fpr: float = 1e-3, seed: int = 0, seconds: tuple[float, float] = (1.0, 1.0),
+                     out_file: str | None = None, update_card: bool = False,
                      command: str | None = None, progress: bool = False) -> tuple[FprCalibration, str | None]:
     """``voiceguard watermark calibrate`` as a function: load the engine's detector, run ``calibrate_fpr`` on
     ``windows`` clean 1 s windows (``speech`` files / folders for half of them) and as many held-out ones,
     write the result as JSON to ``out_file`` (atomically) and, with ``update_card``, into the detector's card
-    (with ``command``). Returns the calibration and the card written (or None).
+    (audioseal) or ``watermark/cards/spread_spectrum.yaml`` (spread-spectrum), with ``command``. Returns the
+    calibration and the card written (or None).  ``seconds``: clip lengths (uniform range), default 1 s.
 
     Raises:
-        VoiceguardError: ``update_card`` with an engine that has no card, or a detector given as a bare
-            ``.pth`` (checked before the long calibration); the engine's loading errors.
+        VoiceguardError: ``update_card`` with an engine that has no calibration record, a non-default
+            spread-spectrum key, or a detector given as a bare ``.pth`` (checked before the long
+            calibration); the engine's loading errors.
     """
     from voiceguard.cards import find_card
     from voiceguard.errors import VoiceguardError
@@ -162,19 +179,34 @@ def calibrate_engine(engine: str = "audioseal", *, generator: str | None = None,
     from .models import CARDS_DIR, DEFAULT_DETECTOR, update_card as write_card
     from .train import load_training_audio
 
+    from .dsp import CALIBRATION_FILE, SPREAD_SPECTRUM_CARD, calibration_record
+
     card = None
     if update_card:  # check before the long calibration, not after it
-        if engine != "audioseal":
-            raise VoiceguardError("--update-card needs the audioseal engine (the DSP engine has no card)")
-        card = find_card(detector or DEFAULT_DETECTOR, [CARDS_DIR])  # a card name or .yaml, not a bare .pth
-    wm = load_watermarker(engine, need="detect", generator=generator, detector=detector, key=key)
+        if engine == "audioseal":
+            card = find_card(detector or DEFAULT_DETECTOR, [CARDS_DIR])  # a card name or .yaml, not a bare .pth
+        elif engine == "spread-spectrum":
+            if key is not None and int(key) != 0x5EED:
+                raise VoiceguardError("--update-card stores the default key's calibration: drop --key")
+        else:
+            raise VoiceguardError(f"--update-card: the {engine} engine has no calibration record")
+    options = {"generator": generator, "detector": detector} if engine == "audioseal" else {"key": key}
+    wm = load_watermarker(engine, need="detect", **options)
     clips = load_training_audio(list(speech)) if speech else None
     cal = calibrate_fpr(wm, n_windows=windows, n_heldout=windows, target_fpr=target_fpr, speech=clips, seed=seed,
-                        progress=progress)
+                        seconds=seconds, progress=progress)
     if out_file:
         atomic_write_text(out_file, to_json(cal.to_dict()))
     written = None
+    record = {**cal.to_dict(), "seconds": list(cal.seconds), "command": command}
     if card is not None:
-        written = str(write_card(str(card.path), calibration={**cal.to_dict(), "command": command}))
+        written = str(write_card(str(card.path), calibration=record))
+    elif update_card:
+        import yaml
+
+        atomic_write_text(CALIBRATION_FILE, yaml.safe_dump(
+            {**SPREAD_SPECTRUM_CARD, "calibration": record}, sort_keys=False))
+        calibration_record.cache_clear()
+        written = str(CALIBRATION_FILE)
     return cal, written
 

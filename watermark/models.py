@@ -28,20 +28,24 @@ DEFAULT_DETECTOR = "vg_detector_16bits_small"
 
 
 #: the columns of ``model_catalogue`` (``voiceguard watermark list``)
-CATALOGUE_COLUMNS = ("name", "kind", "weights", "fpr")
+CATALOGUE_COLUMNS = ("name", "kind", "weights", "message", "fpr")
 
 
 def model_catalogue() -> list[dict]:
-    """One row per watermark model card of ``watermark/cards/``: ``name`` (" (default)" marks the shipped
-    pair), ``kind``, ``weights`` ("shipped" next to the card, else "download"), ``fpr`` (the calibrated
-    false-positive rate, or "-")."""
+    """One row per watermark card of ``watermark/cards/``: ``name`` (" (default)" marks the shipped pair),
+    ``kind``, ``weights`` ("shipped" next to the card, "none" for the DSP engine, else "download"),
+    ``message`` (payload and whether it is checked), ``fpr`` (the calibrated false-positive rate, or "-")."""
     from voiceguard.cards import load_card
 
     rows = []
     for p in sorted(CARDS_DIR.glob("*.yaml")):
         c = load_card(p)
         default = " (default)" if c.name in (DEFAULT_GENERATOR, DEFAULT_DETECTOR) else ""
-        rows.append({"name": c.name + default, "kind": c.kind, "weights": "shipped" if c.shipped else "download",
+        default = " (default engine)" if c.kind == "watermark-engine" else default
+        weights = "shipped" if c.shipped else ("none" if c.checkpoint is None and not c.url else "download")
+        message = c.extra.get("message") or ("16 bits, unchecked (no room for a check value)"
+                                             if c.kind == "watermark-detector" else "-")
+        rows.append({"name": c.name + default, "kind": c.kind, "weights": weights, "message": message,
                      "fpr": (c.extra.get("calibration") or {}).get("fpr", "-")})
     return rows
 

@@ -12,7 +12,7 @@ import numpy as np
 from voiceguard.audio import MAX_CHANNELS, as_channels_first, check_sample_range, require_duration
 
 from .base import (_LAYOUT_SHAPE, _OTHER, AudioArrayError, Watermarker, _check_rate, _real_array, check_layout,
-                   crossfade_weights, message_bits, restore_dtype)
+                   crossfade_weights, restore_dtype)
 
 
 class StreamingEmbedder:
@@ -40,7 +40,7 @@ class StreamingEmbedder:
         self._total = 0  # samples pushed
         self.block, self.overlap = engine.block_sizes(sample_rate)
         self.hop = self.block - self.overlap
-        self._bits = message_bits(message, engine.nbits)
+        self._bits = engine.encode_bits(message)
         self._buffer = np.zeros((channels, 0), dtype=np.float32)  # input from the current block start on
         self._carry = np.zeros(0, dtype=np.float32)  # previous block's faded-out tail over the overlap
         self._index = 0  # blocks done

@@ -86,6 +86,9 @@ class WatermarkTrainConfig:
     threads: int = 0
     device: str = "auto"  # auto: the GPU when there is one
     attacks: tuple[str, ...] = field(default_factory=lambda: tuple(TRAIN_ATTACKS))
+    #: the detector sees the (attacked) batch advanced by a random 0..shift_max-1 samples (issue #20: the
+    #: shipped model, trained without it, reads wrong messages after sub-frame trims); 0 = off
+    shift_max: int = 320
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -194,6 +197,20 @@ def _snr_db(x, w):
     import torch
 
     return 10 * torch.log10(x.pow(2).sum(-1) / w.pow(2).sum(-1).clamp_min(1e-12)).clamp(max=80)
+
+
+def random_shift(wav, mask, shift_max: int, rng: np.random.Generator):
+    """Drop the first ``s`` samples of ``wav`` / ``mask`` ([B, 1, T] tensors), ``s`` drawn from
+    [0, shift_max), and pad ``s`` zeros (unmarked) at the end: the mark no longer starts on the generator's
+    frame grid, so the detector must learn every sub-frame offset.  ``shift_max`` <= 1: unchanged."""
+    import torch.nn.functional as F
+
+    if shift_max <= 1:
+        return wav, mask
+    s = int(rng.integers(0, shift_max))
+    if s == 0:
+        return wav, mask
+    return F.pad(wav[..., s:], (0, s)), F.pad(mask[..., s:], (0, s))
 
 
 def _attack(name: str, spec: dict, wav, mask, rng: np.random.Generator):
@@ -348,6 +365,7 @@ def train_watermark(config: WatermarkTrainConfig, *, resume: bool = False, progr
                 z, zmask = _attack(name, TRAIN_ATTACKS[name], y, mask, rng)
             else:
                 name, z, zmask = "none", y, mask
+            z, zmask = random_shift(z, zmask, config.shift_max, rng)
             logits = det.detector(z)  # [B, 2 + nbits, T']
             det_logit = logits[:, 1] - logits[:, 0]
             det_loss = F.binary_cross_entropy_with_logits(det_logit, zmask[:, 0])

@@ -12,6 +12,7 @@ import yaml
 from voiceguard import configs as _configs
 from voiceguard.attacks import AttackUnavailable, Suite, load_suite, suite_from_rows
 from voiceguard.errors import VoiceguardError
+from voiceguard.watermark.base import DEFAULT_ENGINE
 from voiceguard.files import read_text
 from voiceguard.protocols import PROTOCOL_FORMATS
 
@@ -70,7 +71,7 @@ class DetectorConfig:
 
 @dataclass(frozen=True)
 class WatermarkConfig:
-    engines: tuple[str, ...] = ("audioseal",)
+    engines: tuple[str, ...] = (DEFAULT_ENGINE,)
     files: int = 20
     suite: Suite | None = None
 
@@ -243,7 +244,7 @@ def parse_config(data: Any, source: str = "<config>") -> ReportConfig:
         if data.get("watermark") is not None:
             w = _mapping(data["watermark"], "watermark")
             _unknown(w, {"engines", "files", "suite"}, "watermark")
-            engines = w.get("engines", ["audioseal"])
+            engines = w.get("engines", [DEFAULT_ENGINE])
             if isinstance(engines, str):
                 engines = [engines]
             if not isinstance(engines, list):

@@ -48,7 +48,9 @@ class ScanRow:
         sample_rate, channels: of the file as stored (it is analysed at 16 kHz, one channel).
         flagged: merged flagged spans ``"start-end;..."`` in seconds (2 decimals), None when none.
         model: name of the detector's model card (or architecture).
-        watermark: the decoded message (``"0xBEEF"``) when a watermark was found, ``"none"`` when not,
+        watermark: the message (``"0xBEEF"``) when a watermark was found and its message passed the integrity
+            check, ``"unreadable"`` when a mark is present but its message failed the check, ``"unverified"``
+            when the engine carries no check value (audioseal), ``"none"`` when no mark was found,
             ``"error: <ExceptionType>"`` when the check failed, None when not checked.
         wm_probability: watermark presence, the highest mean over a 1 s window, 4 decimals (None: not checked).
         error: why the file could not be scanned (``status == "error"``).
@@ -72,7 +74,7 @@ class ScanRow:
     channels: int | None = None
     flagged: str | None = None  # merged flagged spans "start-end;..." in seconds
     model: str | None = None
-    watermark: str | None = None  # decoded message ("0xBEEF") when watermarked, "none" when not, else None
+    watermark: str | None = None  # "0xBEEF" (verified), "unreadable", "unverified", "none", or None (not checked)
     wm_probability: float | None = None  # highest 1 s window watermark presence
     error: str | None = None
     speech_s: float | None = None  # seconds of speech the VAD found in the analysed signal
@@ -108,7 +110,7 @@ def _check_watermark(watermarker, audio) -> _WatermarkCheck:
         r = watermarker.detect(audio, SAMPLE_RATE)
     except Exception as e:  # noqa: BLE001 - the spoof verdict still stands; say why the mark is unknown
         return _WatermarkCheck(f"error: {type(e).__name__}", None)
-    return _WatermarkCheck(r.message_hex if r.detected else "none", round(r.probability, 4), r)
+    return _WatermarkCheck(r.verdict if r.detected else "none", round(r.probability, 4), r)
 
 
 def resolve_threshold(threshold: str | float, loaded) -> float:
@@ -172,9 +174,9 @@ def _loaded_model(model, checkpoint):
 
 def _watermarker(watermark):
     if watermark is True:
-        from voiceguard.watermark import load_watermarker
+        from voiceguard.watermark import DEFAULT_ENGINE, load_watermarker
 
-        return load_watermarker("audioseal", need="detect")  # the detector alone: scan never embeds
+        return load_watermarker(DEFAULT_ENGINE, need="detect")  # the detector alone: scan never embeds
     return watermark or None
 
 
@@ -210,8 +212,9 @@ def scan(paths: str | os.PathLike | Iterable[str | os.PathLike], *, model=None,
         aggregate: file score from the window scores: ``"mean"``, or ``"min"`` (the most spoof-like window).
         hop_seconds: window hop in seconds, at most one window (None: half a window).
         workers: decoding threads (decoding runs ahead of the model, output order unchanged).
-        watermark: True: check with the shipped AudioSeal-format detector; False/None: no check (the
-            ``watermark`` column is None); or a ``Watermarker`` (``voiceguard.load_watermarker(...)``).
+        watermark: True: check with the default engine (``voiceguard.watermark.DEFAULT_ENGINE``, the coded
+            spread-spectrum watermark); False/None: no check (the ``watermark`` column is None); or a
+            ``Watermarker`` (``voiceguard.load_watermarker(...)``) to check another engine's mark.
         progress: False, True (a progress bar / line on stderr), or a ``voiceguard.progress.Progress``.
         skip: paths to leave out, as written in outputs (after ``voiceguard.writers.printable``): used to
             resume an interrupted scan.

@@ -19,7 +19,7 @@ from typing import Any, Collection, Iterable, Iterator
 from voiceguard.audio import audio_info, find_audio_files, load_audio, save_audio
 from voiceguard.errors import OutputError, VoiceguardError, per_file
 from voiceguard.files import same_file
-from voiceguard.watermark import DetectionResult, Watermarker, load_watermarker, parse_message
+from voiceguard.watermark import DEFAULT_ENGINE, DetectionResult, Watermarker, load_watermarker, parse_message
 from voiceguard.writers import printable
 
 
@@ -54,6 +54,7 @@ class DetectRow:
         if self.result is not None:
             r = self.result.to_dict(presence=presence)
             d.update(detected=r["detected"], probability=r["probability"], message=r["message"],
+                     message_status=r["message_status"], bits_corrected=r["bits_corrected"], speed=r["speed"],
                      bits_matched=r["bits_matched"], p_value=r["p_value"],
                      segments=";".join(f"{s['start']:.2f}-{s['end']:.2f}" for s in r["segments"]) or None,
                      duration_s=r["duration"], engine=r["engine"], model=r["model"], threshold=r["threshold"],
@@ -95,7 +96,7 @@ def _embed(engine: Watermarker, src: Path, out: Path, message: int | None, overw
 
 
 def embed_file(source: str | os.PathLike, output: str | os.PathLike, message: int | str | None = None, *,
-               engine: str | Watermarker = "audioseal", overwrite: bool = False, **engine_options: Any) -> EmbedRow:
+               engine: str | Watermarker = DEFAULT_ENGINE, overwrite: bool = False, **engine_options: Any) -> EmbedRow:
     """Watermark one audio file into ``output``: same format, sample rate, channels and length, written
     atomically.
 
@@ -141,7 +142,7 @@ def _embed_jobs(src: Path, output: str | os.PathLike | None, in_place: bool) -> 
 
 
 def embed_files(source: str | os.PathLike, output: str | os.PathLike | None = None, message: int | str | None = None,
-                *, engine: str | Watermarker = "audioseal", overwrite: bool = False, in_place: bool = False,
+                *, engine: str | Watermarker = DEFAULT_ENGINE, overwrite: bool = False, in_place: bool = False,
                 progress=None, skip: Collection[str] = frozenset(), **engine_options: Any) -> Iterator[EmbedRow]:
     """Watermark a file into a file, or a folder into a folder (relative paths kept); ``in_place`` writes
     over the inputs (atomically).  ``message``, ``engine``, ``engine_options`` and ``overwrite`` as for
@@ -189,7 +190,7 @@ def _detect(engine: Watermarker, path: Path, expected: int | None) -> DetectRow 
     return got if isinstance(got, VoiceguardError) else DetectRow(str(path), "ok", got)
 
 
-def detect_file(path: str | os.PathLike, *, engine: str | Watermarker = "audioseal",
+def detect_file(path: str | os.PathLike, *, engine: str | Watermarker = DEFAULT_ENGINE,
                 expected: int | str | None = None, **engine_options: Any) -> DetectRow:
     """Is one audio file watermarked, where, and with which message.
 
@@ -215,7 +216,7 @@ def detect_file(path: str | os.PathLike, *, engine: str | Watermarker = "audiose
     return got
 
 
-def detect_files(inputs: Iterable[str | os.PathLike], *, engine: str | Watermarker = "audioseal",
+def detect_files(inputs: Iterable[str | os.PathLike], *, engine: str | Watermarker = DEFAULT_ENGINE,
                  expected: int | str | None = None, progress=None, skip: Collection[str] = frozenset(),
                  **engine_options: Any) -> Iterator[DetectRow]:
     """Detect in files, folders (recursive) and globs.  ``engine``, ``engine_options`` and ``expected`` as

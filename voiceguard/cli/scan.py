@@ -40,19 +40,24 @@ def model_options(f):
 @click.option("--segments", is_flag=True, help="include per-window scores (json/jsonl)")
 @click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="decoding threads")
 @click.option("--watermark/--no-watermark", "check_watermark", default=True, show_default=True,
-              help="also detect watermarks (shipped AudioSeal-format model): message or 'none' per file")
+              help="also detect watermarks: the verified message, 'unreadable', 'unverified' or 'none' per file")
+@click.option("--watermark-engine", metavar="NAME", default=None,
+              help="engine whose mark to check [default: the default engine, spread-spectrum]")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="progress on stderr: a bar on a terminal, else a line every few seconds")
 @output_options
-def scan_command(paths, model, checkpoint, fmt, threshold, aggregate, hop_seconds, segments, check_watermark, workers,
-                 progress, output_file, resume, overwrite):
+def scan_command(paths, model, checkpoint, fmt, threshold, aggregate, hop_seconds, segments, check_watermark,
+                 watermark_engine, workers, progress, output_file, resume, overwrite):
     """Scan audio files, folders (recursive) or globs for spoofed speech.
 
     Every file is decoded through the shared audio path (any format, rate,
     channels), scored in sliding windows over its whole length, and reported
     with a calibrated spoof probability, LLR (bona fide vs spoof), verdict and
-    the flagged segments, and (unless --no-watermark) the watermark message found
-    in it or 'none'. Unreadable files are reported in their row; the scan goes on.
+    the flagged segments, and (unless --no-watermark) the watermark check: the
+    message when it passes the engine's integrity check, 'unreadable' (a mark
+    whose message failed it), 'unverified' (audioseal: no check value) or
+    'none'. Only one engine's mark is checked per scan: the default engine's, or
+    --watermark-engine's (a file marked by another engine reads 'none'). Unreadable files are reported in their row; the scan goes on.
 
     Multi-channel files are analysed as the channel mean, or as the channel with
     the most speech when the channels cancel in the mean or one channel has no
@@ -80,6 +85,14 @@ def scan_command(paths, model, checkpoint, fmt, threshold, aggregate, hop_second
     sink = open_sink(fmt, COLUMNS if fmt == "table" else ALL_COLUMNS, output_file, resume=resume,
                      overwrite=overwrite, progress=prog)
     loaded = load_model(model, checkpoint)
+    if check_watermark and watermark_engine is not None:
+        from voiceguard.errors import VoiceguardError
+        from voiceguard.watermark import load_watermarker
+
+        try:
+            check_watermark = load_watermarker(watermark_engine, need="detect")
+        except (VoiceguardError, KeyError) as e:
+            raise click.BadParameter(str(getattr(e, "reason", None) or e), param_hint="--watermark-engine") from None
     try:
         scanned = scan(list(paths), model=loaded, threshold=threshold, aggregate=aggregate, hop_seconds=hop_seconds,
                        workers=workers, watermark=check_watermark, progress=prog, skip=sink.done)

@@ -9,11 +9,13 @@ from voiceguard import writers
 from voiceguard.cli.options import SEED, echo_catalogue, recorded_command, finite_float, format_option, registered
 from voiceguard.cli.streaming import (EXIT_INTERRUPTED, announce_resume, interrupted_message, open_sink, output_options,
                                       stream_rows)
-from voiceguard.watermark import WATERMARKERS, load_watermarker, parse_message
+from voiceguard.watermark import DEFAULT_ENGINE, WATERMARKERS, load_watermarker, parse_message
 
 EXIT_FOUND, EXIT_ERRORS = 1, 2
-DETECT_COLUMNS = ["path", "status", "detected", "probability", "message", "p_value", "segments", "error"]
-DETECT_ALL = DETECT_COLUMNS[:-1] + ["bits_matched", "duration_s", "engine", "model", "threshold", "error"]
+DETECT_COLUMNS = ["path", "status", "detected", "probability", "message", "message_status", "p_value", "segments",
+                  "error"]
+DETECT_ALL = DETECT_COLUMNS[:-1] + ["bits_matched", "bits_corrected", "speed", "duration_s", "engine", "model",
+                                   "threshold", "error"]
 CALIBRATION_COLUMNS = ["threshold", "target_fpr", "fpr", "false_positives", "n_windows", "n_heldout", "seed"]
 
 
@@ -40,7 +42,7 @@ def _engine_options(f):
                      help="audioseal: detector card name or audioseal-format .pth [default: the shipped one]")(f)
     f = click.option("--generator", "generator", default=None,
                      help="audioseal: generator card name or audioseal-format .pth [default: the shipped one]")(f)
-    return click.option("--engine", metavar="NAME", default="audioseal", show_default=True, callback=registered(lambda: WATERMARKERS),
+    return click.option("--engine", metavar="NAME", default=DEFAULT_ENGINE, show_default=True, callback=registered(lambda: WATERMARKERS),
                         help=f"watermark engine: {' or '.join(sorted(WATERMARKERS))}")(f)
 
 
@@ -109,12 +111,15 @@ def embed_command(source, output, message, engine, generator, detector, key, str
 @click.option("--threshold", type=finite_float(0, 1), default=None,
               help="detection threshold on the 1 s window presence [default: the card's calibrated one]")
 @click.option("--presence", is_flag=True, help="include per-frame presence (json/jsonl, 50 frames/s)")
+@click.option("--speed-search", is_flag=True,
+              help="spread-spectrum: when no message is read, search playback speeds 0.94-1.06 (about 3 s per "
+                   "such file); the speed found is in the 'speed' column")
 @format_option(help="jsonl/csv: a row per file as it is done; table/json: printed at the end")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="progress on stderr: a bar on a terminal, else a line every few seconds")
 @output_options
-def detect_command(paths, engine, generator, detector, key, expect, threshold, presence, fmt, progress, output_file,
-                   resume, overwrite):
+def detect_command(paths, engine, generator, detector, key, expect, threshold, presence, speed_search, fmt, progress,
+                   output_file, resume, overwrite):
     """Detect watermarks in files, folders (recursive) or globs: detected, probability, message,
     p-value (with --expect) and watermarked segments.
 
@@ -127,7 +132,8 @@ def detect_command(paths, engine, generator, detector, key, expect, threshold, p
     prog = Progress("detect", enabled=progress)
     sink = open_sink(fmt, detect_columns(fmt, expect), output_file, resume=resume, overwrite=overwrite,
                      progress=prog)
-    wm = load_watermarker(engine, need="detect", generator=generator, detector=detector, key=key, threshold=threshold)
+    wm = load_watermarker(engine, need="detect", generator=generator, detector=detector, key=key, threshold=threshold,
+                          speed_search=speed_search or None)
     announce_resume(sink)
     todo = detect_files(paths, engine=wm, expected=expect, progress=prog, skip=sink.done)
     new, interrupted = stream_rows(todo, sink, lambda r: r.to_dict(presence=presence and fmt in ("json", "jsonl")),
@@ -149,7 +155,7 @@ def list_command(fmt: str) -> None:
     """Watermark engines and model cards."""
     from voiceguard.watermark.models import CATALOGUE_COLUMNS, model_catalogue
 
-    echo_catalogue(fmt, model_catalogue(), CATALOGUE_COLUMNS, f"engines: {', '.join(sorted(WATERMARKERS))}")
+    echo_catalogue(fmt, model_catalogue(), CATALOGUE_COLUMNS, f"engines: {', '.join(sorted(WATERMARKERS))} (default: {DEFAULT_ENGINE})")
 
 
 @watermark_group.command("train")
@@ -189,20 +195,23 @@ def train_command(data, out_dir, steps, batch_size, lr, seed, n_filters, dimensi
 @click.option("--windows", type=click.IntRange(100, 10_000_000), default=10000, show_default=True,
               help="clean 1 s windows to set the threshold on (as many again measure the rate)")
 @click.option("--target-fpr", type=finite_float(0, 1, min_open=True), default=1e-3, show_default=True)
+@click.option("--seconds", type=(finite_float(0.1, 600), finite_float(0.1, 600)), default=(1.0, 1.0),
+              show_default=True, metavar="MIN MAX", help="clip lengths, drawn uniformly from MIN to MAX seconds")
 @click.option("--seed", type=SEED, default=0, show_default=True)
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), default=None,
               help="write the calibration as JSON here")
 @click.option("--update-card", is_flag=True, help="store threshold and measured FPR in the detector's card")
 @format_option(default="json", help="of the result (--out FILE is always JSON)")
-def calibrate_command(engine, generator, detector, key, speech, windows, target_fpr, seed, out_file, update_card,
-                      fmt):
+def calibrate_command(engine, generator, detector, key, speech, windows, target_fpr, seconds, seed, out_file,
+                      update_card, fmt):
     """Set the detection threshold for a target false-positive rate on clean 1 s windows (speech, noise,
     tones, music-like) and measure the rate on as many independent windows."""
     from voiceguard.watermark.calibrate import calibrate_engine
 
     command = recorded_command("watermark")
     cal, card = calibrate_engine(engine, generator=generator, detector=detector, key=key, speech=speech,
-                                 windows=windows, target_fpr=target_fpr, seed=seed, out_file=out_file,
+                                 windows=windows, target_fpr=target_fpr, seed=seed, seconds=seconds,
+                                 out_file=out_file,
                                  update_card=update_card, command=command, progress=sys.stderr.isatty())
     if card is not None:
         click.echo(f"voiceguard: calibration written to {card}", err=True)
