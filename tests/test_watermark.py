@@ -187,15 +187,16 @@ def test_unknown_engine_is_a_one_line_error_listing_the_engines():
 def test_load_watermarker_options_none_means_the_default_and_unknown_options_are_named():
     from voiceguard.watermark import EngineOptionError, engine_options
 
-    assert engine_options("spread-spectrum") == ["key", "snr_db", "threshold", "strength"]
+    assert engine_options("spread-spectrum") == ["key", "snr_db", "threshold", "strength", "speed_search"]
     assert {"generator", "detector", "threshold", "strength", "snr_db"} <= set(engine_options("audioseal"))
     default = load_watermarker("spread-spectrum")
     same = load_watermarker("spread-spectrum", key=None, snr_db=None, threshold=None, strength=None)
     assert (same.key, same.snr_db, same.threshold, same.strength) == \
-        (default.key, default.snr_db, default.threshold, default.strength) == (0x5EED, 28.0, 0.5, 1.0)
+        (default.key, default.snr_db, default.threshold, default.strength) == \
+        (0x5EED, 28.0, default.calibration["threshold"], 1.0)  # the calibrated threshold (issue #20)
     assert load_watermarker("spread-spectrum", key=7, threshold=0.8).key == 7
     with pytest.raises(EngineOptionError, match=r"spread-spectrum watermark engine takes no option 'generator' "
-                                                 r"\(its options: key, snr_db, threshold, strength\)"):
+                                                 r"\(its options: key, snr_db, threshold, strength, speed_search\)"):
         load_watermarker("spread-spectrum", generator="x")
     with pytest.raises(ValueError, match="need must be one of"):
         load_watermarker("spread-spectrum", need="train")

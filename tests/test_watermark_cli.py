@@ -155,7 +155,7 @@ def test_output_format_options_json_alias_and_unknown_engine(tmp_path):
     assert json.loads(alias.stdout)[0]["message"] == "0x0102"
     table = _invoke("watermark", "detect", str(marked), *DSP)  # the default stays the table
     assert table.stdout.splitlines()[0].split() == ["path", "status", "detected", "probability", "message",
-                                                    "p_value", "segments", "error"]
+                                                    "message_status", "p_value", "segments", "error"]
     r = _invoke("watermark", "detect", str(marked), "--engine", "nope")
     assert r.exit_code == 2 and r.stdout == ""
     assert r.stderr == "voiceguard: error: unknown watermark engine 'nope'; known: audioseal, spread-spectrum\n"
@@ -165,11 +165,15 @@ def test_output_format_options_json_alias_and_unknown_engine(tmp_path):
 
 def test_list_prints_the_cards_in_every_format():
     table = _invoke("watermark", "list")
-    assert table.exit_code == 0 and table.stdout.splitlines()[0].split() == ["name", "kind", "weights", "fpr"]
-    assert table.stdout.endswith("\nengines: audioseal, spread-spectrum\n")
-    rows = json.loads(_invoke("watermark", "list", "--json").stdout)
-    assert "vg_detector_16bits_small (default)" in {r["name"] for r in rows}
-    assert _invoke("watermark", "list", "--format", "csv").stdout.splitlines()[0] == "name,kind,weights,fpr"
+    assert table.exit_code == 0 and table.stdout.splitlines()[0].split() == ["name", "kind", "weights", "message",
+                                                                             "fpr"]
+    assert table.stdout.endswith("\nengines: audioseal, spread-spectrum (default: spread-spectrum)\n")
+    rows = {r["name"]: r for r in json.loads(_invoke("watermark", "list", "--json").stdout)}
+    assert "vg_detector_16bits_small (default)" in rows
+    # which engine checks its message, and which cannot (issue #20)
+    assert rows["spread_spectrum (default engine)"]["message"].startswith("16 bits, checked")
+    assert rows["vg_detector_16bits_small (default)"]["message"].startswith("16 bits, unchecked")
+    assert _invoke("watermark", "list", "--format", "csv").stdout.splitlines()[0] == "name,kind,weights,message,fpr"
 
 
 def test_calibrate_prints_json_by_default_and_other_formats_on_request(tmp_path):

@@ -308,9 +308,13 @@ def test_clips_shorter_than_the_shipped_model_marks_are_refused(shipped, seconds
 def test_cli_refuses_a_clip_too_short_with_an_error_row(tmp_path):
     src = tmp_path / "short.wav"
     sf.write(src, speechlike(1.0), 16000)
-    r = run_cli("watermark", "embed", str(src), str(tmp_path / "out.wav"), "--format", "json")
+    r = run_cli("watermark", "embed", str(src), str(tmp_path / "out.wav"), "--format", "json", "--engine", "audioseal")
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "too short for the audioseal watermark (minimum 1.5 s)" in r.stdout
+    assert not (tmp_path / "out.wav").exists()
+    sf.write(src, speechlike(0.3), 16000)  # the default engine's minimum is 0.5 s
+    r = run_cli("watermark", "embed", str(src), str(tmp_path / "out.wav"), "--format", "json")
+    assert r.returncode == 2 and "too short for the spread-spectrum watermark (minimum 0.5 s)" in r.stdout
     assert not (tmp_path / "out.wav").exists()
 
 
