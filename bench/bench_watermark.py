@@ -40,18 +40,35 @@ from voiceguard.watermark import load_watermarker, message_bits
 from voiceguard.audio import SAMPLE_RATE
 
 def clips_from(paths: list[str], n: int, seconds: float, seed: int = 0) -> list[np.ndarray]:
-    """``n`` clips of ``seconds`` (16 kHz mono) from different files, seeded."""
+    """``n`` clips of ``seconds`` (16 kHz mono), one per file in a seeded order; a file shorter than
+    ``seconds`` is continued with the next files of that order (LibriSpeech test-other has 100 files, 37 of
+    them under 5 s).  Raises SystemExit when the files hold fewer than ``n`` starting points."""
     files, _ = find_audio_files(paths)
     rng = np.random.default_rng(seed)
+    order = rng.permutation(len(files))
+    need = int(seconds * SAMPLE_RATE)
+    audio = {}
+
+    def get(i):
+        if i not in audio:
+            audio[i] = load_audio(files[i], SAMPLE_RATE, mono=True)[0][0]
+        return audio[i]
+
     out = []
-    for f in rng.permutation(len(files)):
-        x = load_audio(files[f], SAMPLE_RATE, mono=True)[0][0]
-        if len(x) >= seconds * SAMPLE_RATE:
-            s = int(rng.integers(0, len(x) - int(seconds * SAMPLE_RATE) + 1))
-            out.append(x[s:s + int(seconds * SAMPLE_RATE)])
-        if len(out) == n:
-            break
+    for k, f in enumerate(order[:n]):
+        x, j = get(f), k
+        while len(x) < need:  # continue with the following files (wrapping around)
+            j += 1
+            x = np.concatenate([x, get(order[j % len(order)])])
+        s = int(rng.integers(0, len(x) - need + 1))
+        out.append(x[s:s + need])
+    if len(out) < n:
+        raise SystemExit(f"only {len(out)} speech files under {paths}; {n} clips asked")
     return out
+
+
+#: version of ``clips_from``'s rule: results measured on other clips are not merged
+CLIP_RULE = 2
 
 
 def long_clips(paths: list[str], n: int, seconds: float, seed: int = 1) -> list[np.ndarray]:
@@ -294,11 +311,9 @@ def memory(engine: str, clip: np.ndarray) -> dict:
         return out
 
 
-#: the AudioSeal paper's own figures (San Roman et al., 2024, "Proactive Detection of Voice Cloning with
-#: Localized Watermarking", Table 2 and Section 5): shown beside ours for context, not measured here
-PAPER = {"si_snr": "26.0 dB (Table 2)", "pesq": "4.47", "stoi": "0.99", "localisation": "IoU ~0.9+ at 1 s",
-         "notes": "AudioSeal reports detection acc. 0.98-1.00 on most edits, ~0.68 on speed 1.25 "
-                  "(its Table 10); no integrity check: 16 raw bits"}
+#: the AudioSeal paper's own quality figures (San Roman et al., 2024, "Proactive Detection of Voice Cloning
+#: with Localized Watermarking", Table 2, full AudioSeal model): cited for context, not measured here
+PAPER = {"si_snr": "26.00 (cited)", "pesq": "4.47 (cited)", "stoi": "-", "localisation": "-"}
 
 BEGIN, END = "<!-- voiceguard-bench-watermark:begin -->", "<!-- voiceguard-bench-watermark:end -->"
 
@@ -360,7 +375,8 @@ def table(results: dict) -> str:
         if "seconds" in r["calibration"] else
         f"{r['calibration']['false_positives']} / {r['calibration']['n_heldout']} (1 s windows)"))
     row("FPR, this bench's unmarked clips", lambda r: f"{r['fpr']['fpr']:.3f} ({r['fpr']['messages']} messages)")
-    row("wrong-message bound per file", lambda r: r.get("wrong_bound", "none (no check value)"))
+    row("wrong-message bound per file", lambda r: r.get("wrong_bound") or (
+        "none (no check value)" if "detector" in r["model"] else "as spread-spectrum (same code)"))
     row("SI-SNR (dB)", lambda r: f"{r['quality']['si_snr']:.1f} (min {r['quality']['si_snr_min']:.1f})", PAPER["si_snr"])
     row("PESQ (wb)", lambda r: f"{r['quality']['pesq']:.2f}", PAPER["pesq"])
     row("STOI", lambda r: f"{r['quality']['stoi']:.3f}", PAPER["stoi"])
@@ -369,6 +385,9 @@ def table(results: dict) -> str:
     row("detect (x real time, 10 s clip)", lambda r: f"{r['speed']['detect_rtf']:.0f}x")
     row("1-hour file: peak RSS embed / detect", lambda r: (
         f"{r['memory']['embed']['peak_rss_mb']:.0f} / {r['memory']['detect']['peak_rss_mb']:.0f} MB"))
+    for e in engines:
+        if results["engines"][e].get("clip_note"):
+            lines.append(f"\n{e} was measured on other clips than the rest: {results['engines'][e]['clip_note']}.")
     if "scan" in results:
         sc = results["scan"]
         lines.append(f"\n`scan` with the default watermark check vs without, {sc['files']} files of 10 s, same process: "
@@ -404,7 +423,10 @@ def main() -> None:
                     help=f"also the default engine with speed_search=True, on {', '.join(SEARCH_CONDITIONS)}")
     ap.add_argument("--table", action="store_true", help="only print the table from --out")
     ap.add_argument("--merge", action="append", default=[], metavar="JSON",
-                    help="with --table: first copy the engines of these result files (same clips) into --out")
+                    help="with --table: first copy the engines of these result files (same clips) into --out "
+                         "(engines --out already has are kept)")
+    ap.add_argument("--allow-other-clips", action="store_true",
+                    help="--merge results measured on other clips too (noted under the table)")
     ap.add_argument("--update-readme", metavar="README", help="write the table into this README's block")
     ap.add_argument("--out", default="bench/results/watermark.json")
     args = ap.parse_args()
@@ -412,10 +434,17 @@ def main() -> None:
         results = json.loads(Path(args.out).read_text())
         for other in args.merge:  # engines measured by another process on the same clips
             more = json.loads(Path(other).read_text())
-            key = ("speech", "clips", "nonspeech", "seed")
+            key = ("speech", "clips", "nonspeech", "seed", "clip_rule")
             if [more.get(k) for k in key] != [results.get(k) for k in key]:
-                raise SystemExit(f"{other} was measured on other clips than {args.out}")
-            results["engines"].update(more["engines"])
+                if not args.allow_other_clips:
+                    raise SystemExit(f"{other} was measured on other clips than {args.out} (--allow-other-clips "
+                                     "merges it with a note under the table)")
+                for r in more["engines"].values():  # say which clips these figures are from
+                    n = next(iter(r["robustness"].values())).get("n")
+                    r["clip_note"] = (f"{n} clips: the speech files of at least 5 s, one clip each, plus "
+                                      f"{more['nonspeech']} non-speech (clip rule {more.get('clip_rule', 1)})")
+            for name, r in more["engines"].items():  # engines --out measured itself are kept
+                results["engines"].setdefault(name, r)
             results.update({k: more[k] for k in ("scan",) if k in more and k not in results})
         if args.merge:
             atomic_write_text(args.out, json.dumps(results, indent=2) + "\n")
@@ -430,11 +459,12 @@ def main() -> None:
     messages = [int(m) for m in rng.integers(0, 2 ** 16, len(clips))]
     ten = long_clips(args.speech, 20, 10.0, args.seed + 1)
     results = {"speech": args.speech, "clips": args.clips, "nonspeech": args.nonspeech, "seed": args.seed,
+               "clip_rule": CLIP_RULE,
                "threads": torch.get_num_threads(), "default": DEFAULT_ENGINE, "engines": {}}
     if Path(args.out).is_file():  # keep other engines' figures from earlier runs with the same clips
         old = json.loads(Path(args.out).read_text())
-        if (old.get("speech"), old.get("clips"), old.get("nonspeech"), old.get("seed")) == (
-                args.speech, args.clips, args.nonspeech, args.seed):
+        if (old.get("speech"), old.get("clips"), old.get("nonspeech"), old.get("seed"), old.get("clip_rule")) == (
+                args.speech, args.clips, args.nonspeech, args.seed, CLIP_RULE):
             results["engines"] = old.get("engines", {})
             if "scan" in old:
                 results["scan"] = old["scan"]
@@ -466,6 +496,7 @@ def main() -> None:
         name = f"{DEFAULT_ENGINE} --speed-search"
         print(name, file=sys.stderr)
         r = {"model": wm.model, "threshold": wm.threshold, "calibration": wm.calibration,
+             "wrong_bound": results["engines"].get(DEFAULT_ENGINE, {}).get("wrong_bound"),
              "robustness": robustness(wm, clips, messages, args.seed, SEARCH_CONDITIONS, n_speech=args.clips),
              # every unmarked clip runs the whole search (about 3 s each): the first 20 speech + the
              # 20 non-speech clips
