@@ -120,7 +120,7 @@ class SpreadSpectrumEngine(Watermarker):
         sync sequence through one precomputed FFT.  The ``SEARCH_CANDIDATES`` best speeds are then detected
         on the whole file, and a speed counts only when its message passes the integrity check, so the
         search adds at most ``SEARCH_CANDIDATES`` x 1.1e-7 to the wrong-message probability and nothing
-        to the false-positive rate of a verified message.  About 1-2 s per file on 2 cores."""
+        to the false-positive rate of a verified message.  About 3 s per file on 2 cores."""
         first = super().detect_model_rate(x16, duration, expected)
         if not self.speed_search or first.message is not None or len(x16) < SAMPLE_RATE // 2:
             return first
