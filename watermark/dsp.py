@@ -28,7 +28,7 @@ import numpy as np
 
 from voiceguard.audio import SAMPLE_RATE
 
-from .base import HOP, Watermarker, register
+from .base import FRAME_RATE, HOP, Watermarker, register, smooth_segments
 from .codes import MessageCode
 
 BAND = (1600.0, 4800.0)
@@ -70,6 +70,12 @@ def _whiten(x: np.ndarray) -> np.ndarray:
     band = ((freqs >= BAND[0]) & (freqs <= BAND[1])).float()[:, None]
     spec = spec / (spec.abs() + 1e-6) * band
     return torch.istft(spec, NFFT, NFFT // 4, window=win, length=len(xt), center=True).numpy()[:n]
+
+
+def _window_norms(y: np.ndarray, length: int) -> np.ndarray:
+    """``||y[l:l+length]||`` for every lag ``l`` (float64, floored at 1e-6): the correlations' normaliser."""
+    energy = np.concatenate([[0.0], np.cumsum(y.astype(np.float64) ** 2)])
+    return np.sqrt(np.maximum(energy[length:] - energy[:-length], 1e-12))
 
 
 @register
@@ -136,8 +142,6 @@ class SpreadSpectrumEngine(Watermarker):
                 n = len(presence)  # frames of the stretched copy, back on the input's time axis
                 frames = max(1, int(round(n / factor)))
                 back = np.interp(np.arange(frames) * factor, np.arange(n), presence).astype(np.float32)
-                from .base import FRAME_RATE, smooth_segments
-
                 return replace(r, presence=back, segments=smooth_segments(back, FRAME_RATE), speed=float(factor))
         return first
 
@@ -164,8 +168,7 @@ class SpreadSpectrumEngine(Watermarker):
             if len(y) < L:
                 y = np.pad(y, (0, L - len(y)))
             corr = irfft(rfft(y, size) * template, size)[:len(y) - L + 1]
-            energy = np.concatenate([[0.0], np.cumsum(y.astype(np.float64) ** 2)])
-            norm = np.sqrt(np.maximum(energy[L:] - energy[:-L], 1e-12))
+            norm = _window_norms(y, L)
             scores.append(float(np.max(corr / norm)))
         order = np.argsort(scores)[::-1][:SEARCH_CANDIDATES]
         return [float(grid[i]) for i in order]
@@ -213,8 +216,7 @@ class SpreadSpectrumEngine(Watermarker):
         if len(y) < L:
             y = np.pad(y, (0, L - len(y)))
         corr = fftconvolve(y, seq[0][::-1], mode="valid")  # lag l: <y[l:l+L], s0>
-        energy = np.concatenate([[0.0], np.cumsum(y.astype(np.float64) ** 2)])
-        seg_norm = np.sqrt(np.maximum(energy[L:] - energy[:-L], 1e-12))  # ||y[l:l+L]||
+        seg_norm = _window_norms(y, L)
         unit = np.sqrt(L) / np.linalg.norm(seq, axis=1)  # normalised correlation * sqrt(L): ~N(0, 1) unmarked
         z = corr / seg_norm * unit[0]
         period = min(hop, len(z))
