@@ -145,6 +145,50 @@ def score_files(detector, sources: Sequence[str | os.PathLike], *, calibration: 
 
 
 @dataclass(frozen=True)
+class ScoreJob:
+    """``score_files`` as a ``voiceguard.executors.FileJob`` over paths: the same detector, calibration, window
+    rule and decode hook in this process or in a Ray actor (which receives it, detector included, once).
+    ``decode`` must pickle (a module-level function, or a closure over picklable values)."""
+
+    detector: Any
+    calibration: Calibration = Calibration()
+    threshold: float = 0.0
+    hop: int | None = None
+    aggregate: str = "mean"
+    workers: int = 2
+    decode: Callable = decode
+
+    def open(self):
+        return lambda paths: score_files(self.detector, paths, calibration=self.calibration, threshold=self.threshold,
+                                         hop=self.hop, aggregate=self.aggregate, workers=self.workers,
+                                         decode=self.decode)
+
+    def failed(self, item, reason: str) -> Scored:
+        return Scored(str(item), None, None, reason)
+
+
+def score_many(job: ScoreJob, paths: Sequence, executor=None, progress: bool = False,
+               desc: str = "score") -> list[Scored]:
+    """``job`` over ``paths`` on ``executor`` (``voiceguard.executors``: None/``"local"``, ``"ray"`` or an
+    ``ExecutorSpec``; with Ray each actor decodes with one thread per CPU it reserves): a ``Scored`` per path, in
+    input order, whatever order the workers finished in.  ``progress``: a tqdm bar on stderr."""
+    from dataclasses import replace
+
+    from tqdm import tqdm
+
+    from voiceguard.executors import as_spec, run_job
+
+    spec = as_spec(executor)
+    if not spec.is_local:
+        job = replace(job, workers=max(1, int(spec.cpus_per_worker)))
+    out: list = [None] * len(paths)
+    for i, s in tqdm(run_job(job, paths, spec), total=len(paths), desc=desc, unit="file", disable=not progress,
+                     leave=False):
+        out[i] = s
+    return out
+
+
+@dataclass(frozen=True)
 class ProtocolScores:
     out: str
     n_trials: int
@@ -155,24 +199,22 @@ class ProtocolScores:
 def score_protocol(loaded, protocol: str | os.PathLike, audio_dir: str | os.PathLike | None,
                    out: str | os.PathLike, *, ext: str = ".flac", columns: int = 4, llr: bool = False,
                    aggregate: str = "mean", workers: int = 2, progress: bool = False,
-                   protocol_format: str = "auto") -> ProtocolScores:
+                   protocol_format: str = "auto", executor=None) -> ProtocolScores:
     """Score every trial of ``protocol`` into an official-format score file (written atomically).
 
     ``protocol_format``: ``auto`` (sniffed from the content) or a ``voiceguard.protocols.READERS`` name.
+    ``executor``: where the files are scored (``score_many``); the score file is in protocol order either way.
 
     Files that cannot be decoded are left out of the score file and returned in ``errors``.
     """
-    from tqdm import tqdm
-
     from voiceguard.metrics.scores import ScoredTrial, write_cm_scores
     from voiceguard.protocols import read_protocol
 
     trials = read_protocol(protocol, protocol_format)
     paths = [t.audio_path(audio_dir, ext) for t in trials]
     rows, errors = [], []
-    scored = score_files(loaded.detector, paths, calibration=loaded.calibration, aggregate=aggregate,
-                         workers=workers)
-    for t, s in tqdm(zip(trials, scored), total=len(trials), desc="score", unit="file", disable=not progress):
+    job = ScoreJob(loaded.detector, loaded.calibration, aggregate=aggregate, workers=workers)
+    for t, s in zip(trials, score_many(job, paths, executor, progress)):
         if s.result is None:
             errors.append((s.source, s.error or "unreadable"))
             continue

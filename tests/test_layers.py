@@ -12,7 +12,7 @@ from helpers import REPO
 FOLDERS = {"voiceguard": "voiceguard", "detect": "voiceguard.detect", "watermark": "voiceguard.watermark",
            "eval": "voiceguard.eval", "demo": "voiceguard.demo", "configs": "voiceguard.configs"}
 
-FOUNDATION = ("audio", "errors", "cards", "protocols", "files", "writers", "registry", "progress", "vad",
+FOUNDATION = ("audio", "errors", "cards", "protocols", "files", "writers", "registry", "progress", "vad", "executors",
               "selfcheck", "version", "configs")
 LAYERS = {
     **{f"voiceguard.{m}": 0 for m in FOUNDATION},

@@ -12,6 +12,7 @@ import yaml
 from voiceguard import configs as _configs
 from voiceguard.attacks import AttackUnavailable, Suite, load_suite, suite_from_rows
 from voiceguard.errors import VoiceguardError
+from voiceguard.executors import LOCAL, ExecutorSpec
 from voiceguard.watermark.base import DEFAULT_ENGINE
 from voiceguard.files import read_text
 from voiceguard.protocols import PROTOCOL_FORMATS
@@ -95,6 +96,7 @@ class ReportConfig:
     attack_trials: int | None = 300
     watermark: WatermarkConfig | None = None
     risk: RiskConfig | None = None
+    executor: ExecutorSpec = LOCAL  # where the file-level stages (detector scoring) run; not in any cache key
     source: str = ""
     raw: dict = field(default_factory=dict, hash=False, compare=False)
 
@@ -226,12 +228,29 @@ def _detectors(items: Any) -> tuple[DetectorConfig, ...]:
     return tuple(out)
 
 
+def _executor(d: dict) -> ExecutorSpec:
+    """``executor: {kind: local|ray, address: auto|HOST:PORT, workers: N, cpus_per_worker: C, batch_files: B}``."""
+    _unknown(d, {"kind", "address", "workers", "cpus_per_worker", "batch_files"}, "executor")
+    kind = d.get("kind", "local")
+    if kind not in ("local", "ray"):
+        raise ReportConfigError(f"executor.kind must be local or ray, got {kind!r}")
+    if kind == "local" and set(d) - {"kind"}:
+        raise ReportConfigError(f"executor: {', '.join(sorted(set(d) - {'kind'}))} go(es) with kind: ray")
+    cpus = d.get("cpus_per_worker", 1)
+    if isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or not cpus > 0:
+        raise ReportConfigError(f"executor.cpus_per_worker must be a positive number, got {cpus!r}")
+    address = d.get("address")
+    return ExecutorSpec(kind, address=None if address is None else str(address),
+                        workers=_int(d, "workers", None, "executor", 1), cpus_per_worker=float(cpus),
+                        batch_files=_int(d, "batch_files", 8, "executor", 1))
+
+
 def parse_config(data: Any, source: str = "<config>") -> ReportConfig:
     """Check a config mapping (already YAML-loaded and expanded) and return it as dataclasses."""
     if not isinstance(data, dict):
         raise ReportConfigError("a report config must be a YAML mapping", source=source)
     try:
-        _unknown(data, {"name", "seed", "data", "detectors", "attacks", "watermark", "risk"}, "config")
+        _unknown(data, {"name", "seed", "data", "detectors", "attacks", "watermark", "risk", "executor"}, "config")
         seed = _int(data, "seed", 0, "config")
         attacks = _mapping(data.get("attacks"), "attacks")
         _unknown(attacks, {"suites", "max_trials"}, "attacks")
@@ -285,7 +304,7 @@ def parse_config(data: Any, source: str = "<config>") -> ReportConfig:
             raise ReportConfigError(f"name must be letters, digits and _.+- (it names reports/NAME), got {name!r}")
         return ReportConfig(name, seed, _data(_mapping(data.get("data"), "data")),
                             _detectors(data.get("detectors")), suites, _int(attacks, "max_trials", 300, "attacks", 4),
-                            wm, risk, source, data)
+                            wm, risk, _executor(_mapping(data.get("executor"), "executor")), source, data)
     except VoiceguardError as e:
         raise ReportConfigError(e.reason, source=e.source or source) from None
 

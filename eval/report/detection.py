@@ -53,20 +53,19 @@ def _attack_decode(row, seed: int, index: dict[str, int]):
     return dec
 
 
-def score_condition(loaded, data: EvalData, trials: list[Trial], row, seed: int, progress: bool = False) -> dict:
+def score_condition(loaded, data: EvalData, trials: list[Trial], row, seed: int, progress: bool = False,
+                    executor=None) -> dict:
     """Calibrated LLRs of ``trials`` (each file attacked by ``row`` first, seeded by ``file_seed(seed, i)`` for the
     i-th trial, when ``row`` is not None): ``{"utt": [ids], "score": [LLRs], "errors": [[file, why]]}``; files that
-    fail are listed, not scored."""
-    from tqdm import tqdm
-
-    from voiceguard.detect.batch import score_files
+    fail are listed, not scored.  ``executor``: where the files are scored (``voiceguard.executors``; the config's
+    ``executor``): the value is in trial order either way, and each file's attack seed follows its trial index."""
+    from voiceguard.detect.batch import ScoreJob, score_many
 
     paths = [str(data.path(t)) for t in trials]
     index = {p: i for i, p in enumerate(paths)}
     out: dict[str, list] = {"utt": [], "score": [], "errors": []}
-    scored = score_files(loaded.detector, paths, calibration=loaded.calibration, decode=_attack_decode(row, seed, index))
-    for t, s in tqdm(zip(trials, scored), total=len(trials), desc="score", unit="file", disable=not progress,
-                     leave=False):
+    job = ScoreJob(loaded.detector, loaded.calibration, decode=_attack_decode(row, seed, index))
+    for t, s in zip(trials, score_many(job, paths, executor, progress)):
         if s.result is None:
             out["errors"].append([s.source, s.error or "unreadable"])
         else:
@@ -94,7 +93,8 @@ def class_scores(rows) -> tuple[np.ndarray, np.ndarray]:
 def clean_stage(ctx: ReportContext, label: str, det: LoadedDetector, data_key: list) -> Stage:
     """The detector's scores of every eval trial; keyed by its identity and the eval files."""
     return Stage(f"detect.{slug(label)}.clean", {"det": det.identity.to_dict(), "data": data_key},
-                 lambda: score_condition(det.loaded, ctx.data, list(ctx.data.trials), None, ctx.cfg.seed, ctx.progress))
+                 lambda: score_condition(det.loaded, ctx.data, list(ctx.data.trials), None, ctx.cfg.seed, ctx.progress,
+                                         ctx.cfg.executor))
 
 
 def condition_stage(ctx: ReportContext, label: str, det: LoadedDetector, suite, row, attacked: list[Trial],
@@ -104,7 +104,8 @@ def condition_stage(ctx: ReportContext, label: str, det: LoadedDetector, suite, 
     return Stage(f"detect.{slug(label)}.{slug(suite.name)}.{slug(row.label)}",
                  {"det": det.identity.to_dict(), "data": data_key, "attack": [row.attack, row.params],
                   "seed": ctx.cfg.seed},
-                 lambda: score_condition(det.loaded, ctx.data, attacked, row, ctx.cfg.seed, ctx.progress))
+                 lambda: score_condition(det.loaded, ctx.data, attacked, row, ctx.cfg.seed, ctx.progress,
+                                         ctx.cfg.executor))
 
 
 # --------------------------------------------------------------------------- section

@@ -28,7 +28,10 @@ def run_report(cfg: ReportConfig, out: str | Path, work: str | Path | None = Non
     torch runs with ``TORCH_THREADS`` threads meanwhile; the report's ``environment`` states what else the
     figures depend on (package, ffmpeg and codec library versions, CPU kernels, the corpus's tools).
     Raises ReportError (unusable data), ReportConfigError, or a model's loading error before any stage runs."""
-    with fixed_torch_threads(TORCH_THREADS):  # the same thread count on every machine (see TORCH_THREADS)
+    from voiceguard.executors import session
+
+    # one Ray connection (config ``executor: {kind: ray}``) for every file-level stage; a no-op locally
+    with fixed_torch_threads(TORCH_THREADS), session(cfg.executor):  # same thread count everywhere (TORCH_THREADS)
         return _run_report(cfg, Path(out), Path(work) if work is not None else Path(out) / "work", force, progress,
                            log)
 

@@ -183,7 +183,7 @@ def _watermarker(watermark):
 def scan(paths: str | os.PathLike | Iterable[str | os.PathLike], *, model=None,
          checkpoint: str | os.PathLike | None = None, threshold: str | float = "default", aggregate: str = "mean",
          hop_seconds: float | None = None, workers: int = 2, watermark=True, progress=False,
-         skip: Collection[str] = ()) -> Iterator[ScanRow]:
+         skip: Collection[str] = (), executor=None) -> Iterator[ScanRow]:
     """Scan audio files, folders (recursive) and globs for spoofed speech and watermarks.
 
     Yields one ``ScanRow`` per file as it finishes: input problems first (a missing path, a folder without
@@ -218,6 +218,12 @@ def scan(paths: str | os.PathLike | Iterable[str | os.PathLike], *, model=None,
         progress: False, True (a progress bar / line on stderr), or a ``voiceguard.progress.Progress``.
         skip: paths to leave out, as written in outputs (after ``voiceguard.writers.printable``): used to
             resume an interrupted scan.
+        executor: where the files are scored: None / ``"local"`` (this process; rows in sorted order),
+            ``"ray"`` (a private Ray instance on this machine) or a ``voiceguard.executors.ExecutorSpec``
+            (e.g. ``ExecutorSpec("ray", address="auto", workers=8)``: an existing cluster).  With Ray each
+            worker receives the loaded model once and decodes with one thread per CPU it reserves
+            (``workers`` is then ignored); rows come in the order files finish, each file exactly once,
+            with the same values as the local executor.
 
     The model, threshold, hop and watermark detector are resolved when ``scan`` is called (so its errors
     come at once); the files are read as the rows are consumed.
@@ -225,6 +231,7 @@ def scan(paths: str | os.PathLike | Iterable[str | os.PathLike], *, model=None,
     Raises:
         ModelCardError: the model cannot be loaded (unknown name, bad card, checksum mismatch), or
             ``"eer"``/``"fa:RATE"`` that its card does not calibrate.
+        ExecutorError: (when the rows are first read) Ray is not installed or the cluster cannot be used.
         ScanOptionError: (a ``VoiceguardError`` and ``ValueError``) a threshold that is not a finite LLR,
             ``"eer"`` or ``"fa:RATE"``; a hop that is not positive or longer than the model's window; an
             unknown ``aggregate``; ``checkpoint`` with an already loaded model.
@@ -246,13 +253,15 @@ def scan(paths: str | os.PathLike | Iterable[str | os.PathLike], *, model=None,
         raise ScanOptionError(f"{aggregate!r}: aggregate must be one of {', '.join(AGGREGATES)}")
     watermarker = _watermarker(watermark)
     inputs = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    return _scan_rows(inputs, loaded, thr, aggregate, hop, workers, watermarker, progress, frozenset(skip))
+    from voiceguard.executors import as_spec
+
+    return _scan_rows(inputs, loaded, thr, aggregate, hop, workers, watermarker, progress, frozenset(skip),
+                      as_spec(executor))
 
 
 def _scan_rows(inputs: list, loaded, threshold: float, aggregate: str, hop: int | None, workers: int,
-               watermarker, progress, skip: Collection[str]) -> Iterator[ScanRow]:
-    from voiceguard.detect.batch import decode_speech, score_files
-    from voiceguard.detect.scoring import merge_flagged
+               watermarker, progress, skip: Collection[str], executor) -> Iterator[ScanRow]:
+    from voiceguard.executors import run_job
     from voiceguard.progress import Progress
 
     files, problems = find_audio_files(inputs)
@@ -265,6 +274,40 @@ def _scan_rows(inputs: list, loaded, threshold: float, aggregate: str, hop: int 
     for p in problems:
         yield ScanRow(p.path, "error", error=p.reason)
         progress.advance()
+    if not executor.is_local:  # one decoding thread per CPU an actor reserves
+        workers = max(1, int(executor.cpus_per_worker))
+    job = ScanJob(loaded, threshold, aggregate, hop, workers, watermarker)
+    for _, row in run_job(job, files, executor):
+        progress.advance()  # counted before the yield: the consumer writes the row at once
+        yield row
+
+
+@dataclass(frozen=True)
+class ScanJob:
+    """The per-file work of a scan (a ``voiceguard.executors.FileJob``): the loaded detector, the resolved
+    threshold / aggregate / hop and the watermark detector; it runs in this process or in a Ray actor, which
+    receives it (models included) once."""
+
+    loaded: Any
+    threshold: float
+    aggregate: str
+    hop: int | None
+    workers: int  # decoding threads
+    watermarker: Any = None
+
+    def open(self):
+        return lambda files: _scan_files(files, self.loaded, self.threshold, self.aggregate, self.hop, self.workers,
+                                         self.watermarker)
+
+    def failed(self, item, reason: str) -> ScanRow:
+        return ScanRow(str(item), "error", model=self.loaded.name, error=reason)
+
+
+def _scan_files(files: list, loaded, threshold: float, aggregate: str, hop: int | None, workers: int,
+                watermarker) -> Iterator[ScanRow]:
+    """A ``ScanRow`` per file of ``files`` (paths of regular files), in order."""
+    from voiceguard.detect.batch import decode_speech, score_files
+    from voiceguard.detect.scoring import merge_flagged
 
     def decode_and_check(path):  # the watermark check is returned with the audio: it travels with its file
         audio, info, mix = decode_speech(path)
@@ -273,7 +316,6 @@ def _scan_rows(inputs: list, loaded, threshold: float, aggregate: str, hop: int 
     scored = score_files(loaded.detector, files, calibration=loaded.calibration, threshold=threshold, hop=hop,
                          aggregate=aggregate, workers=workers, decode=decode_and_check)
     for s in scored:
-        progress.advance()  # counted before the yield: the consumer writes the row at once
         mark = s.extra or _NOT_CHECKED
         stored = dict(sample_rate=s.info.sample_rate if s.info else None,
                       channels=s.info.channels if s.info else None)

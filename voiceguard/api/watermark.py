@@ -95,6 +95,30 @@ def _embed(engine: Watermarker, src: Path, out: Path, message: int | None, overw
     return per_file(lambda _: _embed_one(engine, src, out, message, overwrite, in_place), src, "watermarking")
 
 
+@dataclass(frozen=True)
+class EmbedJob:
+    """The per-file work of ``embed_files`` (a ``voiceguard.executors.FileJob`` over ``(source, output)`` pairs).
+
+    ``fresh``: outputs that did not exist when the run was planned (Ray): a retried file may replace the output
+    an earlier, killed attempt of this run wrote, and nothing else."""
+
+    engine: Watermarker
+    message: int | None
+    overwrite: bool
+    in_place: bool
+    fresh: frozenset = frozenset()
+
+    def open(self):
+        def process(pairs):
+            for f, o in pairs:
+                got = _embed(self.engine, f, o, self.message, self.overwrite or o in self.fresh, self.in_place)
+                yield EmbedRow(str(f), str(o), "error", error=got.reason) if isinstance(got, VoiceguardError) else got
+        return process
+
+    def failed(self, item, reason: str) -> EmbedRow:
+        return EmbedRow(str(item[0]), str(item[1]), "error", error=reason)
+
+
 def embed_file(source: str | os.PathLike, output: str | os.PathLike, message: int | str | None = None, *,
                engine: str | Watermarker = DEFAULT_ENGINE, overwrite: bool = False, **engine_options: Any) -> EmbedRow:
     """Watermark one audio file into ``output``: same format, sample rate, channels and length, written
@@ -143,7 +167,8 @@ def _embed_jobs(src: Path, output: str | os.PathLike | None, in_place: bool) -> 
 
 def embed_files(source: str | os.PathLike, output: str | os.PathLike | None = None, message: int | str | None = None,
                 *, engine: str | Watermarker = DEFAULT_ENGINE, overwrite: bool = False, in_place: bool = False,
-                progress=None, skip: Collection[str] = frozenset(), **engine_options: Any) -> Iterator[EmbedRow]:
+                progress=None, skip: Collection[str] = frozenset(), executor=None,
+                **engine_options: Any) -> Iterator[EmbedRow]:
     """Watermark a file into a file, or a folder into a folder (relative paths kept); ``in_place`` writes
     over the inputs (atomically).  ``message``, ``engine``, ``engine_options`` and ``overwrite`` as for
     ``embed_file``; with ``message=None`` each file gets its own random message.
@@ -151,13 +176,25 @@ def embed_files(source: str | os.PathLike, output: str | os.PathLike | None = No
     Returns an iterator yielding an ``EmbedRow`` per file as it is done (unreadable inputs first); the engine
     is loaded, the message parsed and the output checked now, before any file.  ``progress``: a
     ``voiceguard.progress.Progress`` (set to the number of files, one step per row).  ``skip``: source paths
-    to leave out, as written in outputs (``writers.printable``; used by ``--resume``).
+    to leave out, as written in outputs (``writers.printable``; used by ``--resume``).  ``executor``: None /
+    ``"local"`` (this process, sorted order), ``"ray"`` or a ``voiceguard.executors.ExecutorSpec``: Ray actors
+    that each receive the loaded engine once; rows in the order files finish, each file exactly once.  On Ray
+    a file whose worker died is embedded again (it may replace the output the killed attempt wrote, as that
+    output did not exist when the run was planned); ``in_place`` is refused there, as a retry would mark an
+    already marked input a second time.
 
     Raises:
-        OutputError: no output and not ``in_place``, or a folder input with a file as output.
+        OutputError: no output and not ``in_place``, or a folder input with a file as output; ``in_place`` with
+            a Ray executor.
         VoiceguardError: a bad message, an engine that cannot be loaded.
     """
+    from voiceguard.executors import as_spec, run_job
+
+    spec = as_spec(executor)
     src = Path(source)
+    if in_place and not spec.is_local:
+        raise OutputError("in-place embedding cannot run on Ray: a retried file would be watermarked twice; "
+                          "write to an output folder instead", source=src)
     problems, jobs = _embed_jobs(src, output, in_place)
     wm = _engine(engine, "embed", engine_options)
     value = parse_message(message, wm.nbits)
@@ -166,13 +203,14 @@ def embed_files(source: str | os.PathLike, output: str | os.PathLike | None = No
     if progress is not None:
         progress.set_total(len(problems) + len(jobs))
 
+    fresh = frozenset() if spec.is_local else frozenset(o for _, o in jobs if not o.exists())
+    job = EmbedJob(wm, value, overwrite, in_place, fresh)
+
     def rows() -> Iterator[EmbedRow]:
         for p in problems:
             yield _counted(EmbedRow(p.path, None, "error", error=p.reason), progress)
-        for f, o in jobs:
-            got = _embed(wm, f, o, value, overwrite, in_place)
-            yield _counted(EmbedRow(str(f), str(o), "error", error=got.reason) if isinstance(got, VoiceguardError)
-                           else got, progress)
+        for _, row in run_job(job, jobs, spec):
+            yield _counted(row, progress)
 
     return rows()
 
@@ -188,6 +226,24 @@ def _detect(engine: Watermarker, path: Path, expected: int | None) -> DetectRow 
     """The file's ``DetectRow``, or its failure as a ``VoiceguardError`` naming the file (``per_file``)."""
     got = per_file(lambda p: engine.detect(*load_audio(p), expected, source=str(p)), path, "detecting")
     return got if isinstance(got, VoiceguardError) else DetectRow(str(path), "ok", got)
+
+
+@dataclass(frozen=True)
+class DetectJob:
+    """The per-file work of ``detect_files`` (a ``voiceguard.executors.FileJob`` over file paths)."""
+
+    engine: Watermarker
+    expected: int | None = None
+
+    def open(self):
+        def process(files):
+            for f in files:
+                got = _detect(self.engine, Path(f), self.expected)
+                yield DetectRow(str(f), "error", error=got.reason) if isinstance(got, VoiceguardError) else got
+        return process
+
+    def failed(self, item, reason: str) -> DetectRow:
+        return DetectRow(str(item), "error", error=reason)
 
 
 def detect_file(path: str | os.PathLike, *, engine: str | Watermarker = DEFAULT_ENGINE,
@@ -218,9 +274,10 @@ def detect_file(path: str | os.PathLike, *, engine: str | Watermarker = DEFAULT_
 
 def detect_files(inputs: Iterable[str | os.PathLike], *, engine: str | Watermarker = DEFAULT_ENGINE,
                  expected: int | str | None = None, progress=None, skip: Collection[str] = frozenset(),
-                 **engine_options: Any) -> Iterator[DetectRow]:
+                 executor=None, **engine_options: Any) -> Iterator[DetectRow]:
     """Detect in files, folders (recursive) and globs.  ``engine``, ``engine_options`` and ``expected`` as
-    for ``detect_file``; ``progress`` and ``skip`` as for ``embed_files``.
+    for ``detect_file``; ``progress``, ``skip`` and ``executor`` as for ``embed_files`` (with Ray, rows come in
+    the order files finish).
 
     Returns an iterator yielding a ``DetectRow`` per file as it is done (input errors first, then the files in
     sorted order); unreadable files become error rows.  The engine is loaded and ``expected`` parsed now.
@@ -236,15 +293,17 @@ def detect_files(inputs: Iterable[str | os.PathLike], *, engine: str | Watermark
     if progress is not None:
         progress.set_total(len(problems) + len(files))
 
+    from voiceguard.executors import run_job
+
+    job = DetectJob(wm, value)
+
     def rows() -> Iterator[DetectRow]:
         for p in problems:
             yield _counted(DetectRow(p.path, "error", error=p.reason), progress)
-        for f in files:
-            got = _detect(wm, f, value)
-            yield _counted(DetectRow(str(f), "error", error=got.reason) if isinstance(got, VoiceguardError) else got,
-                           progress)
+        for _, row in run_job(job, files, executor):
+            yield _counted(row, progress)
 
     return rows()
 
 
-__all__ = ["DetectRow", "EmbedRow", "detect_file", "detect_files", "embed_file", "embed_files"]
+__all__ = ["DetectJob", "DetectRow", "EmbedJob", "EmbedRow", "detect_file", "detect_files", "embed_file", "embed_files"]

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from voiceguard.cli.options import SEED, echo_catalogue, recorded_command, echo_result, finite_float, format_option, protocol_format_option
+from voiceguard.cli.options import (SEED, echo_catalogue, echo_result, executor_options, executor_spec, finite_float,
+                                    format_option, protocol_format_option, recorded_command)
 from voiceguard.cli.scan import EXIT_ERRORS, model_options
 
 
@@ -98,23 +99,28 @@ def train_command(model, protocol, audio_dir, dev_protocol, dev_audio_dir, ext, 
               help="4: 'utt attack key score' (LA19 style), 2: 'utt score'")
 @click.option("--llr", is_flag=True, help="write calibrated LLRs instead of raw scores")
 @click.option("--aggregate", type=click.Choice(["mean", "min"]), default="mean", show_default=True)
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True)
+@executor_options
+@click.option("--workers", type=click.IntRange(1, 4096), default=None,
+              help="local: decoding threads [default: 2]; ray: actors, each holding the model [default: one per "
+                   "CPU of the cluster]")
 @click.option("--overwrite", is_flag=True, help="replace an existing score file")
 @protocol_format_option
 @format_option(help="table: the summary on stderr only (default); json / jsonl / csv: the result on stdout too")
-def score_command(model, checkpoint, protocol, audio_dir, ext, out_file, columns, llr, aggregate, workers, overwrite,
-                  protocol_format, fmt):
+def score_command(model, checkpoint, protocol, audio_dir, ext, out_file, columns, llr, aggregate, executor,
+                  ray_address, workers, overwrite, protocol_format, fmt):
     """Score every trial of a protocol (whole files, sliding windows) into an official-format score file
-    that ``voiceguard eval eer`` reads. Unreadable files are listed and left out (exit code 2)."""
+    that ``voiceguard eval eer`` reads. Unreadable files are listed and left out (exit code 2).
+    With --executor ray the files are scored by Ray actors; the score file is the same, in protocol order."""
     from voiceguard.detect.models import load_model
     from voiceguard.detect.batch import score_protocol
 
     if Path(out_file).exists() and not overwrite:
         raise click.UsageError(f"{out_file} already exists (use --overwrite to replace it)")
+    spec = executor_spec(executor, ray_address, workers)
     loaded = load_model(model, checkpoint)
     res = score_protocol(loaded, protocol, audio_dir, out_file, ext=ext, columns=int(columns), llr=llr,
-                         aggregate=aggregate, workers=workers, progress=sys.stderr.isatty(),
-                         protocol_format=protocol_format)
+                         aggregate=aggregate, workers=workers or 2, progress=sys.stderr.isatty(),
+                         protocol_format=protocol_format, executor=spec)
     click.echo(f"scored {res.n_scored} of {res.n_trials} trials with {loaded.name} -> {res.out}", err=True)
     if fmt != "table":
         summary = {"model": loaded.name, "out": res.out, "n_trials": res.n_trials, "n_scored": res.n_scored,

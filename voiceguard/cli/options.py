@@ -124,6 +124,43 @@ def echo_catalogue(fmt: str, rows: Sequence[dict], columns: Sequence[str], foote
         click.echo(f"\n{footer}")
 
 
+EXECUTOR_HELP = ("where files are processed: local (this process) or ray (Ray actors that each hold the model; "
+                 "pip install 'voiceguard[ray]')")
+RAY_ADDRESS_HELP = ("with --executor ray: 'auto' (the cluster this machine joined with `ray start`), HOST:PORT of a "
+                    "cluster's head, or ray://HOST:10001 [default: start a private Ray instance on this machine]")
+
+
+def executor_options(f):
+    """``--executor local|ray`` and ``--ray-address`` (the command's parameters ``executor``, ``ray_address``);
+    ``executor_spec`` turns them, with the command's ``--workers``, into a ``voiceguard.executors.ExecutorSpec``."""
+    f = click.option("--ray-address", "ray_address", default=None, metavar="auto|HOST:PORT", help=RAY_ADDRESS_HELP)(f)
+    return click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                        help=EXECUTOR_HELP)(f)
+
+
+def executor_spec(executor: str, ray_address: str | None, workers: int | None = None, *,
+                  local_workers: bool = True):
+    """The ``ExecutorSpec`` of ``--executor`` / ``--ray-address`` / ``--workers`` (Ray actors with ``ray``).
+
+    ``local_workers``: the command's ``--workers`` also means something locally (decoding threads); when False,
+    ``--workers`` without ``--executor ray`` is a usage error.  With Ray, the connection (``executors.session``)
+    is opened here and closed when the command ends.
+
+    Raises:
+        click.UsageError: ``--ray-address`` or (``local_workers=False``) ``--workers`` without ``--executor ray``.
+    """
+    from voiceguard.executors import ExecutorSpec, session
+
+    if executor != "ray" and ray_address is not None:
+        raise click.UsageError("--ray-address goes with --executor ray")
+    if executor != "ray" and workers is not None and not local_workers:
+        raise click.UsageError("--workers (Ray actors) goes with --executor ray")
+    spec = ExecutorSpec(executor, address=ray_address, workers=workers if executor == "ray" else None)
+    # Ray is connected now, before any output is written, and stays connected until the command ends
+    click.get_current_context().with_resource(session(spec))
+    return spec
+
+
 class BootstrapCount(click.ParamType):
     """Bootstrap resamples: 0 (off) or ``BOOTSTRAP_MIN``..``BOOTSTRAP_MAX`` (voiceguard.metrics.cm)."""
 
@@ -175,5 +212,5 @@ def finite_float(min: float | None = None, max: float | None = None, *, min_open
     return FiniteFloatRange(min, max, min_open=min_open, max_open=max_open)
 
 
-__all__ = ["SEED", "SEED_MAX", "WORKERS", "BOOTSTRAP", "BootstrapCount", "format_option", "protocol_format_option",
+__all__ = ["SEED", "SEED_MAX", "WORKERS", "executor_options", "executor_spec", "BOOTSTRAP", "BootstrapCount", "format_option", "protocol_format_option",
            "legacy_protocol_format", "echo_result", "FiniteFloatRange", "finite_float"]

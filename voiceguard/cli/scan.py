@@ -7,7 +7,7 @@ import sys
 import click
 
 from voiceguard.api.scan import EXIT_ERRORS, ScanOptionError, ScanRow, exit_code, scan, summary_line
-from voiceguard.cli.options import finite_float, format_option
+from voiceguard.cli.options import executor_options, executor_spec, finite_float, format_option
 from voiceguard.cli.streaming import (EXIT_INTERRUPTED, announce_resume, from_output_row, interrupted_message,
                                       open_sink, output_options, stream_rows)
 
@@ -38,7 +38,10 @@ def model_options(f):
 @click.option("--hop", "hop_seconds", type=finite_float(min=0.01), default=None,
               help="window hop in seconds, at most one window [default: half a window]")
 @click.option("--segments", is_flag=True, help="include per-window scores (json/jsonl)")
-@click.option("--workers", type=click.IntRange(1, 64), default=2, show_default=True, help="decoding threads")
+@executor_options
+@click.option("--workers", type=click.IntRange(1, 4096), default=None,
+              help="local: decoding threads [default: 2]; ray: actors, each holding the model [default: one per "
+                   "CPU of the cluster]")
 @click.option("--watermark/--no-watermark", "check_watermark", default=True, show_default=True,
               help="also detect watermarks: the verified message, 'unreadable', 'unverified' or 'none' per file")
 @click.option("--watermark-engine", metavar="NAME", default=None,
@@ -47,7 +50,7 @@ def model_options(f):
               help="progress on stderr: a bar on a terminal, else a line every few seconds")
 @output_options
 def scan_command(paths, model, checkpoint, fmt, threshold, aggregate, hop_seconds, segments, check_watermark,
-                 watermark_engine, workers, progress, output_file, resume, overwrite):
+                 watermark_engine, executor, ray_address, workers, progress, output_file, resume, overwrite):
     """Scan audio files, folders (recursive) or globs for spoofed speech.
 
     Every file is decoded through the shared audio path (any format, rate,
@@ -77,10 +80,17 @@ def scan_command(paths, model, checkpoint, fmt, threshold, aggregate, hop_second
     document) are printed at the end. With --output FILE the rows go to FILE;
     --resume continues an interrupted run from it (Ctrl-C or SIGTERM keep the
     rows written so far and exit 130).
+
+    With --executor ray the files are scored by Ray actors (on this machine,
+    or on the cluster of --ray-address) that each hold the model once; rows
+    are written in the order files finish, each file exactly once, with the
+    same values as locally; a worker that dies is restarted and its files
+    retried. Paths must be readable by every worker (a shared file system).
     """
     from voiceguard.detect.models import load_model
     from voiceguard.progress import Progress
 
+    spec = executor_spec(executor, ray_address, workers)
     prog = Progress("scan", enabled=progress)
     sink = open_sink(fmt, COLUMNS if fmt == "table" else ALL_COLUMNS, output_file, resume=resume,
                      overwrite=overwrite, progress=prog)
@@ -95,7 +105,8 @@ def scan_command(paths, model, checkpoint, fmt, threshold, aggregate, hop_second
             raise click.BadParameter(str(getattr(e, "reason", None) or e), param_hint="--watermark-engine") from None
     try:
         scanned = scan(list(paths), model=loaded, threshold=threshold, aggregate=aggregate, hop_seconds=hop_seconds,
-                       workers=workers, watermark=check_watermark, progress=prog, skip=sink.done)
+                       workers=workers or 2, watermark=check_watermark, progress=prog, skip=sink.done,
+                       executor=spec)
     except ScanOptionError as e:
         raise click.BadParameter(e.reason, param_hint=e.option) from None
     announce_resume(sink)

@@ -6,7 +6,8 @@ import sys
 import click
 
 from voiceguard import writers
-from voiceguard.cli.options import SEED, echo_catalogue, recorded_command, finite_float, format_option, registered
+from voiceguard.cli.options import (SEED, echo_catalogue, executor_options, executor_spec, finite_float, format_option,
+                                    recorded_command, registered)
 from voiceguard.cli.streaming import (EXIT_INTERRUPTED, announce_resume, interrupted_message, open_sink, output_options,
                                       stream_rows)
 from voiceguard.watermark import DEFAULT_ENGINE, WATERMARKERS, load_watermarker, parse_message
@@ -33,6 +34,13 @@ def detect_columns(fmt: str, expect: int | None = None) -> list[str]:
 def _message(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
     """``--message`` / ``--expect``: parsed once, here (a bad one is ``MessageError``: one line, exit 2)."""
     return parse_message(value)
+
+
+def _ray_workers(f):
+    f = click.option("--workers", type=click.IntRange(1, 4096), default=None,
+                     help="with --executor ray: actors, each holding the engine [default: one per CPU of the "
+                          "cluster]")(f)
+    return executor_options(f)
 
 
 def _engine_options(f):
@@ -68,14 +76,18 @@ def watermark_group() -> None:
               help="continue an interrupted folder run: skip the sources already in --report FILE (jsonl or csv)")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="progress on stderr: a bar on a terminal, else a line every few seconds")
+@_ray_workers
 def embed_command(source, output, message, engine, generator, detector, key, strength, in_place, overwrite, fmt,
-                  report_file, resume, progress):
+                  report_file, resume, progress, executor, ray_address, workers):
     """Watermark SOURCE into OUTPUT (file -> file, or folder -> folder keeping relative paths).
 
     Output keeps the input's format, sample rate, channels and length; it is
     written atomically and an input is never replaced unless --in-place.
     Exit code: 0 all files done, 2 some files failed (listed in their rows),
     130 interrupted (the rows so far are kept; continue with --report FILE --resume).
+
+    --executor ray embeds on Ray actors (folder mode; not with --in-place, as
+    a retried file would be marked twice); rows come in the order files finish.
     """
     from voiceguard.api.watermark import embed_files
     from voiceguard.progress import Progress
@@ -84,6 +96,10 @@ def embed_command(source, output, message, engine, generator, detector, key, str
         raise click.UsageError("give OUTPUT or --in-place, not both")
     if output is None and not in_place:
         raise click.UsageError("no output given (pass OUTPUT, or --in-place to replace the input)")
+    if in_place and executor == "ray":
+        raise click.UsageError("--in-place cannot run with --executor ray: a retried file would be watermarked "
+                               "twice; give an OUTPUT folder")
+    spec = executor_spec(executor, ray_address, workers, local_workers=False)
     prog = Progress("embed", enabled=progress)
     sink = open_sink(fmt, ["source", "output", "status", "message", "duration_s", "error"], report_file,
                      resume=resume, overwrite=overwrite, key="source", progress=prog, option="--report",
@@ -91,7 +107,7 @@ def embed_command(source, output, message, engine, generator, detector, key, str
     wm = load_watermarker(engine, need="embed", generator=generator, detector=detector, key=key, strength=strength)
     announce_resume(sink)
     todo = embed_files(source, output, message, engine=wm, overwrite=overwrite, in_place=in_place, progress=prog,
-                       skip=sink.done)
+                       skip=sink.done, executor=spec)
     new, interrupted = stream_rows(todo, sink, lambda r: r.to_dict(), prog)
     rows = sink.previous + [r.to_dict() for r in new]  # the summary covers old + new rows
     n_err = sum(r.get("status") == "error" for r in rows)
@@ -118,24 +134,28 @@ def embed_command(source, output, message, engine, generator, detector, key, str
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="progress on stderr: a bar on a terminal, else a line every few seconds")
 @output_options
+@_ray_workers
 def detect_command(paths, engine, generator, detector, key, expect, threshold, presence, speed_search, fmt, progress,
-                   output_file, resume, overwrite):
+                   output_file, resume, overwrite, executor, ray_address, workers):
     """Detect watermarks in files, folders (recursive) or globs: detected, probability, message,
     p-value (with --expect) and watermarked segments.
 
     Exit code: 0 no watermark found, 1 a watermark found, 2 some files could not be read,
     130 interrupted (the rows so far are kept; continue with --output FILE --resume).
+
+    --executor ray detects on Ray actors; rows come in the order files finish.
     """
     from voiceguard.api.watermark import detect_files
     from voiceguard.progress import Progress
 
+    spec = executor_spec(executor, ray_address, workers, local_workers=False)
     prog = Progress("detect", enabled=progress)
     sink = open_sink(fmt, detect_columns(fmt, expect), output_file, resume=resume, overwrite=overwrite,
                      progress=prog)
     wm = load_watermarker(engine, need="detect", generator=generator, detector=detector, key=key, threshold=threshold,
                           speed_search=speed_search or None)
     announce_resume(sink)
-    todo = detect_files(paths, engine=wm, expected=expect, progress=prog, skip=sink.done)
+    todo = detect_files(paths, engine=wm, expected=expect, progress=prog, skip=sink.done, executor=spec)
     new, interrupted = stream_rows(todo, sink, lambda r: r.to_dict(presence=presence and fmt in ("json", "jsonl")),
                                    prog)
     rows = sink.previous + [r.to_dict() for r in new]  # the summary and exit code cover old + new rows
