@@ -57,30 +57,41 @@ class FakeRef:
 
 
 class FakeRay:
-    """The part of the Ray API ``_schedule`` uses: an actor's ``run`` raises (as a worker that died) when its
-    batch holds ``"poison"``; results are returned in submission order."""
+    """The part of the Ray API ``_schedule`` uses.  An actor's ``run`` fails (as a worker that died) when its
+    batch holds ``"poison"``, and so does every task queued on that actor behind it; results come back in
+    submission order.  ``come_back=False``: a dead actor never restarts (its probes fail)."""
 
     class exceptions:
         class RayError(Exception):
             pass
 
-    def __init__(self):
+    def __init__(self, come_back: bool = True):
         self.submitted: list[list] = []
+        self.come_back = come_back
+        self.killed = 0
 
     def actor(self):
         fake = self
+        state = {"dying": None, "dead": False}  # the poison task in flight; dead for good
 
         class Run:
             @staticmethod
             def remote(job_box, items):
                 fake.submitted.append(list(items))
+                if state["dead"] or state["dying"] is not None:
+                    return FakeRef(error=fake.exceptions.RayError("The actor died unexpectedly (queued)"))
                 if "poison" in items:
-                    return FakeRef(error=fake.exceptions.RayError("The actor died unexpectedly"))
+                    state["dying"] = ref = FakeRef(error=fake.exceptions.RayError("The actor died unexpectedly"))
+                    state["dead"] = not fake.come_back
+                    return ref
                 return FakeRef(([x * 2 for x in items], 0.01, 1234))
 
         class Ready:
             @staticmethod
             def remote(job_box):
+                if state["dead"]:
+                    return FakeRef(error=fake.exceptions.RayError("The actor is restarting"))
+                state["dying"] = None
                 return FakeRef(1234)
 
         return type("Actor", (), {"run": Run, "ready": Ready})()
@@ -95,11 +106,19 @@ class FakeRay:
             raise ref.error
         return ref.value
 
+    def kill(self, actor, no_restart=False):
+        self.killed += 1
+
+
+def _fake_spec(**kw) -> ExecutorSpec:
+    spec = ExecutorSpec("ray", **kw)
+    spec.stats.update(tasks=0, compute_s=0.0, failures=0, split=0, restarts=0, lost=0, pids_seen=set())
+    return spec
+
 
 def test_a_file_that_kills_its_worker_every_time_is_its_own_error_row():
     ray = FakeRay()
-    spec = ExecutorSpec("ray", batch_files=3, max_retries=1)
-    spec.stats.update(tasks=0, compute_s=0.0, failures=0, split=0, restarts=0, pids_seen=set())
+    spec = _fake_spec(batch_files=3, max_retries=1)
     items = [1, 2, "poison", 4, 5, 6, 7]
     out = list(_schedule(ray, [ray.actor(), ray.actor()], [None], Doubler(), items, spec))
     got = dict(out)
@@ -110,6 +129,25 @@ def test_a_file_that_kills_its_worker_every_time_is_its_own_error_row():
     assert spec.stats["split"] == 1 and spec.stats["failures"] == 4 and spec.stats["restarts"] >= 2
     assert ray.submitted.count([1, 2, "poison"]) == 2 and ray.submitted.count(["poison"]) == 2
     assert [1] in ray.submitted and [2] in ray.submitted  # its batch-mates were redone one by one
+
+
+def test_tasks_queued_behind_a_dying_one_are_not_charged():
+    ray = FakeRay()
+    spec = _fake_spec(batch_files=1, max_retries=1)
+    got = dict(_schedule(ray, [ray.actor()], [None], Doubler(), [1, "poison", 3, 4, 5], spec))
+    assert [got[i] for i in (0, 2, 3, 4)] == [2, 6, 8, 10]
+    assert got[1][:2] == ("failed", "poison")
+    assert ray.submitted.count([3]) >= 2  # [3] died in the queue once, then ran
+    assert spec.stats["failures"] == 2  # the poison file's two tries only
+
+
+def test_when_no_worker_comes_back_every_remaining_file_is_an_error_row():
+    ray = FakeRay(come_back=False)
+    spec = _fake_spec(batch_files=2, max_retries=0, startup_timeout_s=0.2)
+    got = dict(_schedule(ray, [ray.actor()], [None], Doubler(), ["poison", 2, 3, 4, 5], spec))
+    assert sorted(got) == [0, 1, 2, 3, 4]  # every item exactly once, none lost
+    assert all(v[0] == "failed" for v in got.values())
+    assert "every Ray worker was lost" in got[4][2] and spec.stats["lost"] == 1 and ray.killed == 1
 
 
 def test_executor_options_are_checked_on_the_command_line(tmp_path):
@@ -253,7 +291,8 @@ def test_a_killed_worker_is_restarted_and_every_file_comes_once(ray_cluster, inp
     assert all(r.status == "ok" for r in got.values()) and spec.stats["failures"] >= 1
     local = {str(r.path): r for r in voiceguard.scan(files[:6], model=loaded, watermark=False, threshold=0.0)}
     for i, row in got.items():
-        assert abs(row.llr - local[str(files[i])].llr) <= 2e-3
+        ref = local[str(files[i])]
+        assert row.verdict == ref.verdict and abs(row.llr - ref.llr) <= 2e-3 and abs(row.p_spoof - ref.p_spoof) <= 2e-3
 
 
 @needs_ray
@@ -275,6 +314,17 @@ def test_a_file_that_kills_its_worker_every_time_on_ray(ray_cluster):
     assert [got[i] for i in (0, 1, 3)] == ["A", "B", "C"]
     assert got[2].startswith("error: the worker failed on this file 1 time(s)")
     assert spec.stats["split"] == 1 and spec.stats["failures"] == 2
+
+
+@needs_ray
+def test_ray_start_errors_come_before_any_output(ray_cluster, inputs, tmp_path):
+    out = tmp_path / "rows.jsonl"
+    r = CliRunner().invoke(main, ["scan", str(inputs), "--executor", "ray", "--workers", "64", "-o", str(out),
+                                  "--format", "jsonl", "--no-progress"])
+    assert r.exit_code == 2 and "64 worker(s) of 1 CPU need 64 CPUs" in r.output and "Traceback" not in r.output
+    assert not out.exists()  # no empty output left to trip a rerun
+    r = CliRunner().invoke(main, ["scan", str(inputs), "--workers", "65", "--no-progress"])
+    assert r.exit_code == 2 and "at most 64 decoding threads locally" in r.output
 
 
 @needs_ray
@@ -306,6 +356,16 @@ def test_watermark_embed_and_detect_on_ray(ray_cluster, inputs, tmp_path):
     rows = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert r.exit_code == 2 and len(rows) == 5  # broken.wav is its error row
     assert sorted(x["status"] for x in rows) == ["error"] + ["ok"] * 4
+    r = CliRunner().invoke(main, ["watermark", "embed", str(src), str(tmp_path / "local"), "--message", "0xBEEF",
+                                  "--format", "jsonl", "--no-progress"])
+    local = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    strip = lambda rows: [{k: v for k, v in x.items() if k != "output"} for x in rows]  # noqa: E731
+    _same_rows(strip(local), strip(rows), key="source")
+    import soundfile as sf
+
+    for i in range(4):  # the same marked audio
+        a, b = sf.read(tmp_path / "local" / f"s{i}.wav")[0], sf.read(tmp_path / "out" / f"s{i}.wav")[0]
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1 / 32768
     det = []
     for executor in ("local", "ray"):
         r = CliRunner().invoke(main, ["watermark", "detect", str(tmp_path / "out"), "--executor", executor,

@@ -73,7 +73,8 @@ class ExecutorSpec:
             scale up can take minutes).
         stats: filled by ``run_job`` (Ray): ``startup_s`` (connecting aside: actors started and the job
             opened), ``workers``, ``tasks``, ``compute_s`` (seconds the actors spent in ``process``), ``failures``
-            (tasks whose worker died), ``split`` (batches split into single files), ``restarts`` (workers seen back
+            (attempts charged: a worker died running the task, or the job raised), ``lost`` (workers given up),
+            ``split`` (batches split into single files), ``restarts`` (workers seen back
             after a failure), ``pids`` (the actors' processes at the start) and ``pids_seen`` (the processes that
             returned results: a restarted actor is a new one); benchmarks and tests read it.
     """
@@ -129,20 +130,25 @@ def ray_available() -> bool:
 def run_job(job: FileJob, items: Sequence, executor: ExecutorSpec | str | None = None) -> Iterator[tuple[int, Any]]:
     """Run ``job`` over ``items``; yields ``(index into items, result)`` once per item.
 
-    Local: in input order, as ``process`` yields.  Ray: in the order batches finish.  Closing the iterator
-    early (Ctrl-C) stops the actors (and a Ray instance this call started: outside a ``session`` each Ray run
-    starts and stops its own).  Nothing runs until the first result is asked for.
+    Local: ``job.open()`` now, then ``process`` over the items as they are asked for, in input order.  Ray: the
+    workers are started and have loaded the job when this returns (so its errors come before any result); the
+    results come in the order batches finish.  Closing the iterator (or reaching its end) stops the actors, and
+    a Ray instance this call started (outside a ``session`` each Ray run starts and stops its own).  No items:
+    nothing is started.
 
-    Raises (Ray: when the first result is asked for):
-        ExecutorError: Ray is not installed, the cluster cannot be reached or has too few CPUs for the
-            workers asked, or the actors fail to start or load the job (the first worker's error).
+    Raises:
+        ExecutorError: Ray is not installed, the cluster cannot be reached, a private instance has too few CPUs
+            for the workers asked, the job cannot be sent to the workers, or they fail to start or load it
+            within ``startup_timeout_s``.
     """
     spec = as_spec(executor)
     items = list(items)
+    if not items:
+        return iter(())
     if spec.is_local:
         process = job.open()
         return enumerate(process(items))
-    return _ray_run(job, items, spec)
+    return _RayRun(job, items, spec)
 
 
 def ordered(pairs: Iterable[tuple[int, Any]], n: int) -> list:
@@ -255,39 +261,77 @@ def _messages_to_stderr() -> None:
     ray_worker.print_to_stdstream = to_stderr
 
 
-def _ray_run(job: FileJob, items: list, spec: ExecutorSpec) -> Iterator[tuple[int, Any]]:
-    ray, started = _init_ray(spec)
-    actors: list = []
-    try:
+class _RayRun:
+    """One ``run_job`` on Ray: the actors started (eagerly) and the scheduler's results as an iterator; ``close``
+    (also at the end, on an error, or when garbage-collected) stops the actors and a Ray instance it started."""
+
+    def __init__(self, job: FileJob, items: list, spec: ExecutorSpec):
+        self.ray, self.started = _init_ray(spec)
+        self.actors: list = []
+        self.closed = False
+        try:
+            self._gen = self._start(job, items, spec)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, job: FileJob, items: list, spec: ExecutorSpec) -> Iterator[tuple[int, Any]]:
+        ray = self.ray
         cpus = float(ray.cluster_resources().get("CPU", 0))
         n_workers = spec.workers or max(1, int(cpus // spec.cpus_per_worker))
-        if n_workers * spec.cpus_per_worker > cpus:
+        if spec.address is None and n_workers * spec.cpus_per_worker > cpus:  # a cluster may scale up: it waits
             raise ExecutorError(f"{n_workers} worker(s) of {spec.cpus_per_worker:g} CPU need "
-                                f"{n_workers * spec.cpus_per_worker:g} CPUs; the Ray cluster has {cpus:g}")
-        n_workers = max(1, min(n_workers, len(items))) if items else 0
+                                f"{n_workers * spec.cpus_per_worker:g} CPUs; this machine's Ray instance has {cpus:g}")
+        n_workers = max(1, min(n_workers, len(items)))
         t0 = time.perf_counter()
+        try:
+            job_box = [ray.put(job)]  # the job (and its model) is stored once, read by each actor
+        except Exception as e:  # noqa: BLE001 - cloudpickle raises several types
+            raise ExecutorError(f"the job cannot be sent to Ray workers ({type(e).__name__}: {e})") from None
         # Ray restarts a dead actor; the scheduler (not Ray) retries its tasks, so that it knows which failed
         remote = ray.remote(num_cpus=spec.cpus_per_worker, max_restarts=-1, max_task_retries=0)(_Worker)
-        job_box = [ray.put(job)]  # the job (and its model) is stored once, read by each actor
-        actors = [remote.remote(max(1, int(spec.cpus_per_worker))) for _ in range(n_workers)]
+        self.actors = [remote.remote(max(1, int(spec.cpus_per_worker))) for _ in range(n_workers)]
         try:
-            pids = ray.get([a.ready.remote(job_box) for a in actors], timeout=spec.startup_timeout_s)
+            pids = ray.get([a.ready.remote(job_box) for a in self.actors], timeout=spec.startup_timeout_s)
         except ray.exceptions.GetTimeoutError:
             raise ExecutorError(f"the {n_workers} Ray worker(s) did not start within {spec.startup_timeout_s:g} s "
                                 "(too few free CPUs in the cluster?)") from None
         except ray.exceptions.RayError as e:
             raise ExecutorError(f"a Ray worker could not load the job: {_short(e)}") from None
         spec.stats.update(startup_s=time.perf_counter() - t0, workers=n_workers, tasks=0, compute_s=0.0,
-                          failures=0, split=0, restarts=0, pids=list(pids), pids_seen=set())
-        yield from _schedule(ray, actors, job_box, job, items, spec)
-    finally:
-        for a in actors:
+                          failures=0, split=0, restarts=0, lost=0, pids=list(pids), pids_seen=set())
+        return _schedule(ray, self.actors, job_box, job, items, spec)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> tuple[int, Any]:
+        try:
+            return next(self._gen)
+        except BaseException:  # the end, an error, or Ctrl-C: stop the workers
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        gen = getattr(self, "_gen", None)
+        if gen is not None:
+            gen.close()
+        for a in self.actors:
             try:
-                ray.kill(a)
+                self.ray.kill(a)
             except Exception:  # noqa: BLE001 - already gone
                 pass
-        if started:
-            ray.shutdown()
+        if self.started:
+            self.ray.shutdown()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown
+            pass
 
 
 def _short(e: BaseException) -> str:
@@ -303,34 +347,52 @@ def _schedule(ray, actors: list, job_box: list, job: FileJob, items: list, spec:
               ) -> Iterator[tuple[int, Any]]:
     """Hand batches to actors, yield results as batches finish, and deal with workers that die.
 
-    A batch whose task fails (its actor's process died while it ran or waited in the actor's queue) is retried up
-    to ``max_retries`` times, then split into single files.  A single file from a split batch is a *suspect*: it
-    runs alone on an actor (nothing else queued there), so a death during it is its own; after ``max_retries``
-    more failures it is that file's error row.  An actor whose task failed gets no work until a probe says it is
-    back (Ray restarts it); one that does not come back within ``startup_timeout_s`` is given up, and when no
-    actor is left the remaining files become error rows.
+    When an actor's process dies, every task on it fails; only the oldest (the one it was running) is charged an
+    attempt, the ones queued behind it go back to the queue as they were.  A charged batch is retried up to
+    ``max_retries`` times, then split into single files.  A single file from a split batch is a *suspect*: it runs
+    alone on an actor (nothing else queued there), so a death during it is its own; after ``max_retries`` more
+    failures it is that file's error row.  An exception raised by the job itself (a bug: ``process`` must not
+    raise) is charged the same way, but the actor is not down.  A dead actor gets no work until a probe says it
+    is back (Ray restarts it); one not back within ``startup_timeout_s`` is given up, and when no actor is left
+    the remaining files become error rows.
     """
     # (indices, attempts so far, suspect)
     todo: deque[tuple[list[int], int, bool]] = deque(
         (list(range(i, min(i + spec.batch_files, len(items)))), 0, False)
         for i in range(0, len(items), spec.batch_files))
-    inflight: dict[Any, tuple[int, list[int], int, bool]] = {}
+    inflight: dict[Any, tuple[int, list[int], int, bool, int]] = {}  # ref -> (actor, indices, attempts, suspect, seq)
     n = len(actors)
     load, exclusive = [0] * n, [False] * n
-    down_since: list[float | None] = [None] * n  # when the actor's last failure was seen (None: healthy)
-    probe: dict[Any, int] = {}  # probe reference -> actor
+    down_since: list[float | None] = [None] * n  # when the actor's death was seen (None: up)
+    culprit: dict[int, int] = {}  # actor -> seq of the task it was running when it died (not yet charged)
+    probes: dict[Any, int] = {}  # probe reference -> actor
     probe_after: dict[int, float] = {}  # actor -> when to send its next probe
     lost: set[int] = set()
+    seq = 0
+    task_error = getattr(ray.exceptions, "RayTaskError", ())
 
     def usable(k: int, suspect: bool) -> bool:
         if k in lost or down_since[k] is not None or exclusive[k]:
             return False
         return load[k] == 0 if suspect else load[k] <= _QUEUE_PER_ACTOR
 
-    def actor_failed(k: int) -> None:
-        if down_since[k] is None:
-            down_since[k] = time.monotonic()
-            probe_after[k] = time.monotonic()
+    def release(ref) -> tuple[int, list[int], int, bool, int]:
+        k, idx, attempts, suspect, s = inflight.pop(ref)
+        load[k] -= 1
+        if suspect:
+            exclusive[k] = False
+        return k, idx, attempts, suspect, s
+
+    def charge(idx: list[int], attempts: int, suspect: bool, why: str) -> Iterator[tuple[int, Any]]:
+        spec.stats["failures"] += 1
+        attempts += 1
+        if attempts <= spec.max_retries:
+            todo.appendleft((idx, attempts, suspect))
+        elif len(idx) > 1:  # split: only a file that fails on its own becomes an error row
+            spec.stats["split"] += 1
+            todo.extendleft(([i], 0, True) for i in reversed(idx))
+        else:
+            yield idx[0], job.failed(items[idx[0]], f"the worker failed on this file {attempts} time(s) ({why})")
 
     while todo or inflight:
         while todo:  # first in, first out: a suspect waits for an idle actor
@@ -341,62 +403,73 @@ def _schedule(ray, actors: list, job_box: list, job: FileJob, items: list, spec:
             k = min(free, key=load.__getitem__)
             todo.popleft()
             ref = actors[k].run.remote(job_box, [items[i] for i in idx])
-            inflight[ref] = (k, idx, attempts, suspect)
+            seq += 1
+            inflight[ref] = (k, idx, attempts, suspect, seq)
             load[k] += 1
             exclusive[k] = suspect
             spec.stats["tasks"] += 1
         now = time.monotonic()
-        for k, when in list(probe_after.items()):  # ask restarting actors whether they are back
-            if when <= now:
+        for k in range(n):  # dead actors: probe them; give up those not back in time
+            if down_since[k] is None or k in lost:
+                continue
+            if now - down_since[k] > spec.startup_timeout_s:
+                lost.add(k)
+                spec.stats["lost"] += 1
+                for ref in [r for r, v in probes.items() if v == k]:
+                    del probes[ref]
+                probe_after.pop(k, None)
+                for ref in [r for r, v in inflight.items() if v[0] == k]:  # they may never return
+                    _, idx, attempts, suspect, _ = release(ref)
+                    todo.appendleft((idx, attempts, suspect))
+                try:
+                    ray.kill(actors[k], no_restart=True)
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
+            elif k in probe_after and probe_after[k] <= now:
                 del probe_after[k]
-                probe[actors[k].ready.remote(job_box)] = k
+                probes[actors[k].ready.remote(job_box)] = k
         if len(lost) == n:  # no actor left: what remains cannot run
             for idx, _, _ in todo:
                 for i in idx:
-                    yield i, job.failed(items[i], "every Ray worker was lost (they did not restart within "
+                    yield i, job.failed(items[i], "every Ray worker was lost (none restarted within "
                                                   f"{spec.startup_timeout_s:g} s)")
             todo.clear()
-            if not inflight:
-                break
-        waiting = list(inflight) + list(probe)
+            return
+        waiting = list(inflight) + list(probes)
+        any_down = any(d is not None for d in down_since)
         if not waiting:
             time.sleep(_UNAVAILABLE_WAIT_S)
             continue
-        ready, _ = ray.wait(waiting, num_returns=1, timeout=_UNAVAILABLE_WAIT_S if probe_after else None)
+        ready, _ = ray.wait(waiting, num_returns=1, timeout=_UNAVAILABLE_WAIT_S if any_down else None)
         if not ready:
             continue
         ref = ready[0]
-        if ref in probe:
-            k = probe.pop(ref)
+        if ref in probes:
+            k = probes.pop(ref)
             try:
                 ray.get(ref)
             except ray.exceptions.RayError:
-                if time.monotonic() - down_since[k] > spec.startup_timeout_s:
-                    lost.add(k)
-                else:
-                    probe_after[k] = time.monotonic() + _UNAVAILABLE_WAIT_S
+                probe_after[k] = time.monotonic() + _UNAVAILABLE_WAIT_S
                 continue
             down_since[k] = None
             spec.stats["restarts"] += 1
             continue
-        k, idx, attempts, suspect = inflight.pop(ref)
-        load[k] -= 1
-        if suspect:
-            exclusive[k] = False
+        k, idx, attempts, suspect, s = release(ref)
         try:
             results, seconds, pid = ray.get(ref)
-        except ray.exceptions.RayError as e:
-            spec.stats["failures"] += 1
-            actor_failed(k)
-            attempts += 1
-            if attempts <= spec.max_retries:
+        except task_error as e:  # the job raised: the actor is fine, the batch is charged
+            yield from charge(idx, attempts, suspect, _short(e))
+            continue
+        except ray.exceptions.RayError as e:  # the actor died (or was restarting)
+            if down_since[k] is None:  # first news of this death: the oldest task on it was running
+                down_since[k] = time.monotonic()
+                probe_after[k] = time.monotonic()
+                culprit[k] = min([s] + [v[4] for v in inflight.values() if v[0] == k])
+            if culprit.get(k) == s:
+                del culprit[k]
+                yield from charge(idx, attempts, suspect, _short(e))
+            else:  # it was only queued there: back to the queue as it was
                 todo.appendleft((idx, attempts, suspect))
-            elif len(idx) > 1:  # split: only a file that fails on its own becomes an error row
-                spec.stats["split"] += 1
-                todo.extendleft(([i], 0, True) for i in reversed(idx))
-            else:
-                yield idx[0], job.failed(items[idx[0]], f"the worker failed on this file {attempts} time(s) "
-                                                        f"({_short(e)})")
             continue
         spec.stats["compute_s"] += seconds
         spec.stats["pids_seen"].add(pid)

@@ -325,12 +325,18 @@ class RowSink:
             self.buffered.append(row)
         self.written += 1
 
-    def close(self) -> None:
+    def close(self, abandon: bool = False) -> None:
         """Finish: render a table / JSON document (written atomically to ``output``), or close the row file
-        (created, with its CSV header, even when no row came).  Safe to call twice."""
+        (created, with its CSV header, even when no row came).  ``abandon``: the run failed before its first
+        row: write nothing (no empty document, no new empty file; a file being resumed is left as it was).
+        Safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        if abandon:
+            if self._fh is not None:
+                self._fh.close()
+            return
         if self.fmt in STREAMING_FORMATS:
             if self.output is None:
                 if self.fmt == "csv" and self.written == 0:

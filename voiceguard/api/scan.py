@@ -271,13 +271,14 @@ def _scan_rows(inputs: list, loaded, threshold: float, aggregate: str, hop: int 
     if not isinstance(progress, Progress):
         progress = Progress("scan", enabled=bool(progress))
     progress.set_total(len(files) + len(problems))
-    for p in problems:
-        yield ScanRow(p.path, "error", error=p.reason)
-        progress.advance()
     if not executor.is_local:  # one decoding thread per CPU an actor reserves
         workers = max(1, int(executor.cpus_per_worker))
     job = ScanJob(loaded, threshold, aggregate, hop, workers, watermarker)
-    for _, row in run_job(job, files, executor):
+    scored = run_job(job, files, executor)  # Ray workers start here: their errors come before any row
+    for p in problems:
+        yield ScanRow(p.path, "error", error=p.reason)
+        progress.advance()
+    for _, row in scored:
         progress.advance()  # counted before the yield: the consumer writes the row at once
         yield row
 

@@ -207,9 +207,10 @@ def embed_files(source: str | os.PathLike, output: str | os.PathLike | None = No
     job = EmbedJob(wm, value, overwrite, in_place, fresh)
 
     def rows() -> Iterator[EmbedRow]:
+        done = run_job(job, jobs, spec)  # Ray workers start here: their errors come before any row
         for p in problems:
             yield _counted(EmbedRow(p.path, None, "error", error=p.reason), progress)
-        for _, row in run_job(job, jobs, spec):
+        for _, row in done:
             yield _counted(row, progress)
 
     return rows()
@@ -293,14 +294,16 @@ def detect_files(inputs: Iterable[str | os.PathLike], *, engine: str | Watermark
     if progress is not None:
         progress.set_total(len(problems) + len(files))
 
-    from voiceguard.executors import run_job
+    from voiceguard.executors import as_spec, run_job
 
+    spec = as_spec(executor)
     job = DetectJob(wm, value)
 
     def rows() -> Iterator[DetectRow]:
+        done = run_job(job, files, spec)  # Ray workers start here: their errors come before any row
         for p in problems:
             yield _counted(DetectRow(p.path, "error", error=p.reason), progress)
-        for _, row in run_job(job, files, executor):
+        for _, row in done:
             yield _counted(row, progress)
 
     return rows()

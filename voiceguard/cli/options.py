@@ -155,6 +155,9 @@ def executor_spec(executor: str, ray_address: str | None, workers: int | None = 
         raise click.UsageError("--ray-address goes with --executor ray")
     if executor != "ray" and workers is not None and not local_workers:
         raise click.UsageError("--workers (Ray actors) goes with --executor ray")
+    if executor != "ray" and workers is not None and workers > WORKERS.max:
+        raise click.UsageError(f"--workers {workers}: at most {WORKERS.max} decoding threads locally (more Ray "
+                               "actors with --executor ray)")
     spec = ExecutorSpec(executor, address=ray_address, workers=workers if executor == "ray" else None)
     # Ray is connected now, before any output is written, and stays connected until the command ends
     click.get_current_context().with_resource(session(spec))

@@ -46,10 +46,11 @@ def stream_rows(rows: Iterable[T], sink: RowSink, to_dict: Callable[[T], dict],
 
     On Ctrl-C or SIGTERM the iteration stops (the row generator is closed, so its worker threads
     finish), ``progress`` and ``sink`` are closed, and ``interrupted`` is True.  The sink is closed in
-    every case, so a table / JSON document holds the rows so far.
+    every case, so a table / JSON document holds the rows so far; when the rows fail with an error before
+    the first one (the executor could not start), nothing is written (``RowSink.close(abandon=True)``).
     """
     out: list[T] = []
-    interrupted = False
+    interrupted = failed = False
     with sigterm_as_interrupt():
         try:
             for r in rows:
@@ -60,10 +61,13 @@ def stream_rows(rows: Iterable[T], sink: RowSink, to_dict: Callable[[T], dict],
             close = getattr(rows, "close", None)
             if close is not None:
                 close()
+        except BaseException:
+            failed = True  # e.g. the Ray workers could not start: leave no empty output behind
+            raise
         finally:
             if progress is not None:
                 progress.close()
-            sink.close()
+            sink.close(abandon=failed and sink.written == 0)
     return out, interrupted
 
 
