@@ -35,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-BEGIN, END = "<!-- voiceguard-bench-executors:begin -->", "<!-- voiceguard-bench-executors:end -->"
 RUNS = {"local": None, "ray1": 1, "ray2": 2}
 
 
@@ -183,14 +182,10 @@ def table(results: dict) -> str:
 
 
 def update_readme(path: str, text: str) -> None:
-    from voiceguard.files import atomic_write_text
+    """Replace the README's ``bench-executors`` block with ``text`` (atomically; exactly one marker pair needed)."""
+    from voiceguard.files import replace_marked_block
 
-    body = Path(path).read_text()
-    if BEGIN not in body or END not in body:
-        raise SystemExit(f"{path} has no {BEGIN} ... {END} block")
-    head, rest = body.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    atomic_write_text(path, head + BEGIN + "\n" + text + END + tail)
+    replace_marked_block(path, "bench-executors", text)
 
 
 def main() -> int:

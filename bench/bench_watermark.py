@@ -315,7 +315,6 @@ def memory(engine: str, clip: np.ndarray) -> dict:
 #: with Localized Watermarking", Table 2, full AudioSeal model): cited for context, not measured here
 PAPER = {"si_snr": "26.00 (cited)", "pesq": "4.47 (cited)", "stoi": "-", "localisation": "-"}
 
-BEGIN, END = "<!-- voiceguard-bench-watermark:begin -->", "<!-- voiceguard-bench-watermark:end -->"
 
 
 def _met(a: dict) -> str:
@@ -396,12 +395,10 @@ def table(results: dict) -> str:
 
 
 def update_readme(path: str, text: str) -> None:
-    body = Path(path).read_text()
-    if BEGIN not in body or END not in body:
-        raise SystemExit(f"{path} has no {BEGIN} ... {END} block")
-    head, rest = body.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    atomic_write_text(path, head + BEGIN + "\n" + text + END + tail)
+    """Replace the README's ``bench-watermark`` block with ``text`` (atomically; exactly one marker pair needed)."""
+    from voiceguard.files import replace_marked_block
+
+    replace_marked_block(path, "bench-watermark", text)
 
 
 def main() -> None:
