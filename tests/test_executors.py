@@ -405,5 +405,7 @@ def test_detect_score_and_report_scoring_on_ray(ray_cluster, inputs, tmp_path):
     row = next(r for r in load_suite("audioseal-paper").rows if r.label == "white_noise_0.05")  # seeded per file
     loaded = load_model(None)
     a = score_condition(loaded, Data, trials, row, seed=7)
-    b = score_condition(loaded, Data, trials, row, seed=7, executor=ExecutorSpec("ray", workers=2, batch_files=2))
+    spec = ExecutorSpec("ray", workers=2, batch_files=2)
+    b = score_condition(loaded, Data, trials, row, seed=7, executor=spec)
     assert a["utt"] == b["utt"] == names and np.allclose(a["score"], b["score"], atol=1e-4)
+    assert spec.stats["tasks"] == 3 and len(spec.stats["pids_seen"]) >= 1  # it did run on the actors

@@ -161,27 +161,32 @@ def ordered(pairs: Iterable[tuple[int, Any]], n: int) -> list:
 
 # --------------------------------------------------------------------------- Ray
 class _Worker:
-    """The body of a Ray actor: the job opened once per worker process; ``run`` processes one batch and times it.
+    """The body of a Ray actor: a job opened once per worker process; ``run`` processes one batch and times it.
 
     The job comes with each call as a reference inside a list (Ray hands it over unresolved): the first call of a
-    (re)started worker fetches and opens it, later calls reuse it.  A constructor argument would be lost with the
-    object when a restarted actor needs it again; a call argument is kept alive by the driver for the whole run.
+    (re)started worker, or the first call of another job (actors are reused within a ``session``), fetches and
+    opens it; later calls reuse it.  A constructor argument would be lost with the object when a restarted actor
+    needs it again; a call argument is kept alive by the driver for the whole run.
     """
 
     def __init__(self, threads: int):
         self.threads = max(1, threads)
+        self.job_id = None
         self.process = None
 
     def _open(self, job_box: list):
-        if self.process is None:
+        job_id = job_box[0].hex()
+        if self.job_id != job_id:
             import sys
 
             import ray
 
+            self.process = None  # the previous job (and its model) can go
             job = ray.get(job_box[0])
             if "torch" in sys.modules:  # the job holds torch models: as many threads as CPUs reserved
                 sys.modules["torch"].set_num_threads(self.threads)
             self.process = job.open()
+            self.job_id = job_id
         return self.process
 
     def ready(self, job_box: list) -> int:
@@ -194,24 +199,39 @@ class _Worker:
         return out, time.perf_counter() - t, os.getpid()
 
 
+#: actors kept by the open ``session``s, by CPUs per worker: reused by every run_job inside
+_POOLS: list[dict] = []
+
+
 @contextmanager
 def session(executor: "ExecutorSpec | str | None") -> Iterator[None]:
     """Within the block, Ray is connected as ``executor`` asks (a private instance is started, or the cluster
-    joined) and every ``run_job`` uses that connection; a private instance is stopped at the end.  A no-op for
-    the local executor.  A command enters it before writing any output, so a cluster that cannot be reached is
-    one error line, not a half-written file.
+    joined) and every ``run_job`` uses that connection and the same actors (started by the first run of each
+    size, then handed each run's job: a report's many scoring stages start their workers once); at the end the
+    actors are stopped, and a private instance too.  A no-op for the local executor.  A command enters it before
+    writing any output, so a cluster that cannot be reached is one error line, not a half-written file.  A
+    session opened inside another one uses the outer one's connection and actors.
 
     Raises:
         ExecutorError: as ``run_job``.
     """
     spec = as_spec(executor)
-    if spec.is_local:
+    if spec.is_local or _POOLS:  # local, or inside another session: its connection and actors serve
         yield
         return
     ray, started = _init_ray(spec)
+    pool: dict = {}
+    _POOLS.append(pool)
     try:
         yield
     finally:
+        _POOLS.remove(pool)
+        for actors in pool.values():
+            for a in actors:
+                try:
+                    ray.kill(a)
+                except Exception:  # noqa: BLE001 - already gone
+                    pass
         if started:
             ray.shutdown()
 
@@ -268,6 +288,7 @@ class _RayRun:
     def __init__(self, job: FileJob, items: list, spec: ExecutorSpec):
         self.ray, self.started = _init_ray(spec)
         self.actors: list = []
+        self.owned = True  # False: the actors belong to the session (not stopped by close)
         self.closed = False
         try:
             self._gen = self._start(job, items, spec)
@@ -282,7 +303,6 @@ class _RayRun:
         if spec.address is None and n_workers * spec.cpus_per_worker > cpus:  # a cluster may scale up: it waits
             raise ExecutorError(f"{n_workers} worker(s) of {spec.cpus_per_worker:g} CPU need "
                                 f"{n_workers * spec.cpus_per_worker:g} CPUs; this machine's Ray instance has {cpus:g}")
-        n_workers = max(1, min(n_workers, len(items)))
         t0 = time.perf_counter()
         try:
             job_box = [ray.put(job)]  # the job (and its model) is stored once, read by each actor
@@ -290,17 +310,25 @@ class _RayRun:
             raise ExecutorError(f"the job cannot be sent to Ray workers ({type(e).__name__}: {e})") from None
         # Ray restarts a dead actor; the scheduler (not Ray) retries its tasks, so that it knows which failed
         remote = ray.remote(num_cpus=spec.cpus_per_worker, max_restarts=-1, max_task_retries=0)(_Worker)
-        self.actors = [remote.remote(max(1, int(spec.cpus_per_worker))) for _ in range(n_workers)]
-        try:
-            pids = ray.get([a.ready.remote(job_box) for a in self.actors], timeout=spec.startup_timeout_s)
-        except ray.exceptions.GetTimeoutError:
-            raise ExecutorError(f"the {n_workers} Ray worker(s) did not start within {spec.startup_timeout_s:g} s "
-                                "(too few free CPUs in the cluster?)") from None
-        except ray.exceptions.RayError as e:
-            raise ExecutorError(f"a Ray worker could not load the job: {_short(e)}") from None
-        spec.stats.update(startup_s=time.perf_counter() - t0, workers=n_workers, tasks=0, compute_s=0.0,
+        threads = max(1, int(spec.cpus_per_worker))
+        pool = _POOLS[-1] if _POOLS else None
+        if pool is not None:  # the session's actors of this CPU size: reused (the first n), the new job handed over
+            shared = pool.setdefault(spec.cpus_per_worker, [])
+            shared += [remote.remote(threads) for _ in range(n_workers - len(shared))]
+            self.actors, self.owned = shared[:n_workers], False
+        else:
+            n_workers = max(1, min(n_workers, len(items)))
+            self.actors, self.owned = [remote.remote(threads) for _ in range(n_workers)], True
+        pids = _await_ready(ray, self.actors, job_box, spec.startup_timeout_s)
+        spec.stats.update(startup_s=time.perf_counter() - t0, workers=len(self.actors), tasks=0, compute_s=0.0,
                           failures=0, split=0, restarts=0, lost=0, pids=list(pids), pids_seen=set())
-        return _schedule(ray, self.actors, job_box, job, items, spec)
+        return _schedule(ray, self.actors, job_box, job, items, spec, self._drop)
+
+    def _drop(self, actor) -> None:
+        """An actor given up: killed, and no longer in its session's pool (the next run starts another)."""
+        for shared in (_POOLS[-1].values() if _POOLS else ()):
+            if actor in shared:
+                shared.remove(actor)
 
     def __iter__(self):
         return self
@@ -319,7 +347,7 @@ class _RayRun:
         gen = getattr(self, "_gen", None)
         if gen is not None:
             gen.close()
-        for a in self.actors:
+        for a in self.actors if self.owned else ():
             try:
                 self.ray.kill(a)
             except Exception:  # noqa: BLE001 - already gone
@@ -334,6 +362,35 @@ class _RayRun:
             pass
 
 
+def _await_ready(ray, actors: list, job_box: list, timeout_s: float) -> list[int]:
+    """Each actor's process id once it has opened the job.  An actor that is restarting (a session's actor whose
+    process died in an earlier run) is asked again until ``timeout_s``.
+
+    Raises:
+        ExecutorError: an actor failed to open the job, or not all were ready within ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    pids: dict[int, int] = {}
+    pending = {actors[k].ready.remote(job_box): k for k in range(len(actors))}
+    while pending:
+        left = deadline - time.monotonic()
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=max(0.0, left))
+        if not ready:
+            raise ExecutorError(f"{len(pending)} of {len(actors)} Ray worker(s) did not start within {timeout_s:g} s "
+                                "(too few free CPUs in the cluster?)")
+        k = pending.pop(ready[0])
+        try:
+            pids[k] = ray.get(ready[0])
+        except ray.exceptions.RayTaskError as e:  # the job's open() raised
+            raise ExecutorError(f"a Ray worker could not load the job: {_short(e)}") from None
+        except ray.exceptions.RayError as e:  # the actor is (re)starting or died: ask it again
+            if time.monotonic() > deadline:
+                raise ExecutorError(f"a Ray worker could not start: {_short(e)}") from None
+            time.sleep(_UNAVAILABLE_WAIT_S)
+            pending[actors[k].ready.remote(job_box)] = k
+    return [pids[k] for k in range(len(actors))]
+
+
 def _short(e: BaseException) -> str:
     """The first meaningful line of a Ray error (Ray's messages carry tracebacks)."""
     cause = getattr(e, "cause", None)
@@ -343,8 +400,8 @@ def _short(e: BaseException) -> str:
     return lines[-1] if lines else type(e).__name__
 
 
-def _schedule(ray, actors: list, job_box: list, job: FileJob, items: list, spec: ExecutorSpec
-              ) -> Iterator[tuple[int, Any]]:
+def _schedule(ray, actors: list, job_box: list, job: FileJob, items: list, spec: ExecutorSpec,
+              drop: Callable[[Any], None] = lambda actor: None) -> Iterator[tuple[int, Any]]:
     """Hand batches to actors, yield results as batches finish, and deal with workers that die.
 
     When an actor's process dies, every task on it fails; only the oldest (the one it was running) is charged an
@@ -425,6 +482,7 @@ def _schedule(ray, actors: list, job_box: list, job: FileJob, items: list, spec:
                     ray.kill(actors[k], no_restart=True)
                 except Exception:  # noqa: BLE001 - already gone
                     pass
+                drop(actors[k])
             elif k in probe_after and probe_after[k] <= now:
                 del probe_after[k]
                 probes[actors[k].ready.remote(job_box)] = k
