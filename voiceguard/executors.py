@@ -65,8 +65,9 @@ class ExecutorSpec:
         workers: Ray actors (each holds the model once); None: the cluster's CPUs // ``cpus_per_worker``
             (at least 1).
         cpus_per_worker: CPUs each actor reserves; it also runs that many torch threads.
-        batch_files: files per task sent to an actor (larger: less scheduling overhead per file; smaller:
-            finer load balance and less work redone after a failure).
+        batch_files: the most files per task sent to an actor (larger: less scheduling overhead per file;
+            smaller: finer load balance and less work redone after a failure); a short run uses smaller tasks,
+            so that each worker gets at least two.
         max_retries: times a task is retried after its worker process died, before it is split into single
             files (and each single file, run alone on a worker, is retried as often).
         startup_timeout_s: seconds to wait for the actors to start and load the job (a cluster that must
@@ -322,7 +323,9 @@ class _RayRun:
         pids = _await_ready(ray, self.actors, job_box, spec.startup_timeout_s)
         spec.stats.update(startup_s=time.perf_counter() - t0, workers=len(self.actors), tasks=0, compute_s=0.0,
                           failures=0, split=0, restarts=0, lost=0, pids=list(pids), pids_seen=set())
-        return _schedule(ray, self.actors, job_box, job, items, spec, self._drop)
+        # at most batch_files per task, and at least two tasks per worker: a few files still spread over all workers
+        batch = max(1, min(spec.batch_files, -(-len(items) // (2 * len(self.actors)))))
+        return _schedule(ray, self.actors, job_box, job, items, spec, self._drop, batch)
 
     def _drop(self, actor) -> None:
         """An actor given up: killed, and no longer in its session's pool (the next run starts another)."""
@@ -391,6 +394,21 @@ def _await_ready(ray, actors: list, job_box: list, timeout_s: float) -> list[int
     return [pids[k] for k in range(len(actors))]
 
 
+def _unfinished(ray, refs: list) -> list:
+    """The tasks of ``refs`` that have not finished successfully (still running, queued, or failed)."""
+    if not refs:
+        return []
+    done, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+    ok = set()
+    for r in done:
+        try:
+            ray.get(r)
+            ok.add(r)
+        except ray.exceptions.RayError:
+            pass
+    return [r for r in refs if r not in ok]
+
+
 def _short(e: BaseException) -> str:
     """The first meaningful line of a Ray error (Ray's messages carry tracebacks)."""
     cause = getattr(e, "cause", None)
@@ -401,7 +419,8 @@ def _short(e: BaseException) -> str:
 
 
 def _schedule(ray, actors: list, job_box: list, job: FileJob, items: list, spec: ExecutorSpec,
-              drop: Callable[[Any], None] = lambda actor: None) -> Iterator[tuple[int, Any]]:
+              drop: Callable[[Any], None] = lambda actor: None, batch: int | None = None
+              ) -> Iterator[tuple[int, Any]]:
     """Hand batches to actors, yield results as batches finish, and deal with workers that die.
 
     When an actor's process dies, every task on it fails; only the oldest (the one it was running) is charged an
@@ -414,9 +433,9 @@ def _schedule(ray, actors: list, job_box: list, job: FileJob, items: list, spec:
     the remaining files become error rows.
     """
     # (indices, attempts so far, suspect)
+    batch = batch or spec.batch_files
     todo: deque[tuple[list[int], int, bool]] = deque(
-        (list(range(i, min(i + spec.batch_files, len(items)))), 0, False)
-        for i in range(0, len(items), spec.batch_files))
+        (list(range(i, min(i + batch, len(items)))), 0, False) for i in range(0, len(items), batch))
     inflight: dict[Any, tuple[int, list[int], int, bool, int]] = {}  # ref -> (actor, indices, attempts, suspect, seq)
     n = len(actors)
     load, exclusive = [0] * n, [False] * n
@@ -519,10 +538,11 @@ def _schedule(ray, actors: list, job_box: list, job: FileJob, items: list, spec:
             yield from charge(idx, attempts, suspect, _short(e))
             continue
         except ray.exceptions.RayError as e:  # the actor died (or was restarting)
-            if down_since[k] is None:  # first news of this death: the oldest task on it was running
+            if down_since[k] is None:  # first news of this death: its oldest unfinished task was running
                 down_since[k] = time.monotonic()
                 probe_after[k] = time.monotonic()
-                culprit[k] = min([s] + [v[4] for v in inflight.values() if v[0] == k])
+                culprit[k] = min([s] + [inflight[r][4] for r in _unfinished(ray, [r for r, v in inflight.items()
+                                                                                   if v[0] == k])])
             if culprit.get(k) == s:
                 del culprit[k]
                 yield from charge(idx, attempts, suspect, _short(e))
