@@ -313,7 +313,9 @@ def test_a_file_that_kills_its_worker_every_time_on_ray(ray_cluster):
     got = dict(run_job(Suicidal(), ["a", "b", "poison", "c"], spec))
     assert [got[i] for i in (0, 1, 3)] == ["A", "B", "C"]
     assert got[2].startswith("error: the worker failed on this file 1 time(s)")
-    assert spec.stats["split"] == 1 and spec.stats["failures"] == 2
+    # at least the poison batch and the poison file alone; a batch-mate that finished just before the death may
+    # have lost its reply with the process and be charged too (then split and redone: its rows above are right)
+    assert spec.stats["split"] >= 1 and spec.stats["failures"] >= 2
 
 
 @needs_ray
@@ -408,4 +410,4 @@ def test_detect_score_and_report_scoring_on_ray(ray_cluster, inputs, tmp_path):
     spec = ExecutorSpec("ray", workers=2, batch_files=2)
     b = score_condition(loaded, Data, trials, row, seed=7, executor=spec)
     assert a["utt"] == b["utt"] == names and np.allclose(a["score"], b["score"], atol=1e-4)
-    assert spec.stats["tasks"] == 3 and len(spec.stats["pids_seen"]) >= 1  # it did run on the actors
+    assert spec.stats["tasks"] >= 3 and len(spec.stats["pids_seen"]) >= 1  # it did run on the actors
