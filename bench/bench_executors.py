@@ -177,7 +177,8 @@ def table(results: dict) -> str:
     if results.get("agreement"):
         a = results["agreement"]
         lines.append(f"- Ray rows vs local rows: every file exactly once ({a['files']} files), verdicts and watermark "
-                     f"columns equal: {a['same_verdicts']}, largest LLR difference {a['max_llr_diff']:.3g}.")
+                     f"columns equal: {a['same_verdicts']}, largest difference of the written LLRs (3 decimals) "
+                     f"{a['max_llr_diff']:.3g}.")
     return "\n".join(lines) + "\n"
 
 

@@ -176,16 +176,13 @@ def score_many(job: ScoreJob, paths: Sequence, executor=None, progress: bool = F
 
     from tqdm import tqdm
 
-    from voiceguard.executors import as_spec, run_job
+    from voiceguard.executors import as_spec, ordered, run_job
 
     spec = as_spec(executor)
     if not spec.is_local:
         job = replace(job, workers=max(1, int(spec.cpus_per_worker)))
-    out: list = [None] * len(paths)
-    for i, s in tqdm(run_job(job, paths, spec), total=len(paths), desc=desc, unit="file", disable=not progress,
-                     leave=False):
-        out[i] = s
-    return out
+    return ordered(tqdm(run_job(job, paths, spec), total=len(paths), desc=desc, unit="file", disable=not progress,
+                        leave=False), len(paths))
 
 
 @dataclass(frozen=True)
